@@ -1,0 +1,1 @@
+"""Thin Kopf handlers: parse, delegate to ipam, write once."""

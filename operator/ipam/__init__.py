@@ -1,0 +1,1 @@
+"""Pure address management: pools, allocation, holders. No Kubernetes here."""
