@@ -1,0 +1,280 @@
+"""One IPPool: its usable addresses and a free-interval allocator per family."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from .addresses import (
+    FAMILIES,
+    IP,
+    Interval,
+    PoolSpecError,
+    first_common,
+    normalize,
+    parse_entries,
+    size,
+    subtract,
+    without_buggy_v4,
+)
+from .selectors import Selector
+
+# Intervals per chunk: list insert/delete is a memmove of the chunk only, so a fragmented /64
+# with 100k holders costs about what a /24 does, while bisect stays two short searches.
+_LOAD = 512
+
+
+class FreeIntervals:
+    """Free addresses of one family as sorted, disjoint, non-touching inclusive intervals.
+
+    Stored as chunked parallel lists of starts and ends (a one-level B-tree), so every operation
+    is two bisects plus a memmove of at most ``2 * _LOAD`` items, whatever the pool size.
+    """
+
+    __slots__ = ("_ends", "_firsts", "_free", "_starts")
+
+    def __init__(self, intervals: Iterable[Interval] = ()) -> None:
+        flat = list(intervals)
+        chunks = [flat[i : i + _LOAD] for i in range(0, len(flat), _LOAD)]
+        self._starts = [[first for first, _ in chunk] for chunk in chunks]
+        self._ends = [[last for _, last in chunk] for chunk in chunks]
+        self._firsts = [starts[0] for starts in self._starts]
+        self._free = size(flat)
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def __iter__(self) -> Iterator[Interval]:
+        for starts, ends in zip(self._starts, self._ends, strict=True):
+            yield from zip(starts, ends, strict=True)
+
+    def lowest(self) -> int | None:
+        return self._firsts[0] if self._firsts else None
+
+    def take_lowest(self) -> int | None:
+        """Hand out the lowest free address; the common path only bumps the first start."""
+        if not self._firsts:
+            return None
+        starts = self._starts[0]
+        first = starts[0]
+        if first == self._ends[0][0]:
+            self._remove(0, 0)
+        else:
+            starts[0] = self._firsts[0] = first + 1
+        self._free -= 1
+        return first
+
+    def is_free(self, value: int) -> bool:
+        chunk, index = self._find(value)
+        return chunk >= 0 and value <= self._ends[chunk][index]
+
+    def take(self, value: int) -> bool:
+        """Reserve ``value``; False when it is not free."""
+        chunk, index = self._find(value)
+        if chunk < 0:
+            return False
+        starts, ends = self._starts[chunk], self._ends[chunk]
+        first, last = starts[index], ends[index]
+        if value > last:
+            return False
+        if first == last:
+            self._remove(chunk, index)
+        elif value == first:
+            starts[index] = value + 1
+            if index == 0:
+                self._firsts[chunk] = value + 1
+        elif value == last:
+            ends[index] = value - 1
+        else:
+            ends[index] = value - 1
+            self._insert(chunk, index + 1, value + 1, last)
+        self._free -= 1
+        return True
+
+    def give_back(self, value: int) -> None:
+        """Free ``value`` again, merging with touching intervals."""
+        chunk, index = self._find(value)
+        if chunk >= 0 and value <= self._ends[chunk][index]:
+            raise ValueError(f"{value} is already free")
+        if chunk < 0:
+            after = (0, 0)
+        elif index + 1 < len(self._starts[chunk]):
+            after = (chunk, index + 1)
+        else:
+            after = (chunk + 1, 0)
+        joins_before = chunk >= 0 and self._ends[chunk][index] == value - 1
+        joins_after = after[0] < len(self._starts) and self._starts[after[0]][after[1]] == value + 1
+        if joins_before and joins_after:
+            self._ends[chunk][index] = self._ends[after[0]][after[1]]
+            self._remove(*after)
+        elif joins_before:
+            self._ends[chunk][index] = value
+        elif joins_after:
+            self._starts[after[0]][after[1]] = value
+            if after[1] == 0:
+                self._firsts[after[0]] = value
+        else:
+            self._insert(max(chunk, 0), index + 1, value, value)
+        self._free += 1
+
+    def _find(self, value: int) -> tuple[int, int]:
+        """Chunk and index of the last interval starting at or below ``value``; -1s if none."""
+        chunk = bisect_right(self._firsts, value) - 1
+        if chunk < 0:
+            return -1, -1
+        return chunk, bisect_right(self._starts[chunk], value) - 1
+
+    def _insert(self, chunk: int, index: int, first: int, last: int) -> None:
+        if not self._starts:
+            self._starts.append([first])
+            self._ends.append([last])
+            self._firsts.append(first)
+            return
+        starts, ends = self._starts[chunk], self._ends[chunk]
+        starts.insert(index, first)
+        ends.insert(index, last)
+        if index == 0:
+            self._firsts[chunk] = first
+        if len(starts) > 2 * _LOAD:
+            self._starts.insert(chunk + 1, starts[_LOAD:])
+            self._ends.insert(chunk + 1, ends[_LOAD:])
+            self._firsts.insert(chunk + 1, starts[_LOAD])
+            del starts[_LOAD:], ends[_LOAD:]
+
+    def _remove(self, chunk: int, index: int) -> None:
+        starts = self._starts[chunk]
+        del starts[index], self._ends[chunk][index]
+        if not starts:
+            del self._starts[chunk], self._ends[chunk], self._firsts[chunk]
+        elif index == 0:
+            self._firsts[chunk] = starts[0]
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """An IPPool's spec, lifted out of the Kubernetes object (address text left raw)."""
+
+    name: str
+    addresses: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    avoid_buggy_ips: bool = False
+    auto_assign: bool = True
+    disabled: bool = False
+    priority: int = 0
+    service_selector: Selector | None = None
+    namespace_selector: Selector | None = None
+    created: str = ""
+
+    @property
+    def seniority(self) -> tuple[str, str]:
+        """Older sorts first; the younger of two overlapping pools is the conflicting one."""
+        return (self.created, self.name)
+
+
+@dataclass(frozen=True)
+class FamilyCounts:
+    family: int
+    total: int
+    allocated: int
+    available: int
+
+
+def usable_ranges(spec: PoolSpec) -> dict[int, list[Interval]]:
+    """Addresses the pool may hand out, per family: ranges minus exclude minus buggy ones."""
+    ranges = parse_entries("addresses", spec.addresses, required=True)
+    excluded = parse_entries("exclude", spec.exclude, required=False)
+    usable = {family: subtract(ranges[family], excluded.get(family, [])) for family in ranges}
+    if spec.avoid_buggy_ips and 4 in usable:
+        usable[4] = without_buggy_v4(usable[4])
+    return usable
+
+
+class Pool:
+    """A pool's usable ranges and, per family, the addresses of them nobody holds."""
+
+    __slots__ = ("_ends", "_free", "_starts", "error", "ranges", "spec")
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        ranges: Mapping[int, list[Interval]],
+        held: Iterable[IP] = (),
+        error: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.error = error
+        self.ranges = {family: ranges[family] for family in FAMILIES if ranges.get(family)}
+        self._starts = {family: [first for first, _ in r] for family, r in self.ranges.items()}
+        self._ends = {family: [last for _, last in r] for family, r in self.ranges.items()}
+        taken: dict[int, list[Interval]] = {family: [] for family in self.ranges}
+        for ip in held:
+            if self.contains(ip):
+                taken[ip.family].append((ip.value, ip.value))
+        self._free = {
+            family: FreeIntervals(subtract(r, normalize(taken[family])))
+            for family, r in self.ranges.items()
+        }
+
+    @classmethod
+    def build(cls, spec: PoolSpec, held: Iterable[IP], previous: Pool | None = None) -> Pool:
+        """A pool from its spec; an invalid spec keeps the previous ranges so holders stay put."""
+        try:
+            return cls(spec, usable_ranges(spec), held)
+        except PoolSpecError as error:
+            return cls(spec, previous.ranges if previous else {}, held, error=str(error))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(self.ranges)
+
+    def accepts(self, labels: Mapping[str, str], namespace_labels: Mapping[str, str]) -> bool:
+        service, namespace = self.spec.service_selector, self.spec.namespace_selector
+        return (service is None or service.matches(labels)) and (
+            namespace is None or namespace.matches(namespace_labels)
+        )
+
+    def contains(self, ip: IP) -> bool:
+        starts = self._starts.get(ip.family)
+        if not starts:
+            return False
+        index = bisect_right(starts, ip.value) - 1
+        return index >= 0 and ip.value <= self._ends[ip.family][index]
+
+    def is_free(self, ip: IP) -> bool:
+        free = self._free.get(ip.family)
+        return free is not None and free.is_free(ip.value)
+
+    def lowest_free(self, family: int) -> IP | None:
+        free = self._free.get(family)
+        value = free.lowest() if free is not None else None
+        return None if value is None else IP(family, value)
+
+    def take(self, ip: IP) -> bool:
+        """Mark a held address used; False when it is not free here."""
+        free = self._free.get(ip.family)
+        return free is not None and free.take(ip.value)
+
+    def give_back(self, ip: IP) -> None:
+        self._free[ip.family].give_back(ip.value)
+
+    def overlap(self, other: Pool) -> IP | None:
+        """Lowest address both pools contain, if any."""
+        for family in self.families:
+            if family in other.ranges:
+                value = first_common(self.ranges[family], other.ranges[family])
+                if value is not None:
+                    return IP(family, value)
+        return None
+
+    def counts(self) -> tuple[FamilyCounts, ...]:
+        result = []
+        for family, ranges in self.ranges.items():
+            total, available = size(ranges), self._free[family].free
+            result.append(FamilyCounts(family, total, total - available, available))
+        return tuple(result)

@@ -1,0 +1,79 @@
+"""What a Service asks for, and what it gets."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+class Reason(enum.StrEnum):
+    """Reason of the Service's ``lbipam.io/AddressAllocated`` condition."""
+
+    ALLOCATED = "Allocated"
+    POOL_EXHAUSTED = "PoolExhausted"
+    NO_MATCHING_POOL = "NoMatchingPool"
+    ADDRESS_IN_USE = "AddressInUse"
+    ADDRESS_NOT_IN_POOL = "AddressNotInPool"
+    INVALID_REQUEST = "InvalidRequest"
+    PORT_CONFLICT = "PortConflict"
+
+
+@dataclass(frozen=True, order=True)
+class ServiceKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Port:
+    port: int
+    protocol: str
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """One Service's wishes, already lifted out of the Kubernetes object (text left raw)."""
+
+    key: ServiceKey
+    created: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    pools: tuple[str, ...] = ()
+    load_balancer_ip: str | None = None
+    requested_ips: tuple[str, ...] = ()
+    sharing_key: str | None = None
+    ports: frozenset[Port] = frozenset()
+    families: tuple[int, ...] = (4,)
+    family_policy: str = "SingleStack"
+    held: tuple[str, ...] = ()
+
+    @property
+    def seniority(self) -> tuple[str, str, str]:
+        """Older sorts first: creationTimestamp, then namespace/name."""
+        return (self.created, self.key.namespace, self.key.name)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decision for one Service; ``addresses`` is exactly what its status must list."""
+
+    addresses: tuple[str, ...]
+    pools: tuple[str, ...]
+    reason: Reason
+    message: str
+    allocated: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()
+    displaced: tuple[ServiceKey, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.ALLOCATED

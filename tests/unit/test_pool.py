@@ -1,0 +1,159 @@
+"""One pool: the free-interval allocator, counts, and the label selectors pools use."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from lbipam.ipam.addresses import IP, parse_address
+from lbipam.ipam.pool import FreeIntervals, Pool, PoolSpec
+from lbipam.ipam.selectors import Requirement, Selector
+
+
+def ip(text: str) -> IP:
+    return parse_address(text)
+
+
+def test_the_lowest_free_address_goes_first_and_the_free_list_stays_one_interval() -> None:
+    free = FreeIntervals([(10, 13)])
+    assert [free.take_lowest() for _ in range(5)] == [10, 11, 12, 13, None]
+    assert free.free == 0
+    assert list(free) == []
+
+
+def test_reserving_a_specific_address_splits_and_releasing_merges_back() -> None:
+    free = FreeIntervals([(0, 9)])
+    assert free.take(5)
+    assert not free.take(5), "an address is handed out once"
+    assert not free.take(42), "outside the pool"
+    assert list(free) == [(0, 4), (6, 9)]
+    assert free.lowest() == 0
+    free.give_back(5)
+    assert list(free) == [(0, 9)]
+    assert free.free == 10
+    with pytest.raises(ValueError, match="already free"):
+        free.give_back(5)
+
+
+def test_many_fragments_behave_like_a_plain_set() -> None:
+    """Enough intervals to split chunks many times; checked against a set after every step."""
+    rng = random.Random(7)
+    universe = range(20_000)
+    free = FreeIntervals([(0, 19_999)])
+    model = set(universe)
+    for step in range(20_000):
+        value = rng.choice(universe)
+        if step % 7 == 0:
+            lowest = free.take_lowest()
+            assert lowest == (min(model) if model else None)
+            model.discard(lowest)
+        elif value in model:
+            assert free.take(value)
+            model.remove(value)
+        else:
+            free.give_back(value)
+            model.add(value)
+        assert free.free == len(model)
+    assert {v for first, last in free for v in range(first, last + 1)} == model
+    assert all(free.is_free(v) == (v in model) for v in universe)
+    intervals = list(free)
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(intervals))
+
+
+def test_an_ipv6_slash_64_counts_exactly() -> None:
+    pool = Pool.build(PoolSpec("v6", ("2001:db8:1::/64",)), held=[ip("2001:db8:1::7")])
+    (counts,) = pool.counts()
+    assert (counts.family, counts.total, counts.allocated, counts.available) == (
+        6,
+        2**64,
+        1,
+        2**64 - 1,
+    )
+    assert pool.lowest_free(6) == ip("2001:db8:1::")
+
+
+def test_exclude_and_buggy_ips_are_never_counted_nor_handed_out() -> None:
+    spec = PoolSpec(
+        "public",
+        ("192.168.10.0/24", "2001:db8::/126"),
+        exclude=("192.168.10.1",),
+        avoid_buggy_ips=True,
+    )
+    pool = Pool.build(spec, held=())
+    assert [(c.family, c.total) for c in pool.counts()] == [(4, 253), (6, 4)]
+    assert pool.lowest_free(4) == ip("192.168.10.2")
+    assert not pool.contains(ip("192.168.10.255"))
+    assert pool.contains(ip("2001:db8::"))
+
+
+def test_a_pool_whose_spec_turns_invalid_keeps_its_last_good_addresses() -> None:
+    good = Pool.build(PoolSpec("p", ("10.0.0.0/30",)), held=())
+    bad = Pool.build(PoolSpec("p", ("10.0.0.3-10.0.0.0",)), held=[ip("10.0.0.1")], previous=good)
+    assert bad.error is not None and "range end is below its start" in bad.error
+    assert bad.contains(ip("10.0.0.1"))
+    assert [(c.total, c.allocated) for c in bad.counts()] == [(4, 1)]
+    never_good = Pool.build(PoolSpec("q", ()), held=())
+    assert never_good.counts() == ()
+    assert never_good.error == "addresses: must list at least one address, CIDR or range"
+
+
+def test_overlap_reports_the_first_common_address() -> None:
+    a = Pool.build(PoolSpec("a", ("10.0.0.0/29",)), held=())
+    b = Pool.build(PoolSpec("b", ("2001:db8::1", "10.0.0.6-10.0.0.20")), held=())
+    c = Pool.build(PoolSpec("c", ("10.0.0.8/29",)), held=())
+    assert a.overlap(b) == ip("10.0.0.6")
+    assert a.overlap(c) is None
+
+
+# ---- selectors -------------------------------------------------------------------------
+
+
+def test_the_empty_selector_matches_everything() -> None:
+    assert Selector.from_dict({}).matches({})
+    assert Selector.from_dict({"matchLabels": {}}).matches({"a": "b"})
+
+
+def test_match_labels_and_every_operator() -> None:
+    selector = Selector.from_dict(
+        {
+            "matchLabels": {"tier": "web"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "staging"]},
+                {"key": "team", "operator": "NotIn", "values": ["legacy"]},
+                {"key": "exposed", "operator": "Exists"},
+                {"key": "internal", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    labels = {"tier": "web", "env": "prod", "exposed": ""}
+    assert selector.matches(labels)
+    assert selector.matches({**labels, "team": "core"})
+    assert not selector.matches({**labels, "team": "legacy"})
+    assert not selector.matches({**labels, "env": "dev"})
+    assert not selector.matches({**labels, "tier": "db"})
+    assert not selector.matches({**labels, "internal": "yes"})
+    assert not selector.matches({"tier": "web", "env": "prod"})
+    assert selector.match_expressions[0] == Requirement("env", "In", frozenset({"prod", "staging"}))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"matchLabel": {}}, "unknown field 'matchLabel'"),
+        ({"matchLabels": ["a"]}, "matchLabels: must be a map"),
+        ({"matchLabels": {"a": 1}}, "keys and values must be strings"),
+        ({"matchExpressions": {}}, "matchExpressions: must be a list"),
+        ({"matchExpressions": [{"key": "a", "operator": "Is"}]}, "operator 'Is' is not one of"),
+        ({"matchExpressions": [{"key": "a", "operator": "In"}]}, "needs at least one value"),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
+            "takes no values",
+        ),
+        ({"matchExpressions": [{"operator": "Exists"}]}, "key must be a non-empty string"),
+    ],
+)
+def test_a_malformed_selector_says_what_is_wrong(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Selector.from_dict(data)

@@ -1,0 +1,225 @@
+"""Random Service and IPPool churn against a plain set-based model of the pools.
+
+A /29, a small IPv6 range and an optional third pool that overlaps both; Services ensure,
+get released and see pools edited or removed, the way the operator drives the registry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from itertools import combinations
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from lbipam.ipam.addresses import IP
+from lbipam.ipam.pool import PoolSpec
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
+from lbipam.ipam.selectors import Selector
+
+WEB_ONLY = Selector.from_dict({"matchLabels": {"app": "web"}})
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "p4": [
+        {"addresses": ("10.0.0.0/29",)},
+        {"addresses": ("10.0.0.0/30",)},
+        {"addresses": ("10.0.0.2-10.0.0.9",), "exclude": ("10.0.0.5",)},
+        {"addresses": ("10.0.0.0/29",), "avoid_buggy_ips": True},
+        {"addresses": ("10.0.0.0/29",), "disabled": True},
+        {"addresses": ("10.0.0.9-10.0.0.1",)},
+    ],
+    "p6": [
+        {"addresses": ("2001:db8::1-2001:db8::6",)},
+        {"addresses": ("2001:db8::/126",)},
+        {"addresses": ("2001:db8::4-2001:db8::9", "10.0.0.8/30"), "priority": 5},
+    ],
+    "q": [
+        {"addresses": ("10.0.0.6-10.0.0.10", "2001:db8::5"), "auto_assign": False},
+        {"addresses": ("10.0.1.0/31",), "priority": 1, "service_selector": WEB_ONLY},
+    ],
+}
+KEYS = [ServiceKey(ns, name) for ns in ("a", "b") for name in ("s0", "s1", "s2")]
+PORTS = [Port(80, "TCP"), Port(443, "TCP"), Port(53, "UDP")]
+FAMILY_CHOICES = [
+    ((4,), "SingleStack"),
+    ((6,), "SingleStack"),
+    ((4, 6), "RequireDualStack"),
+    ((6, 4), "PreferDualStack"),
+    ((4,), "PreferDualStack"),
+]
+
+requests = st.builds(
+    lambda key, created, sharing, ports, families, static, pools, labels: ServiceRequest(
+        key=key,
+        created=f"2026-01-01T00:00:0{created}Z",
+        labels=labels,
+        pools=pools,
+        requested_ips=static,
+        sharing_key=sharing,
+        ports=frozenset(ports),
+        families=families[0],
+        family_policy=families[1],
+    ),
+    st.sampled_from(KEYS),
+    st.integers(0, 2),
+    st.sampled_from([None, "k"]),
+    st.sets(st.sampled_from(PORTS), max_size=2),
+    st.sampled_from(FAMILY_CHOICES),
+    st.sampled_from([(), ("10.0.0.3",), ("10.0.0.9",), ("2001:db8::2",), ("10.0.1.0",)]),
+    st.sampled_from([(), ("p4",), ("q",), ("p6", "q")]),
+    st.sampled_from([{}, {"app": "web"}]),
+)
+
+
+def expand(entry: str) -> set[IP]:
+    """Every address of one entry, the slow obvious way."""
+    if "/" in entry:
+        network = ipaddress.ip_network(entry)
+        return {IP(network.version, int(a)) for a in network}
+    first_text, _, last_text = entry.partition("-")
+    first = ipaddress.ip_address(first_text)
+    last = ipaddress.ip_address(last_text or first_text)
+    if int(last) < int(first):
+        raise ValueError(entry)
+    return {IP(first.version, v) for v in range(int(first), int(last) + 1)}
+
+
+def members(spec: PoolSpec) -> set[IP] | None:
+    """The addresses a valid spec hands out; None when the spec is invalid."""
+    try:
+        chosen = set().union(*map(expand, spec.addresses))
+    except ValueError:
+        return None
+    chosen -= set().union(*map(expand, spec.exclude))
+    if spec.avoid_buggy_ips:
+        chosen = {ip for ip in chosen if ip.family == 6 or ip.value % 256 not in (0, 255)}
+    return chosen
+
+
+class RegistryMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry = Registry()
+        self.specs: dict[str, PoolSpec] = {}
+        self.last_valid: dict[str, PoolSpec] = {}
+        self.model: dict[str, set[IP]] = {}
+        self.status: dict[ServiceKey, tuple[str, ...]] = {}
+        self.requests: dict[ServiceKey, ServiceRequest] = {}
+
+    def holdings(self) -> dict[ServiceKey, tuple[str, ...]]:
+        return {key: self.registry.held_by(key) for key in KEYS if self.registry.held_by(key)}
+
+    def in_some_pool(self, text: str) -> bool:
+        ip = ipaddress.ip_address(text)
+        return any(IP(ip.version, int(ip)) in pool for pool in self.model.values())
+
+    def change_pools(self, name: str, spec: PoolSpec | None) -> None:
+        before = self.holdings()
+        if spec is None:
+            change = self.registry.remove_pool(name)
+            self.specs.pop(name, None)
+            self.last_valid.pop(name, None)
+            self.model.pop(name, None)
+        else:
+            change = self.registry.apply_pool(spec)
+            self.specs[name] = spec
+            addresses = members(spec)
+            if addresses is not None:
+                self.last_valid[name] = spec
+            self.model[name] = self.model.get(name, set()) if addresses is None else addresses
+        after = self.holdings()
+        lost = {k: set(held) - set(after.get(k, ())) for k, held in before.items()}
+        assert all(not self.in_some_pool(a) for gone in lost.values() for a in gone)
+        assert all(set(after.get(k, ())) <= set(held) for k, held in before.items())
+        assert change.revoked == tuple(sorted(k for k, gone in lost.items() if gone))
+
+    @rule(name=st.sampled_from(sorted(VARIANTS)), variant=st.integers(0, 5))
+    def edit_pool(self, name: str, variant: int) -> None:
+        fields = VARIANTS[name][variant % len(VARIANTS[name])]
+        created = f"2026-01-01T00:00:0{sorted(VARIANTS).index(name)}Z"
+        self.change_pools(name, PoolSpec(name=name, created=created, **fields))
+
+    @rule(name=st.sampled_from(sorted(VARIANTS)))
+    def remove_pool(self, name: str) -> None:
+        self.change_pools(name, None)
+
+    @rule(request=requests)
+    def ensure(self, request: ServiceRequest) -> None:
+        request = replace(request, held=self.status.get(request.key, ()))
+        outcome = self.registry.ensure(request)
+        self.status[request.key] = outcome.addresses
+        self.requests[request.key] = request
+        assert self.registry.held_by(request.key) == outcome.addresses
+        assert len(outcome.pools) == len(outcome.addresses)
+        rerun = self.registry.ensure(replace(request, held=outcome.addresses))
+        assert (rerun.addresses, rerun.reason, rerun.message) == (
+            outcome.addresses,
+            outcome.reason,
+            outcome.message,
+        )
+        assert (rerun.allocated, rerun.released, rerun.displaced) == ((), (), ())
+
+    @rule(key=st.sampled_from(KEYS))
+    def release(self, key: ServiceKey) -> None:
+        held = set(self.registry.held_by(key))
+        freed = set(self.registry.release(key))
+        self.status.pop(key, None)
+        still_held = {a for other in self.holdings().values() for a in other}
+        assert freed == held - still_held
+        assert self.registry.held_by(key) == ()
+
+    @invariant()
+    def no_address_is_held_by_two_services_that_may_not_share(self) -> None:
+        owners: dict[str, list[ServiceKey]] = {}
+        for key, held in self.holdings().items():
+            for address in held:
+                owners.setdefault(address, []).append(key)
+        for keys in owners.values():
+            for a, b in combinations((self.requests[k] for k in keys), 2):
+                assert a.sharing_key is not None and a.key.namespace == b.key.namespace
+                assert a.sharing_key == b.sharing_key and not a.ports & b.ports
+
+    @invariant()
+    def every_held_address_lies_in_a_pool(self) -> None:
+        assert all(self.in_some_pool(a) for held in self.holdings().values() for a in held)
+
+    @invariant()
+    def counts_add_up(self) -> None:
+        held = {
+            IP(ip.version, int(ip))
+            for addresses in self.holdings().values()
+            for ip in map(ipaddress.ip_address, addresses)
+        }
+        for name, pool in self.model.items():
+            status = self.registry.pool_status(name)
+            assert status.total == len(pool)
+            assert status.allocated == len(held & pool)
+            assert status.allocated + status.available == status.total
+            for counts in status.counts:
+                assert counts.allocated + counts.available == counts.total
+                assert counts.total == sum(1 for ip in pool if ip.family == counts.family)
+
+    @invariant()
+    def a_fresh_registry_rebuilt_from_the_holders_agrees(self) -> None:
+        fresh = Registry()
+        # An invalid spec keeps its last good addresses, so replay that one first.
+        for spec in [*self.last_valid.values(), *self.specs.values()]:
+            fresh.apply_pool(spec)
+        holdings = self.holdings()
+        losers = fresh.rebuild(replace(self.requests[k], held=h) for k, h in holdings.items())
+        assert losers == ()
+        assert {k: fresh.held_by(k) for k in KEYS if fresh.held_by(k)} == holdings
+        for name in self.specs:
+            assert fresh.pool_status(name) == self.registry.pool_status(name)
+
+
+RegistryMachine.TestCase.settings = settings(
+    max_examples=600,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRegistryMachine = RegistryMachine.TestCase
