@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from lbipam.netpol import (
     LEGACY_ANNOTATION,
     MANAGED_BY_LABEL,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lbipam.netpol import LEGACY_ANNOTATION, build_policy
 
+from lbipam.netpol import LEGACY_ANNOTATION, build_policy
 from tests.netpol_eval import ContainerPort, External, Pod, is_allowed
 
 NAMESPACE = "shop"
