@@ -41,6 +41,11 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
+@pytest.fixture(scope="session")
+def networking(api: client.ApiClient) -> client.NetworkingV1Api:
+    return client.NetworkingV1Api(api)
+
+
 @pytest.fixture
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,58 @@
+"""What every handler shares, Kopf's settings, and the one-time rebuild from the indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from lbipam.ipam.registry import Registry
+from lbipam.kube import Kube
+from lbipam.metrics import Metrics
+from lbipam.policies import PolicyReconciler
+from lbipam.poolstatus import PoolStatusWriter
+from lbipam.reconciler import Reconciler
+from lbipam.settings import Settings
+
+
+@dataclass
+class State:
+    """Built once at start-up by the app; handlers reach it through Kopf's memo."""
+
+    settings: Settings
+    registry: Registry
+    kube: Kube
+    metrics: Metrics
+    pools: PoolStatusWriter
+    reconciler: Reconciler
+    policies: PolicyReconciler
+
+
+def _values(index: kopf.Index[Any, Any]) -> list[Any]:
+    return [value for key in index for value in index[key]]
+
+
+def ensure_rebuilt(state: State, indexes: Mapping[str, Any]) -> None:
+    """On the first handler call, load all pools and held addresses from Kopf's indexes.
+
+    Kopf runs no handler before every index has its initial listing, so at this point the
+    registry learns every address held in the cluster before anything new is handed out.
+    """
+    if state.reconciler.rebuilt:
+        return
+    state.reconciler.namespace_labels = indexes["namespace_labels"]
+    state.reconciler.rebuild(_values(indexes["pool_specs"]), _values(indexes["held_services"]))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Nothing of Kopf's may land on Services: no peering objects, no posted log Events.
+    settings.peering.standalone = True
+    settings.posting.enabled = False
+    # One event per object is processed at a time; a short window keeps idle latency low.
+    settings.batching.batch_window = 0.01
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10

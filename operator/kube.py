@@ -1,0 +1,198 @@
+"""The async Kubernetes client, set up once, and every write the operator makes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.aio import client, config
+from kubernetes.aio.client.exceptions import ApiException
+
+from lbipam.ipam.requests import ServiceKey
+from lbipam.parse import GROUP, POOLS, VERSION
+
+FIELD_MANAGER = "lbipam"
+COMPONENT = "lbipam"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+log = logging.getLogger(__name__)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kubeconfig() -> str | None:
+    path = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
+    path = os.path.expanduser(path)
+    return path if os.path.exists(path) else None
+
+
+async def connect() -> client.ApiClient:
+    """A client for $KUBECONFIG when set (or ~/.kube/config), else the in-cluster account."""
+    kubeconfig = _kubeconfig()
+    if kubeconfig is not None:
+        await config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+    else:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def is_status(error: BaseException, *codes: int) -> bool:
+    return isinstance(error, ApiException) and error.status in codes
+
+
+class Kube:
+    """Writers for Service status, IPPool status and finalizers, Events and NetworkPolicies."""
+
+    def __init__(self, api: client.ApiClient, events_namespace: str) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.networking = client.NetworkingV1Api(api)
+        self.events_namespace = events_namespace
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        await self.api.close()  # type: ignore[no-untyped-call]
+
+    async def apply_service_status(
+        self, key: ServiceKey, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
+    ) -> None:
+        """Server-side apply of our fields in the Service status; fields we leave out are removed.
+
+        Apply keeps conditions owned by other controllers, and omitting ours on release removes
+        exactly what we wrote. Raises ApiException(404) when the Service is gone.
+        """
+        status: dict[str, Any] = {}
+        if ingress:
+            status["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ingress]}
+        if condition is not None:
+            status["conditions"] = [dict(condition)]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": key.name, "namespace": key.namespace},
+            "status": status,
+        }
+        response = await self.core.patch_namespaced_service_status_without_preload_content(
+            key.name,
+            key.namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        await _check(response)
+
+    async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
+        """JSON merge patch of an IPPool (custom resources take no strategic merge)."""
+        method = (
+            self.custom.patch_cluster_custom_object_status_without_preload_content
+            if status
+            else self.custom.patch_cluster_custom_object_without_preload_content
+        )
+        response = await method(GROUP, VERSION, POOLS, name, dict(patch), _content_type=MERGE)
+        await _check(response)
+
+    def event(
+        self,
+        involved: Mapping[str, str],
+        kind: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+    ) -> None:
+        """Post a core Event in the background: an Event must never delay an allocation.
+
+        `involved` has apiVersion, name, uid and, for namespaced objects, namespace.
+        """
+        task = asyncio.create_task(self._post_event(involved, kind, reason, message, warning))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _post_event(
+        self, involved: Mapping[str, str], kind: str, reason: str, message: str, warning: bool
+    ) -> None:
+        # Cluster-scoped objects' Events live in "default", where `kubectl describe` looks.
+        namespace = involved.get("namespace") or "default"
+        stamp = now()
+        # The generated client types bodies as its models; it sends plain dicts as they are.
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": {"kind": kind, **involved},
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": f"{GROUP}/{COMPONENT}",
+            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            response = await self.core.create_namespaced_event_without_preload_content(
+                namespace, body
+            )
+            await _check(response)
+        except Exception as error:
+            log.warning("could not post %s Event on %s: %s", reason, involved.get("name"), error)
+
+    async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        response = await self.networking.read_namespaced_network_policy_without_preload_content(
+            name, namespace
+        )
+        if response.status == 404:
+            response.release()
+            return None
+        policy: dict[str, Any] = await _check(response)
+        return policy
+
+    async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None:
+        namespace = manifest["metadata"]["namespace"]
+        body: Any = dict(manifest)
+        if existing:
+            response = (
+                await self.networking.replace_namespaced_network_policy_without_preload_content(
+                    manifest["metadata"]["name"], namespace, body
+                )
+            )
+        else:
+            response = (
+                await self.networking.create_namespaced_network_policy_without_preload_content(
+                    namespace, body
+                )
+            )
+        await _check(response)
+
+    async def delete_policy(self, namespace: str, name: str, uid: str) -> None:
+        """Delete only the policy with this uid, so a foreign one of the same name survives."""
+        options: Any = {"preconditions": {"uid": uid}}
+        response = await self.networking.delete_namespaced_network_policy_without_preload_content(
+            name, namespace, body=options
+        )
+        if response.status in (404, 409):
+            response.release()
+            return
+        await _check(response)
+
+
+async def _check(response: Any) -> Any:
+    """Raise ApiException for an error response; return the decoded body otherwise."""
+    data = await response.read()
+    if response.status >= 400:
+        raise ApiException(status=response.status, reason=response.reason, body=data.decode())
+    return json.loads(data) if data else None

@@ -1,0 +1,101 @@
+"""Prometheus metrics: counters of what happened, gauges recomputed from the registry on scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from lbipam.ipam.registry import Registry
+
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+# Allocation normally takes milliseconds; the tail covers a slow or restarting API server.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _PoolCollector(Collector):
+    """Pool capacity read from the registry at scrape time, so it cannot drift."""
+
+    def __init__(self, registry: Registry, reporting: Callable[[], bool]) -> None:
+        self.source = registry
+        self._reporting = reporting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["pool", "family"]
+        total = GaugeMetricFamily(
+            "lbipam_pool_addresses_total", "Usable addresses in the pool.", labels=labels
+        )
+        allocated = GaugeMetricFamily(
+            "lbipam_pool_addresses_allocated",
+            "Addresses of the pool held by Services.",
+            labels=labels,
+        )
+        available = GaugeMetricFamily(
+            "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
+        )
+        # Only the leader reports capacity: sums over replicas then stay right.
+        if self._reporting():
+            for name in self.source.pool_names():
+                for counts in self.source.pool_status(name).counts:
+                    key = [name, FAMILY_NAMES[counts.family]]
+                    total.add_metric(key, float(counts.total))
+                    allocated.add_metric(key, float(counts.allocated))
+                    available.add_metric(key, float(counts.available))
+        yield from (total, allocated, available)
+
+
+class Metrics:
+    """Every metric of API.md, in a registry of its own."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = CollectorRegistry()
+        self.allocations = Counter(
+            "lbipam_allocations",
+            "Allocation attempts by pool and result.",
+            ["pool", "result"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "lbipam_allocation_failures",
+            "Failed allocations by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.releases = Counter(
+            "lbipam_releases", "Addresses released by pool.", ["pool"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "lbipam_allocation_latency_seconds",
+            "From the Service first seen without an address to its status written.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "lbipam_services_pending",
+            "Handled Services without an address.",
+            registry=self.registry,
+        )
+        self.policies = Gauge(
+            "lbipam_networkpolicies_managed",
+            "NetworkPolicies lbipam manages.",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "lbipam_leader", "1 on the replica that is leading.", registry=self.registry
+        )
+        self.leading = False
+        self._pools = _PoolCollector(registry, lambda: self.leading)
+        self.registry.register(self._pools)
+
+    def use(self, registry: Registry) -> None:
+        """Report the pools of this registry (a new one per term of leadership)."""
+        self._pools.source = registry
+
+    def set_leader(self, leading: bool) -> None:
+        self.leading = leading
+        self.leader.set(1 if leading else 0)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)

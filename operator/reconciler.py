@@ -1,0 +1,243 @@
+"""Service reconciler: latest view of each Service → decision from `ipam` → one status write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from lbipam.ipam.addresses import parse_address
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import Outcome, ServiceKey, ServiceRequest
+from lbipam.kube import Kube, is_status, now
+from lbipam.metrics import Metrics
+from lbipam.parse import CONDITION_TYPE, ServiceView
+from lbipam.poolstatus import PoolStatusWriter
+
+log = logging.getLogger(__name__)
+
+
+def _family(address: str) -> int:
+    return parse_address(address)[0]
+
+
+def merged_held(shown: tuple[str, ...], recorded: tuple[str, ...]) -> tuple[str, ...]:
+    """What the Service holds: its status, completed per family by what the registry recorded.
+
+    An event can carry a body older than our last write; the registry's record fills the gap
+    so a stale event never makes an address move.
+    """
+    families: set[int] = set()
+    held: list[str] = []
+    for address in (*shown, *recorded):
+        try:
+            family = _family(address)
+        except ValueError:
+            continue
+        if family not in families:
+            families.add(family)
+            held.append(address)
+    return tuple(held)
+
+
+class Reconciler:
+    """Owns the registry; every decision for a Service goes through `reconcile`."""
+
+    def __init__(
+        self, registry: Registry, kube: Kube, metrics: Metrics, pools: PoolStatusWriter
+    ) -> None:
+        self.registry = registry
+        self.kube = kube
+        self.metrics = metrics
+        self.pools = pools
+        self.views: dict[ServiceKey, ServiceView] = {}
+        self.pending: set[ServiceKey] = set()
+        self._first_seen: dict[ServiceKey, float] = {}
+        self._locks: defaultdict[ServiceKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._background: set[asyncio.Task[None]] = set()
+        self.rebuilt = False
+        # Kopf's live namespace-labels index, handed over by the handlers on their first call.
+        self.namespace_labels: Mapping[str, Any] | None = None
+
+    def rebuild(self, pool_specs: Iterable[Any], views: Iterable[ServiceView]) -> None:
+        """Start-up: every pool and every held address is known before any decision."""
+        for spec in pool_specs:
+            self.registry.apply_pool(spec)
+        handled = [view for view in views if view.handled]
+        for view in handled:
+            self.views.setdefault(view.key, view)
+        losers = self.registry.rebuild(view.request for view in handled)
+        self.rebuilt = True
+        self.pools.mark_all()
+        log.info(
+            "rebuilt state: %d pools, %d handled Services, %d duplicate holders to move",
+            len(self.registry.pool_names()),
+            len(handled),
+            len(losers),
+        )
+
+    async def service_event(self, view: ServiceView | None, key: ServiceKey) -> None:
+        """A Service was added, changed (view) or deleted (None)."""
+        if view is None:
+            self.views.pop(key, None)
+        else:
+            self.views[key] = view
+        await self.reconcile(key)
+
+    def requeue(self, keys: Iterable[ServiceKey]) -> None:
+        """Reconcile these Services soon, outside the caller's handler."""
+        for key in keys:
+            task = asyncio.create_task(self.reconcile(key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def retry_pending(self, namespace: str | None = None) -> None:
+        """Capacity may have appeared: give every pending Service another try, oldest first."""
+        keys = [k for k in self.pending if namespace is None or k.namespace == namespace]
+        keys.sort(key=lambda k: (self.views[k].request.created, k) if k in self.views else ("", k))
+        self.requeue(keys)
+
+    async def reconcile(self, key: ServiceKey) -> None:
+        async with self._locks[key]:
+            view = self.views.get(key)
+            if view is None or not view.handled:
+                await self._let_go(key, view)
+            else:
+                await self._allocate(view)
+        if key not in self.views:
+            self._locks.pop(key, None)
+
+    async def _let_go(self, key: ServiceKey, view: ServiceView | None) -> None:
+        """The Service is gone or no longer ours: free its addresses, remove what we wrote."""
+        held = self.registry.held_by(key)
+        pools = sorted({self.registry.pool_of(address) or "" for address in held})
+        freed = self.registry.release(key)
+        self.pending.discard(key)
+        self._first_seen.pop(key, None)
+        self.metrics.pending.set(len(self.pending))
+        for pool in pools:
+            self.metrics.releases.labels(pool=pool).inc()
+        if view is not None and (view.condition is not None or view.request.held):
+            try:
+                await self.kube.apply_service_status(key, (), None)
+            except Exception as error:
+                if not is_status(error, 404):
+                    raise
+            else:
+                if held:
+                    self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        if freed:
+            log.info("%s: released %s", key, ", ".join(freed))
+            self.pools.mark_all()
+            self.retry_pending()
+
+    def _request(self, view: ServiceView, namespace_labels: Mapping[str, str]) -> ServiceRequest:
+        held = merged_held(view.request.held, self.registry.held_by(view.key))
+        return replace(view.request, held=held, namespace_labels=namespace_labels)
+
+    def _labels_of(self, namespace: str) -> Mapping[str, str]:
+        index = self.namespace_labels
+        if index is None or namespace not in index:
+            return {}
+        for labels in index[namespace]:
+            return dict(labels)
+        return {}
+
+    async def _allocate(self, view: ServiceView) -> None:
+        key = view.key
+        request = self._request(view, self._labels_of(key.namespace))
+        outcome = self.registry.ensure(request)
+        if outcome.allocated or outcome.released:
+            self.pools.mark_all()
+        if outcome.displaced:
+            self.requeue(outcome.displaced)
+        if outcome.ok:
+            self.pending.discard(key)
+        else:
+            self.pending.add(key)
+            self._first_seen.setdefault(key, time.monotonic())
+        self.metrics.pending.set(len(self.pending))
+
+        condition = self._condition(view, outcome)
+        if outcome.addresses == view.request.held and condition is None:
+            return  # already as it should be: level-triggered, nothing to write
+        try:
+            await self.kube.apply_service_status(
+                key, outcome.addresses, condition or view.condition
+            )
+        except Exception as error:
+            if is_status(error, 404):
+                # Deleted while we decided: the DELETED event releases what we reserved.
+                return
+            raise
+        self._report(view, outcome)
+
+    def _condition(self, view: ServiceView, outcome: Outcome) -> dict[str, Any] | None:
+        """Our status condition, or None when the one the Service shows is still right."""
+        status = "True" if outcome.ok else "False"
+        current = view.condition or {}
+        if (
+            current.get("status") == status
+            and current.get("reason") == outcome.reason.value
+            and current.get("message") == outcome.message
+        ):
+            return None
+        generation = view.body.get("metadata", {}).get("generation")
+        condition: dict[str, Any] = {
+            "type": CONDITION_TYPE,
+            "status": status,
+            "reason": outcome.reason.value,
+            "message": outcome.message,
+            "lastTransitionTime": (
+                current["lastTransitionTime"]
+                if current.get("status") == status and current.get("lastTransitionTime")
+                else now()
+            ),
+        }
+        if generation is not None:
+            condition["observedGeneration"] = generation
+        return condition
+
+    def _report(self, view: ServiceView, outcome: Outcome) -> None:
+        """Events, metrics and logs for a status just written."""
+        key = view.key
+        pool = ",".join(sorted(set(outcome.pools)))
+        if outcome.ok:
+            if outcome.allocated:
+                self.metrics.allocations.labels(pool=pool, result="allocated").inc()
+                started = self._first_seen.pop(key, None)
+                if started is not None:
+                    self.metrics.latency.observe(time.monotonic() - started)
+                log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
+                self._event(view, "AddressAllocated", outcome.message)
+            revoked = [a for a in outcome.released if self.registry.pool_of(a) is None]
+            if revoked:
+                self._event(
+                    view,
+                    "AddressRevoked",
+                    f"{', '.join(revoked)} is no longer in any pool; {outcome.message}",
+                    warning=True,
+                )
+            elif outcome.released:
+                self._event(view, "AddressReleased", f"released {', '.join(outcome.released)}")
+        else:
+            pools = ",".join(view.request.pools)
+            self.metrics.allocations.labels(pool=pools, result="failed").inc()
+            self.metrics.failures.labels(reason=outcome.reason.value).inc()
+            log.warning("%s: %s: %s", key, outcome.reason.value, outcome.message)
+            self._event(view, "AllocationFailed", outcome.message, warning=True)
+
+    def _event(
+        self, view: ServiceView, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        involved = {
+            "apiVersion": "v1",
+            "namespace": view.key.namespace,
+            "name": view.key.name,
+            "uid": view.uid,
+        }
+        self.kube.event(involved, "Service", reason, message, warning=warning)

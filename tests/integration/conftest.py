@@ -1,0 +1,232 @@
+"""Integration fixtures: the CRD, the operator running, pools and Services as a user makes them."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, watch
+
+from tests.conftest import eventually
+from tests.controlplane import ControlPlane
+from tests.operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
+CONDITION = "lbipam.io/AddressAllocated"
+_subnets = itertools.count(1)
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    def run(*args: str, input: str | None = None, check: bool = True) -> Any:
+        command = [str(control_plane.kubectl), f"--kubeconfig={control_plane.kubeconfig}", *args]
+        result = subprocess.run(command, input=input, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(REPO / "deploy/crds/ippools.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/ippools.lbipam.io", "--timeout=30s")
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane).start()
+    yield process
+    process.cleanup()
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    """A namespace per test, labelled so that test pools select only their own test."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    meta = client.V1ObjectMeta(name=name, labels={"lbipam-test": name})
+    core.create_namespace(client.V1Namespace(metadata=meta))
+    yield name
+    core.delete_namespace(name)
+
+
+def subnet() -> str:
+    """A /24 no other test uses, so test pools never overlap by accident."""
+    n = next(_subnets)
+    return f"10.{100 + n // 256}.{n % 256}"
+
+
+class Pools:
+    """Creates IPPools for one test and deletes them afterwards."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
+        self.custom = custom
+        self.namespace = namespace
+        self.names: list[str] = []
+
+    def create(self, addresses: list[str], name: str | None = None, **spec: Any) -> str:
+        name = name or f"{self.namespace}-{len(self.names)}"
+        spec.setdefault("namespaceSelector", {"matchLabels": {"lbipam-test": self.namespace}})
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "IPPool",
+            "metadata": {"name": name},
+            "spec": {"addresses": addresses, **spec},
+        }
+        self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+        self.names.append(name)
+        return name
+
+    def get(self, name: str) -> dict[str, Any]:
+        pool: dict[str, Any] = self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        return pool
+
+    def patch(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"spec": spec})
+
+    def delete(self, name: str) -> None:
+        try:
+            self.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def status(self, name: str, **expected: str) -> dict[str, Any]:
+        """Wait until the pool's status shows `expected` (e.g. allocated="2")."""
+
+        def shown() -> dict[str, Any] | None:
+            status: dict[str, Any] = self.get(name).get("status") or {}
+            return status if all(status.get(k) == v for k, v in expected.items()) else None
+
+        return eventually(shown, what=f"IPPool {name} status {expected}")
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        for condition in (self.get(name).get("status") or {}).get("conditions") or []:
+            if condition["type"] == kind:
+                return dict(condition)
+        return {}
+
+
+@pytest.fixture
+def pools(
+    custom: client.CustomObjectsApi, namespace: str, operator: OperatorProcess
+) -> Iterator[Pools]:
+    made = Pools(custom, namespace)
+    yield made
+    for name in made.names:
+        made.delete(name)
+
+
+def service_manifest(
+    name: str,
+    *,
+    annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    ports: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": ports or [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            "allocateLoadBalancerNodePorts": False,
+            **spec,
+        },
+    }
+
+
+def ingress_ips(service: Any) -> list[str]:
+    lb = service.status.load_balancer
+    return [entry.ip for entry in (lb.ingress or [])] if lb else []
+
+
+def our_condition(service: Any) -> Any:
+    for condition in service.status.conditions or []:
+        if condition.type == CONDITION:
+            return condition
+    return None
+
+
+def wait_service(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    predicate: Callable[[Any], bool],
+    *,
+    timeout: float = 15,
+    what: str = "",
+) -> Any:
+    """Watch one Service until `predicate` holds; returns it. Fails after `timeout` seconds."""
+    current = core.read_namespaced_service(name, namespace)
+    if predicate(current):
+        return current
+    stream = watch.Watch()
+    for event in stream.stream(
+        core.list_namespaced_service,
+        namespace,
+        field_selector=f"metadata.name={name}",
+        resource_version=current.metadata.resource_version,
+        timeout_seconds=int(timeout),
+    ):
+        if event["type"] != "DELETED" and predicate(event["object"]):
+            stream.stop()
+            return event["object"]
+    current = core.read_namespaced_service(name, namespace)
+    if predicate(current):
+        return current
+    raise AssertionError(
+        f"Service {namespace}/{name}: timed out waiting for {what or predicate}; "
+        f"ingress={ingress_ips(current)} condition={our_condition(current)}"
+    )
+
+
+def wait_address(core: client.CoreV1Api, namespace: str, name: str, count: int = 1) -> list[str]:
+    service = wait_service(
+        core, namespace, name, lambda s: len(ingress_ips(s)) >= count, what="an address"
+    )
+    return ingress_ips(service)
+
+
+def wait_reason(core: client.CoreV1Api, namespace: str, name: str, reason: str) -> Any:
+    """Wait for our condition to carry `reason`; returns the condition."""
+
+    def has(service: Any) -> bool:
+        condition = our_condition(service)
+        return condition is not None and condition.reason == reason
+
+    return our_condition(wait_service(core, namespace, name, has, what=f"reason {reason}"))
+
+
+def events_for(core: client.CoreV1Api, namespace: str, name: str) -> list[Any]:
+    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return list(events.items)
+
+
+def wait_event(core: client.CoreV1Api, namespace: str, name: str, reason: str) -> Any:
+    def found() -> Any:
+        matching = [e for e in events_for(core, namespace, name) if e.reason == reason]
+        return matching[0] if matching else None
+
+    return eventually(found, what=f"Event {reason} on {namespace}/{name}")
+
+
+def create(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> Any:
+    return core.create_namespaced_service(namespace, manifest)
+
+
+def load_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]

@@ -1,0 +1,92 @@
+"""Runs `lbipam run` as a real process against the test control plane."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.controlplane import ControlPlane
+from tests.controlplane.cluster import free_port
+
+
+class OperatorProcess:
+    """One operator replica, as a user runs it: `lbipam run` with settings in its environment."""
+
+    def __init__(self, plane: ControlPlane, **settings: str) -> None:
+        self.plane = plane
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.env = plane.env()
+        self.env.update(
+            LBIPAM_METRICS_PORT=str(self.metrics_port),
+            LBIPAM_HEALTH_PORT=str(self.health_port),
+            LBIPAM_LEADER_ELECTION="false",
+            LBIPAM_NAMESPACE="default",
+            LBIPAM_LOG_LEVEL="debug",
+        )
+        self.env.update(settings)
+        self.log_path = Path(tempfile.mkstemp(prefix="lbipam-operator-", suffix=".log")[1])
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> OperatorProcess:
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                [str(Path(sys.executable).parent / "lbipam"), "run"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def http(self, port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise RuntimeError(f"lbipam exited with {self.popen.returncode}:\n{self.logs()}")
+            try:
+                if self.http(self.health_port, "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"lbipam not ready after {timeout}s:\n{self.logs()}")
+
+    def metrics(self) -> str:
+        return self.http(self.metrics_port, "/metrics")[1]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def logs(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def cleanup(self) -> None:
+        self.stop()
+        if os.environ.get("LBIPAM_KEEP_LOGS") is None:
+            self.log_path.unlink(missing_ok=True)
