@@ -63,6 +63,9 @@ class PolicyReconciler:
             return
         if deleted:
             self.managed.pop(key, None)
+        else:
+            # Seen at start-up too: a policy whose Service no longer wants one gets removed.
+            self.managed.setdefault(key, policy["metadata"]["name"])
         await self.service_event(self.views.get(key), key)
 
     def _plan(self, view: ServiceView | None) -> tuple[str | None, Any]:

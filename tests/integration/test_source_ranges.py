@@ -7,6 +7,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.conftest import eventually
+from tests.controlplane import ControlPlane
 from tests.integration.conftest import (
     REPO,
     Pools,
@@ -17,6 +18,7 @@ from tests.integration.conftest import (
     wait_address,
     wait_event,
 )
+from tests.operator_process import OperatorProcess
 
 
 def policy(api: client.NetworkingV1Api, namespace: str, name: str) -> dict[str, Any] | None:
@@ -200,3 +202,26 @@ def test_warnings_tell_the_user_what_cannot_be_enforced(
     assert "externalTrafficPolicy: Local" in snat.message
     wait_policy(networking, namespace, "lbipam-snat")
     assert policy(networking, namespace, "lbipam-headless-fw") is None
+
+
+def test_turning_the_feature_off_removes_managed_policies_and_on_brings_them_back(
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    pools: Pools,
+    namespace: str,
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+) -> None:
+    pools.create([f"{subnet()}.0/28"])
+    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    wait_policy(networking, namespace, "lbipam-fw")
+
+    operator.stop()
+    off = OperatorProcess(control_plane, LBIPAM_SOURCE_RANGES="off").start()
+    try:
+        wait_no_policy(networking, namespace, "lbipam-fw")
+    finally:
+        off.cleanup()
+        operator.start()
+
+    wait_policy(networking, namespace, "lbipam-fw")
