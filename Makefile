@@ -35,8 +35,10 @@ faults: lint controlplane
 bench: controlplane
 	$(BIN)/python bench/ipam.py
 
-run: controlplane
-	$(BIN)/python -m tests.controlplane up
+# With KUBECONFIG: the operator against that cluster. Without: a local control plane with the
+# CRD and deploy/examples/ applied, and the operator in the foreground.
+run: install
+	@if [ -n "$$KUBECONFIG" ]; then $(BIN)/lbipam run; else $(BIN)/python -m tests.controlplane demo; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import time
-from typing import Any
 
 import kopf
 from aiohttp import web
+from kubernetes.aio.client import ApiClient
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
@@ -62,42 +63,50 @@ def configure_logging(settings: Settings) -> None:
 class Operator:
     """One replica: serves health and metrics always, runs Kopf only while leading."""
 
-    def __init__(self, settings: Settings, kube: Kube) -> None:
+    def __init__(self, settings: Settings, api: ApiClient) -> None:
         self.settings = settings
-        self.kube = kube
+        self.api = api
         self.metrics = Metrics(Registry())
         self.state: State | None = None
         self.kopf_ready = asyncio.Event()
         self.leading = False
         self.heartbeat = time.monotonic()
 
-    def _fresh_state(self) -> State:
-        """A new registry per term of leadership: it is rebuilt from the cluster, never carried."""
+    def _fresh_state(self, stop: asyncio.Event) -> State:
+        """New state per term of leadership: rebuilt from the cluster, never carried over.
+
+        Its writer is fenced by `stop`, so nothing decided in this term is written after it.
+        """
+        kube = Kube(self.api, self.settings.namespace, fence=stop)
         registry = Registry()
         self.metrics.use(registry)
-        pools = PoolStatusWriter(registry, self.kube)
-        reconciler = Reconciler(registry, self.kube, self.metrics, pools)
-        policies = PolicyReconciler(self.kube, self.metrics, self.settings)
+        pools = PoolStatusWriter(registry, kube)
+        reconciler = Reconciler(registry, kube, self.metrics, pools)
+        policies = PolicyReconciler(kube, self.metrics, self.settings)
         policies.views = reconciler.views
-        return State(self.settings, registry, self.kube, self.metrics, pools, reconciler, policies)
+        return State(self.settings, registry, kube, self.metrics, pools, reconciler, policies)
 
-    async def lead(self) -> None:
-        """Run Kopf until cancelled (leadership lost or shutdown)."""
-        self.state = self._fresh_state()
+    async def lead(self, stop: asyncio.Event) -> None:
+        """Run Kopf until `stop` is set (leadership lost) or Kopf stops on a signal."""
+        self.state = state = self._fresh_state(stop)
         self.kopf_ready = asyncio.Event()
         self.leading = True
         self.metrics.set_leader(True)
         log.info("leading: starting to handle Services and IPPools")
-        writer = asyncio.create_task(self.state.pools.run())
+        writer = asyncio.create_task(state.pools.run())
         try:
             await kopf.operator(
                 clusterwide=True,
                 standalone=True,
-                memo=kopf.Memo(state=self.state),
+                memo=kopf.Memo(state=state),
                 ready_flag=self.kopf_ready,
+                stop_flag=stop,
             )
         finally:
+            stop.set()
             writer.cancel()
+            state.reconciler.cancel()
+            await state.kube.close()
             self.leading = False
             self.metrics.set_leader(False)
             self.metrics.pending.set(0)
@@ -137,8 +146,8 @@ async def serve_health(operator: Operator, port: int) -> web.AppRunner:
 
 
 async def main(settings: Settings) -> None:
-    kube = Kube(await connect(), settings.namespace)
-    operator = Operator(settings, kube)
+    api = await connect()
+    operator = Operator(settings, api)
     operator.metrics.serve(settings.metrics_port)
     health = await serve_health(operator, settings.health_port)
     beat = asyncio.create_task(operator.beat())
@@ -151,16 +160,19 @@ async def main(settings: Settings) -> None:
         settings.health_port,
         "on" if settings.leader_election else "off",
     )
-    stop = asyncio.Event()
+    # While Kopf runs it owns SIGINT/SIGTERM and stops itself; lead() then returns, and so
+    # does the elector. A follower has no Kopf: these handlers end its wait.
+    shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, shutdown.set)
     if settings.leader_election:
-        elector = LeaderElector(kube.api, settings, identity=socket.gethostname())
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(api, settings, identity=identity)
         work = asyncio.create_task(elector.run(operator.lead))
     else:
-        work = asyncio.create_task(operator.lead())
-    stopper = asyncio.create_task(stop.wait())
+        work = asyncio.create_task(operator.lead(asyncio.Event()))
+    stopper = asyncio.create_task(shutdown.wait())
     try:
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -169,9 +181,7 @@ async def main(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await work
         await health.cleanup()
-        await kube.close()
-    if work.done() and not work.cancelled() and work.exception() is not None:
-        raise work.exception()  # type: ignore[misc]
+        await api.close()  # type: ignore[no-untyped-call]
 
 
 def run(settings: Settings) -> int:
@@ -184,6 +194,3 @@ def run(settings: Settings) -> int:
         log.exception("lbipam stopped on an error")
         return 1
     return 0
-
-
-__all__: list[Any] = ["run"]

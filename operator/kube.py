@@ -45,6 +45,10 @@ async def connect() -> client.ApiClient:
     return client.ApiClient()
 
 
+class Fenced(Exception):
+    """A write was attempted after this replica stopped leading."""
+
+
 def is_status(error: BaseException, *codes: int) -> bool:
     return isinstance(error, ApiException) and error.status in codes
 
@@ -52,8 +56,11 @@ def is_status(error: BaseException, *codes: int) -> bool:
 class Kube:
     """Writers for Service status, IPPool status and finalizers, Events and NetworkPolicies."""
 
-    def __init__(self, api: client.ApiClient, events_namespace: str) -> None:
+    def __init__(
+        self, api: client.ApiClient, events_namespace: str, fence: asyncio.Event | None = None
+    ) -> None:
         self.api = api
+        self.fence = fence
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.networking = client.NetworkingV1Api(api)
@@ -61,9 +68,13 @@ class Kube:
         self._background: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
+        """Let queued Events go out; the ApiClient belongs to the caller."""
         if self._background:
             await asyncio.wait(self._background, timeout=5)
-        await self.api.close()  # type: ignore[no-untyped-call]
+
+    def _check_fence(self) -> None:
+        if self.fence is not None and self.fence.is_set():
+            raise Fenced("this replica is no longer leading; nothing more is written")
 
     async def apply_service_status(
         self, key: ServiceKey, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
@@ -73,6 +84,7 @@ class Kube:
         Apply keeps conditions owned by other controllers, and omitting ours on release removes
         exactly what we wrote. Raises ApiException(404) when the Service is gone.
         """
+        self._check_fence()
         status: dict[str, Any] = {}
         if ingress:
             status["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ingress]}
@@ -96,6 +108,7 @@ class Kube:
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         """JSON merge patch of an IPPool (custom resources take no strategic merge)."""
+        self._check_fence()
         method = (
             self.custom.patch_cluster_custom_object_status_without_preload_content
             if status
@@ -117,6 +130,8 @@ class Kube:
 
         `involved` has apiVersion, name, uid and, for namespaced objects, namespace.
         """
+        if self.fence is not None and self.fence.is_set():
+            return
         task = asyncio.create_task(self._post_event(involved, kind, reason, message, warning))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -162,6 +177,7 @@ class Kube:
         return policy
 
     async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None:
+        self._check_fence()
         namespace = manifest["metadata"]["namespace"]
         body: Any = dict(manifest)
         if existing:
@@ -180,6 +196,7 @@ class Kube:
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None:
         """Delete only the policy with this uid, so a foreign one of the same name survives."""
+        self._check_fence()
         options: Any = {"preconditions": {"uid": uid}}
         response = await self.networking.delete_namespaced_network_policy_without_preload_content(
             name, namespace, body=options

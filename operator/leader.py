@@ -1,13 +1,15 @@
-"""Leader election on a coordination.k8s.io/v1 Lease; runs the operator only while leading.
+"""Leader election on a coordination.k8s.io/v1 Lease; the operator runs only while leading.
 
-The leader stops acting once it has failed to renew for `renew_deadline`, which is shorter than
-`lease_duration`: it has stopped before any other replica may take the Lease over.
+The leader stops acting when it sees another holder, or once it has failed to renew for
+`renew_deadline`, which is shorter than `lease_duration`: it has stopped before any other
+replica may take the Lease over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,12 @@ from lbipam.settings import Settings
 
 LEASE_NAME = "lbipam-leader"
 log = logging.getLogger(__name__)
+
+
+class Attempt(enum.Enum):
+    HELD = "held"  # we hold the Lease now
+    TAKEN = "taken"  # another replica holds it
+    FAILED = "failed"  # the API server did not answer as it should
 
 
 def _micro_time() -> str:
@@ -36,48 +44,58 @@ class LeaderElector:
         # clock skew between replicas cannot shorten another leader's term.
         self._observed: tuple[str, str, float] | None = None
 
-    async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
-        """Forever: wait for the Lease, lead while it is renewed, stop at once when it is not."""
+    async def run(self, lead: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Wait for the Lease and lead while it is ours; return when `lead` ends by itself.
+
+        `lead(stop)` must stop acting as soon as `stop` is set.
+        """
         while True:
             await self._acquire()
             log.info("%s became leader (Lease %s/%s)", self.identity, self.namespace, LEASE_NAME)
-            leading = asyncio.ensure_future(lead())
+            stop = asyncio.Event()
+            leading = asyncio.ensure_future(lead(stop))
             renewing = asyncio.create_task(self._keep())
             done, _ = await asyncio.wait({leading, renewing}, return_when=asyncio.FIRST_COMPLETED)
-            leading.cancel()
-            renewing.cancel()
-            await asyncio.gather(leading, renewing, return_exceptions=True)
-            if leading in done and leading.exception() is not None:
-                raise leading.exception()  # type: ignore[misc]
+            if leading in done:
+                # Shutdown (or a crash): hand the Lease over at once instead of letting it expire.
+                renewing.cancel()
+                await self._release()
+                leading.result()
+                return
+            stop.set()
             log.warning("%s lost leadership; handling stopped", self.identity)
+            await leading
 
     async def _acquire(self) -> None:
         while True:
-            if await self._try():
+            if await self._try() is Attempt.HELD:
                 return
             await asyncio.sleep(self.settings.retry_period)
 
     async def _keep(self) -> None:
-        """Renew until a renewal has not succeeded within the deadline, then return."""
+        """Renew until another holder shows or no renewal succeeded within the deadline."""
         last = time.monotonic()
         while time.monotonic() - last < self.settings.renew_deadline:
             await asyncio.sleep(self.settings.retry_period)
             remaining = self.settings.renew_deadline - (time.monotonic() - last)
             try:
                 async with asyncio.timeout(max(remaining, 0.1)):
-                    if await self._try():
-                        last = time.monotonic()
+                    attempt = await self._try()
             except TimeoutError:
-                pass
+                continue
+            if attempt is Attempt.TAKEN:
+                return
+            if attempt is Attempt.HELD:
+                last = time.monotonic()
 
-    async def _try(self) -> bool:
+    async def _try(self) -> Attempt:
         try:
             return await self._try_once()
-        except Exception as error:
+        except Exception as error:  # any failure is a failed attempt, retried
             log.debug("Lease attempt failed: %s", error)
-            return False
+            return Attempt.FAILED
 
-    async def _try_once(self) -> bool:
+    async def _try_once(self) -> Attempt:
         duration = int(self.settings.lease_duration)
         stamp = _micro_time()
         try:
@@ -85,7 +103,7 @@ class LeaderElector:
         except Exception as error:
             if not is_status(error, 404):
                 raise
-            body: Any = {
+            created: Any = {
                 "metadata": {"name": LEASE_NAME, "namespace": self.namespace},
                 "spec": {
                     "holderIdentity": self.identity,
@@ -95,8 +113,8 @@ class LeaderElector:
                     "leaseTransitions": 0,
                 },
             }
-            await self.leases.create_namespaced_lease(self.namespace, body)
-            return True
+            await self.leases.create_namespaced_lease(self.namespace, created)
+            return Attempt.HELD
         spec = lease.spec
         holder = spec.holder_identity or ""
         renew = str(spec.renew_time or "")
@@ -104,8 +122,8 @@ class LeaderElector:
             self._observed = (holder, renew, time.monotonic())
         expired = time.monotonic() - self._observed[2] > (spec.lease_duration_seconds or duration)
         if holder and holder != self.identity and not expired:
-            return False
-        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
+            return Attempt.TAKEN
+        ours = holder == self.identity
         update: Any = {
             "metadata": {
                 "name": LEASE_NAME,
@@ -115,12 +133,23 @@ class LeaderElector:
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": duration,
-                "acquireTime": stamp if holder != self.identity else spec.acquire_time,
+                "acquireTime": spec.acquire_time if ours else stamp,
                 "renewTime": stamp,
-                "leaseTransitions": transitions,
+                "leaseTransitions": (spec.lease_transitions or 0) + (0 if ours else 1),
             },
         }
         # resourceVersion makes this a compare-and-swap: of two candidates only one wins.
         await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, update)
         self._observed = (self.identity, stamp, time.monotonic())
-        return True
+        return Attempt.HELD
+
+    async def _release(self) -> None:
+        """Clear our holdership so a follower need not wait for the Lease to expire."""
+        patch: Any = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
+        try:
+            lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
+            if lease.spec.holder_identity == self.identity:
+                await self.leases.patch_namespaced_lease(LEASE_NAME, self.namespace, patch)
+                log.info("%s released the Lease", self.identity)
+        except Exception as error:  # the Lease then simply expires
+            log.warning("could not release the Lease: %s", error)

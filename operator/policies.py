@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from lbipam.ipam.requests import ServiceKey
+from lbipam.keyed import KeyedRunner
 from lbipam.kube import Kube
 from lbipam.metrics import Metrics
 from lbipam.netpol import MANAGED_BY_LABEL, PolicyWarning, build_policy, policy_name
@@ -49,11 +49,11 @@ class PolicyReconciler:
         self.views: Mapping[ServiceKey, ServiceView] = {}
         self.managed: dict[ServiceKey, str] = {}
         self._warned: dict[ServiceKey, tuple[PolicyWarning, ...]] = {}
-        self._locks: defaultdict[ServiceKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.runner = KeyedRunner("NetworkPolicy for Service")
 
-    async def service_event(self, view: ServiceView | None, key: ServiceKey) -> None:
-        async with self._locks[key]:
-            await self._sync(view, key)
+    async def service_event(self, key: ServiceKey) -> None:
+        """Make the policy of this Service (as `views` now shows it) what it should be."""
+        await self.runner.run(key, partial(self._sync, key))
         self.metrics.policies.set(len(self.managed))
 
     async def policy_event(self, policy: Mapping[str, Any], deleted: bool) -> None:
@@ -66,7 +66,7 @@ class PolicyReconciler:
         else:
             # Seen at start-up too: a policy whose Service no longer wants one gets removed.
             self.managed.setdefault(key, policy["metadata"]["name"])
-        await self.service_event(self.views.get(key), key)
+        await self.service_event(key)
 
     def _plan(self, view: ServiceView | None) -> tuple[str | None, Any]:
         if view is None or not view.handled or not self.settings.enforce_source_ranges:
@@ -78,7 +78,8 @@ class PolicyReconciler:
                 self._event(view, warning.reason, warning.message)
         return plan.name, plan.manifest
 
-    async def _sync(self, view: ServiceView | None, key: ServiceKey) -> None:
+    async def _sync(self, key: ServiceKey) -> None:
+        view = self.views.get(key)
         name, wanted = self._plan(view)
         if view is None:
             self._warned.pop(key, None)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey, ServiceRequest
+from lbipam.keyed import KeyedRunner
 from lbipam.kube import Kube, is_status, now
 from lbipam.metrics import Metrics
 from lbipam.parse import CONDITION_TYPE, ServiceView
@@ -57,8 +57,7 @@ class Reconciler:
         self.views: dict[ServiceKey, ServiceView] = {}
         self.pending: set[ServiceKey] = set()
         self._first_seen: dict[ServiceKey, float] = {}
-        self._locks: defaultdict[ServiceKey, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._background: set[asyncio.Task[None]] = set()
+        self.runner = KeyedRunner("Service")
         self.rebuilt = False
         # Kopf's live namespace-labels index, handed over by the handlers on their first call.
         self.namespace_labels: Mapping[str, Any] | None = None
@@ -91,9 +90,11 @@ class Reconciler:
     def requeue(self, keys: Iterable[ServiceKey]) -> None:
         """Reconcile these Services soon, outside the caller's handler."""
         for key in keys:
-            task = asyncio.create_task(self.reconcile(key))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.runner.submit(key, partial(self._reconcile, key))
+
+    def cancel(self) -> None:
+        """End of a term: queued reconciles must not act on this term's decisions."""
+        self.runner.cancel()
 
     def retry_pending(self, namespace: str | None = None) -> None:
         """Capacity may have appeared: give every pending Service another try, oldest first."""
@@ -102,14 +103,14 @@ class Reconciler:
         self.requeue(keys)
 
     async def reconcile(self, key: ServiceKey) -> None:
-        async with self._locks[key]:
-            view = self.views.get(key)
-            if view is None or not view.handled:
-                await self._let_go(key, view)
-            else:
-                await self._allocate(view)
-        if key not in self.views:
-            self._locks.pop(key, None)
+        await self.runner.run(key, partial(self._reconcile, key))
+
+    async def _reconcile(self, key: ServiceKey) -> None:
+        view = self.views.get(key)
+        if view is None or not view.handled:
+            await self._let_go(key, view)
+        else:
+            await self._allocate(view)
 
     async def _let_go(self, key: ServiceKey, view: ServiceView | None) -> None:
         """The Service is gone or no longer ours: free its addresses, remove what we wrote."""

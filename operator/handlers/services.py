@@ -33,8 +33,8 @@ async def service_event(
     handled = is_handled(body, state.settings)
     if not handled and key not in state.reconciler.views and our_condition(body) is None:
         if key in state.policies.managed:
-            await state.policies.service_event(None, key)
+            await state.policies.service_event(key)
         return  # a Service that is not, and never was, ours
     view = None if event["type"] == "DELETED" else service_view(body, state.settings, None)
     await state.reconciler.service_event(view, key)
-    await state.policies.service_event(view, key)
+    await state.policies.service_event(key)
