@@ -1,0 +1,181 @@
+"""Installing as a user does: `kubectl apply -k deploy/`, the operator's own RBAC, two replicas."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.conftest import eventually
+from tests.controlplane import ControlPlane
+from tests.integration.conftest import (
+    REPO,
+    Kubectl,
+    Pools,
+    create,
+    ingress_ips,
+    service_manifest,
+    subnet,
+    wait_address,
+)
+from tests.operator_process import OperatorProcess
+
+SYSTEM = "lbipam-system"
+SHORT_LEASE = {
+    "LBIPAM_LEADER_ELECTION": "true",
+    "LBIPAM_LEASE_DURATION": "4",
+    "LBIPAM_RENEW_DEADLINE": "3",
+    "LBIPAM_RETRY_PERIOD": "0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def installed(kubectl: Kubectl, crds: None) -> None:
+    """The base as a cluster admin applies it (the image never runs: there are no nodes)."""
+    # A server-side dry run cannot create namespaced objects in a namespace it only pretends
+    # to create, so the namespace goes first.
+    kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
+    dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
+    assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
+    kubectl("apply", "-k", str(REPO / "deploy"))
+
+
+@pytest.fixture
+def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
+    """These tests run their own replicas; the shared one steps aside meanwhile."""
+    operator.stop()
+    yield
+    operator.start()
+
+
+def test_the_base_applies_and_every_object_is_there(
+    installed: None, kubectl: Kubectl, api: client.ApiClient
+) -> None:
+    deployment = client.AppsV1Api(api).read_namespaced_deployment("lbipam", SYSTEM)
+    assert deployment.spec.replicas == 2
+    container = deployment.spec.template.spec.containers[0]
+    assert container.security_context.read_only_root_filesystem is True
+    rules = client.RbacAuthorizationV1Api(api).read_cluster_role("lbipam").rules
+    assert all("*" not in (r.verbs + (r.resources or [])) for r in rules)
+    assert not [r for r in rules if "secrets" in (r.resources or [])]
+    kubectl("get", "service/lbipam-metrics", "poddisruptionbudget/lbipam", "-n", SYSTEM)
+
+
+def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
+    """A kubeconfig holding a token of the operator's own ServiceAccount."""
+    token = core.create_namespaced_service_account_token(
+        "lbipam", SYSTEM, client.AuthenticationV1TokenRequest(spec={"audiences": []})
+    ).status.token
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {
+                    "server": plane.server,
+                    "certificate-authority-data": base64.b64encode(
+                        plane.pki.ca_cert.read_bytes()
+                    ).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "lbipam", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "lbipam"}}],
+        "current-context": "test",
+    }
+    path = folder / "lbipam.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_operator_works_with_only_its_own_rbac(
+    installed: None,
+    without_session_operator: None,
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    api: client.ApiClient,
+    pools: Pools,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    kubeconfig = service_account_kubeconfig(control_plane, core, tmp_path)
+    replica = OperatorProcess(
+        control_plane, KUBECONFIG=str(kubeconfig), LBIPAM_NAMESPACE=SYSTEM, **SHORT_LEASE
+    ).start()
+    try:
+        pool = pools.create([f"{subnet()}.0/28"])
+        create(core, namespace, service_manifest("web", loadBalancerSourceRanges=["192.0.2.0/24"]))
+
+        assert wait_address(core, namespace, "web")
+        eventually(
+            lambda: networking.list_namespaced_network_policy(namespace).items,
+            what="the source-range policy",
+        )
+        pools.status(pool, allocated="1")
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("lbipam-leader", SYSTEM)
+        assert lease.spec.holder_identity.endswith(f"-{replica.popen.pid}")  # type: ignore[union-attr]
+        assert re.search(r"^lbipam_leader 1\.0$", replica.metrics(), re.M)
+        logs = replica.logs(lines=10_000)
+        assert "Forbidden" not in logs and " 403" not in logs, logs
+    finally:
+        replica.cleanup()
+
+
+def leader_of(replicas: list[OperatorProcess]) -> OperatorProcess | None:
+    leading = [r for r in replicas if re.search(r"^lbipam_leader 1\.0$", r.metrics(), re.M)]
+    assert len(leading) <= 1, "two replicas claim to lead"
+    return leading[0] if leading else None
+
+
+def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
+    without_session_operator: None,
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    pools: Pools,
+    namespace: str,
+) -> None:
+    replicas = [OperatorProcess(control_plane, **SHORT_LEASE).start() for _ in range(2)]
+    try:
+        pools.create([f"{subnet()}.0/24"])
+        leader = eventually(lambda: leader_of(replicas), what="a leader")
+        follower = next(r for r in replicas if r is not leader)
+        created: list[str] = []
+
+        def burst() -> None:
+            for i in range(60):
+                create(core, namespace, service_manifest(f"s{i}"))
+                created.append(f"s{i}")
+                time.sleep(0.02)
+
+        creator = threading.Thread(target=burst)
+        creator.start()
+        eventually(lambda: len(created) >= 20, what="the burst to be under way")
+        assert "allocated" not in follower.logs(lines=10_000)
+        leader.kill()
+        killed = time.monotonic()
+        eventually(lambda: leader_of([follower]), timeout=10, what="the follower to lead")
+        failover = time.monotonic() - killed
+        creator.join()
+
+        for name in created:
+            wait_address(core, namespace, name)
+        held = Counter(
+            ip for s in core.list_namespaced_service(namespace).items for ip in ingress_ips(s)
+        )
+        assert [ip for ip, n in held.items() if n > 1] == []
+        assert len(held) == 60
+        print(f"failover after kill -9: {failover:.2f}s")
+        assert failover < 4 + 2, f"failover took {failover:.1f}s with a 4s lease"
+    finally:
+        for replica in replicas:
+            replica.cleanup()
