@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import Outcome
 
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 # Allocation normally takes milliseconds; the tail covers a slow or restarting API server.
@@ -96,6 +97,22 @@ class Metrics:
     def set_leader(self, leading: bool) -> None:
         self.leading = leading
         self.leader.set(1 if leading else 0)
+
+    def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
+        """Count one written decision: an allocation per pool it drew from, or a failure."""
+        if outcome.ok:
+            pairs = zip(outcome.addresses, outcome.pools, strict=True)
+            drawn = {pool for address, pool in pairs if address in outcome.allocated}
+            for pool in sorted(drawn):
+                self.allocations.labels(pool=pool, result="allocated").inc()
+        else:
+            pool = ",".join(requested_pools)
+            self.allocations.labels(pool=pool, result="failed").inc()
+            self.failures.labels(reason=outcome.reason.value).inc()
+
+    def released(self, pools: Iterable[str | None]) -> None:
+        for pool in pools:
+            self.releases.labels(pool=pool or "").inc()
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lbipam.ipam.registry import PoolStatus, Registry
@@ -129,16 +129,15 @@ class PoolStatusWriter:
         view = self.views.get(name)
         if view is None or name not in self.registry.pool_names():
             return
-        holders = self.registry.holders(name)
         if view.deleting:
-            await self._finish_deletion(view, holders)
+            await self._finish_deletion(view, self.registry.holders(name))
             return
         if FINALIZER not in view.finalizers:
             await self._set_finalizers(view, (*view.finalizers, FINALIZER))
         status = desired_status(self.registry.pool_status(name), view)
         if {k: view.status.get(k) for k in status} != status:
             await self.kube.patch_pool(name, {"status": status}, status=True)
-            self.views[name] = _with_status(view, status)
+            self.views[name] = replace(view, status=status)
 
     async def _finish_deletion(self, view: PoolView, holders: tuple[Any, ...]) -> None:
         if holders:
@@ -169,15 +168,3 @@ class PoolStatusWriter:
         except Exception as error:
             if not is_status(error, 404, 409):
                 raise
-
-
-def _with_status(view: PoolView, status: Mapping[str, Any]) -> PoolView:
-    return PoolView(
-        name=view.name,
-        uid=view.uid,
-        generation=view.generation,
-        deleting=view.deleting,
-        finalizers=view.finalizers,
-        resource_version=view.resource_version,
-        status=dict(status),
-    )

@@ -9,9 +9,8 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.registry import Registry
-from lbipam.ipam.requests import Outcome, ServiceKey, ServiceRequest
+from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.keyed import KeyedRunner
 from lbipam.kube import Kube, is_status, now
 from lbipam.metrics import Metrics
@@ -19,29 +18,6 @@ from lbipam.parse import CONDITION_TYPE, ServiceView
 from lbipam.poolstatus import PoolStatusWriter
 
 log = logging.getLogger(__name__)
-
-
-def _family(address: str) -> int:
-    return parse_address(address)[0]
-
-
-def merged_held(shown: tuple[str, ...], recorded: tuple[str, ...]) -> tuple[str, ...]:
-    """What the Service holds: its status, completed per family by what the registry recorded.
-
-    An event can carry a body older than our last write; the registry's record fills the gap
-    so a stale event never makes an address move.
-    """
-    families: set[int] = set()
-    held: list[str] = []
-    for address in (*shown, *recorded):
-        try:
-            family = _family(address)
-        except ValueError:
-            continue
-        if family not in families:
-            families.add(family)
-            held.append(address)
-    return tuple(held)
 
 
 class Reconciler:
@@ -115,13 +91,12 @@ class Reconciler:
     async def _let_go(self, key: ServiceKey, view: ServiceView | None) -> None:
         """The Service is gone or no longer ours: free its addresses, remove what we wrote."""
         held = self.registry.held_by(key)
-        pools = sorted({self.registry.pool_of(address) or "" for address in held})
+        pools = [self.registry.pool_of(address) for address in held]
         freed = self.registry.release(key)
         self.pending.discard(key)
         self._first_seen.pop(key, None)
         self.metrics.pending.set(len(self.pending))
-        for pool in pools:
-            self.metrics.releases.labels(pool=pool).inc()
+        self.metrics.released(pools)
         if view is not None and (view.condition is not None or view.request.held):
             try:
                 await self.kube.apply_service_status(key, (), None)
@@ -136,10 +111,6 @@ class Reconciler:
             self.pools.mark_all()
             self.retry_pending()
 
-    def _request(self, view: ServiceView, namespace_labels: Mapping[str, str]) -> ServiceRequest:
-        held = merged_held(view.request.held, self.registry.held_by(view.key))
-        return replace(view.request, held=held, namespace_labels=namespace_labels)
-
     def _labels_of(self, namespace: str) -> Mapping[str, str]:
         index = self.namespace_labels
         if index is None or namespace not in index:
@@ -150,7 +121,10 @@ class Reconciler:
 
     async def _allocate(self, view: ServiceView) -> None:
         key = view.key
-        request = self._request(view, self._labels_of(key.namespace))
+        if not view.request.held:
+            self._first_seen.setdefault(key, time.monotonic())
+        # The registry completes `held` with what it recorded, so a stale event moves nothing.
+        request = replace(view.request, namespace_labels=self._labels_of(key.namespace))
         outcome = self.registry.ensure(request)
         if outcome.allocated or outcome.released:
             self.pools.mark_all()
@@ -160,7 +134,6 @@ class Reconciler:
             self.pending.discard(key)
         else:
             self.pending.add(key)
-            self._first_seen.setdefault(key, time.monotonic())
         self.metrics.pending.set(len(self.pending))
 
         condition = self._condition(view, outcome)
@@ -206,31 +179,33 @@ class Reconciler:
     def _report(self, view: ServiceView, outcome: Outcome) -> None:
         """Events, metrics and logs for a status just written."""
         key = view.key
-        pool = ",".join(sorted(set(outcome.pools)))
+        self.metrics.record(outcome, view.request.pools)
         if outcome.ok:
             if outcome.allocated:
-                self.metrics.allocations.labels(pool=pool, result="allocated").inc()
+                pool = ",".join(sorted(set(outcome.pools)))
                 started = self._first_seen.pop(key, None)
                 if started is not None:
                     self.metrics.latency.observe(time.monotonic() - started)
                 log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
                 self._event(view, "AddressAllocated", outcome.message)
-            revoked = [a for a in outcome.released if self.registry.pool_of(a) is None]
-            if revoked:
-                self._event(
-                    view,
-                    "AddressRevoked",
-                    f"{', '.join(revoked)} is no longer in any pool; {outcome.message}",
-                    warning=True,
-                )
-            elif outcome.released:
-                self._event(view, "AddressReleased", f"released {', '.join(outcome.released)}")
+            self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
+            for address in outcome.released:
+                self._released(view, address, outcome.message)
         else:
-            pools = ",".join(view.request.pools)
-            self.metrics.allocations.labels(pool=pools, result="failed").inc()
-            self.metrics.failures.labels(reason=outcome.reason.value).inc()
             log.warning("%s: %s: %s", key, outcome.reason.value, outcome.message)
             self._event(view, "AllocationFailed", outcome.message, warning=True)
+
+    def _released(self, view: ServiceView, address: str, message: str) -> None:
+        """Say why an address went: revoked (a Warning) unless the Service asked for the change."""
+        owners = [str(k) for k in self.registry.owners_of(address) if k != view.key]
+        if self.registry.pool_of(address) is None:
+            why = f"{address} is no longer in any pool"
+        elif owners:
+            why = f"{address} is held by the older Service {', '.join(owners)}"
+        else:
+            self._event(view, "AddressReleased", f"released {address}; {message}")
+            return
+        self._event(view, "AddressRevoked", f"{why}; {message}", warning=True)
 
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False

@@ -130,6 +130,13 @@ class Registry:
         holder = self._holders.get(key)
         return tuple(str(ip) for ip in holder.addresses) if holder else ()
 
+    def owners_of(self, address: str) -> tuple[ServiceKey, ...]:
+        """The Services holding the address now (several only when they share it)."""
+        try:
+            return self._owners.get(parse_address(address), ())
+        except ValueError:
+            return ()
+
     def pool_of(self, address: str) -> str | None:
         """The oldest pool containing the address (the one not in conflict), if any."""
         try:

@@ -512,3 +512,14 @@ def test_rebuild_replaces_what_the_registry_held() -> None:
     assert reg.rebuild([service("web", held=("10.0.0.3",))]) == ()
     assert reg.holders("public") == (ServiceKey("default", "web"),)
     assert reg.pool_status("public").allocated == 1
+
+
+def test_owners_of_an_address_names_who_holds_it_and_pool_of_where_it_lies() -> None:
+    reg = registry(pool("public", "10.0.0.0/30"))
+    reg.ensure(service("web"))
+
+    assert reg.owners_of("10.0.0.0") == (ServiceKey("default", "web"),)
+    assert reg.owners_of("10.0.0.1") == ()
+    assert reg.owners_of("not-an-ip") == ()
+    assert reg.pool_of("10.0.0.3") == "public"
+    assert reg.pool_of("10.0.0.4") is None

@@ -1,0 +1,207 @@
+"""Fault-case fixtures: the integration fixtures, a burst of Services, a report per case."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.controlplane import ControlPlane
+from tests.faults.burst import Burst
+from tests.faults.checker import Snapshot, Verdict, converge, snapshot
+from tests.integration.conftest import crds, kubectl, namespace, operator, pools
+from tests.operator_process import OperatorProcess
+
+# The integration fixtures, declared again for the fault cases.
+__all__ = ["crds", "kubectl", "namespace", "operator", "pools"]
+
+
+@dataclass
+class CaseReport:
+    """One line of the suite's closing table."""
+
+    case: str
+    services: int = 0
+    faults: list[str] = field(default_factory=list)
+    violations: int = 0
+    converge_seconds: float = 0.0
+    notes: str = ""
+
+
+REPORTS: list[CaseReport] = []
+
+
+class Case:
+    """What a fault case does, in its own words: start a burst, inject, converge, report."""
+
+    def __init__(
+        self, name: str, plane: ControlPlane, api: client.ApiClient, namespace: str
+    ) -> None:
+        self.report = CaseReport(name)
+        self.plane = plane
+        self.api = api
+        self.namespace = namespace
+        self.bursts: list[Burst] = []
+
+    def burst(self, **options: Any) -> Burst:
+        burst = Burst(self.plane, self.namespace, **options)
+        self.bursts.append(burst)
+        burst.start()
+        return burst
+
+    def fault(self, what: str) -> None:
+        self.report.faults.append(what)
+
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.api)
+
+    def converge(self, before: Snapshot | None = None, **options: Any) -> Verdict:
+        for burst in self.bursts:
+            burst.finish()
+        verdict, seconds = converge(self.api, before, **options)
+        self.report.services = max(
+            self.report.services, sum(len(b.created) for b in self.bursts) or verdict.handled
+        )
+        self.report.violations = len(verdict.violations)
+        self.report.converge_seconds = seconds
+        return verdict
+
+    def stop(self) -> None:
+        for burst in self.bursts:
+            if burst.is_alive():
+                burst.stop()
+
+
+@pytest.fixture
+def case(
+    request: pytest.FixtureRequest,
+    control_plane: ControlPlane,
+    api: client.ApiClient,
+    namespace: str,
+) -> Iterator[Case]:
+    made = Case(request.node.name, control_plane, api, namespace)
+    yield made
+    made.stop()
+    REPORTS.append(made.report)
+
+
+@pytest.fixture(autouse=True)
+def healthy_afterwards(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[None]:
+    """Whatever a case did, the next test finds the control plane and the operator up."""
+    yield
+    if not control_plane.apiserver.running():
+        control_plane.apiserver.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if control_plane.get("/readyz", timeout=2)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    if operator.popen is None or operator.popen.poll() is not None:
+        operator.start()
+    operator.wait_ready()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORTS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault cases")
+    write(f"{'case':58} {'Services':>8} {'violations':>10} {'converge':>9}  faults")
+    for r in REPORTS:
+        write(
+            f"{r.case[:58]:58} {r.services:>8} {r.violations:>10} "
+            f"{r.converge_seconds:>8.1f}s  {'; '.join(r.faults)}"
+            + (f"  [{r.notes}]" if r.notes else "")
+        )
+
+
+class Replica(OperatorProcess):
+    """An operator replica with its own host name, as each pod of a Deployment has.
+
+    `lbipam run` identifies itself in the Lease by host name; two processes on this one
+    machine would share it, so each replica runs the same entry point under a name of its own.
+    """
+
+    def __init__(self, plane: ControlPlane, identity: str, **settings: str) -> None:
+        super().__init__(plane, HOSTNAME=identity, **settings)
+        self.identity = identity
+
+    def start(self, wait: bool = True) -> Replica:
+        import subprocess
+
+        code = (
+            "import socket, sys\n"
+            f"socket.gethostname = lambda: {self.identity!r}\n"
+            "from lbipam.cli import main\n"
+            "sys.exit(main())\n"
+        )
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-c", code, "run"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def leading(self) -> bool:
+        try:
+            return any(
+                line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
+                for line in self.metrics().splitlines()
+            )
+        except OSError:
+            return False
+
+    def log_text(self, offset: int = 0) -> str:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return Path(self.log_path).stat().st_size
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _etcd(plane: ControlPlane, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        plane.etcd_url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def etcd_revision(plane: ControlPlane) -> int:
+    answer = _etcd(plane, "/v3/kv/range", {"key": base64.b64encode(b"a").decode()})
+    return int(answer["header"]["revision"])
+
+
+def compact_etcd(plane: ControlPlane) -> int:
+    """Compact etcd at its current revision (physically); returns that revision."""
+    revision = etcd_revision(plane)
+    _etcd(plane, "/v3/kv/compaction", {"revision": str(revision), "physical": True})
+    return revision

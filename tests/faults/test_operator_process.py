@@ -1,0 +1,169 @@
+"""The operator's process fails: killed outright, or one of two replicas loses its Lease."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests.controlplane import ControlPlane
+from tests.faults.conftest import Case, Replica
+from tests.integration.conftest import Pools, subnet
+from tests.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.faults
+
+LEASE = "lbipam-leader"
+ELECTION = {
+    "LBIPAM_LEADER_ELECTION": "true",
+    "LBIPAM_LEASE_DURATION": "4",
+    "LBIPAM_RENEW_DEADLINE": "3",
+    "LBIPAM_RETRY_PERIOD": "0.5",
+}
+
+
+def test_a_killed_operator_restarted_after_a_pause_moves_nobody(
+    case: Case, pools: Pools, operator: OperatorProcess
+) -> None:
+    pools.create([f"{subnet()}.0/24"])
+    burst = case.burst(creates=250)
+    burst.wait_created(80)
+
+    before = case.snapshot()
+    operator.kill()
+    case.fault("kill -9 mid-burst")
+    time.sleep(3)
+    operator.start()
+    case.fault("restarted after 3s")
+
+    assert case.converge(before)
+
+
+@pytest.fixture
+def replicas(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> Iterator[tuple[Replica, Replica]]:
+    """Two replicas electing a leader in the test's namespace; the session operator rests."""
+    operator.stop()
+    settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace)
+    first = Replica(control_plane, "replica-a", **settings).start()
+    _wait(first.leading, "replica-a to lead")
+    second = Replica(control_plane, "replica-b", **settings).start()
+    try:
+        yield first, second
+    finally:
+        for replica in (first, second):
+            replica.cleanup()
+        operator.start()
+
+
+def _wait(probe: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def _moments(replica: Replica, text: str) -> list[datetime.datetime]:
+    """When the replica's log says `text`, by the log's own clock (one machine, one clock)."""
+    found = []
+    for line in replica.log_text().splitlines():
+        match = _STAMP.match(line)
+        if match and text in line:
+            found.append(datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"))
+    return found
+
+
+def _terms(replica: Replica) -> list[tuple[datetime.datetime, datetime.datetime]]:
+    """The replica's terms of leadership: (became leader, stopped handling)."""
+    began = _moments(replica, f"{replica.identity} became leader")
+    ended = _moments(replica, "stopped handling Services and IPPools")
+    far = datetime.datetime.max
+    return [(start, next((e for e in ended if e >= start), far)) for start in began]
+
+
+def _overlaps(a: Replica, b: Replica) -> list[str]:
+    return [
+        f"{a.identity} led {s1:%T.%f}..{e1:%T.%f} while {b.identity} led {s2:%T.%f}..{e2:%T.%f}"
+        for s1, e1 in _terms(a)
+        for s2, e2 in _terms(b)
+        if s1 < e2 and s2 < e1
+    ]
+
+
+def test_a_leader_whose_lease_is_stolen_stops_before_anyone_else_starts(
+    case: Case,
+    pools: Pools,
+    namespace: str,
+    replicas: tuple[Replica, Replica],
+    api: client.ApiClient,
+) -> None:
+    leader, follower = replicas
+    pools.create([f"{subnet()}.0/24"])
+    burst = case.burst(creates=250)
+    burst.wait_created(80)
+
+    before = case.snapshot()
+    leases = client.CoordinationV1Api(api)
+    lease = leases.read_namespaced_lease(LEASE, namespace)
+    stamp = datetime.datetime.now(datetime.UTC)
+    lease.spec.holder_identity = "intruder"
+    lease.spec.renew_time = stamp
+    lease.spec.acquire_time = stamp
+    leases.replace_namespaced_lease(LEASE, namespace, lease)
+    case.fault("Lease overwritten with holder 'intruder'")
+
+    _wait(lambda: not leader.leading(), f"{leader.identity} to stop leading", timeout=10)
+    _wait(lambda: leader.leading() or follower.leading(), "a new leader", timeout=30)
+    case.fault("leader stepped down; a replica took over after expiry")
+
+    verdict = case.converge(before)
+    assert verdict
+    assert _overlaps(leader, follower) == []
+
+
+def test_a_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
+    case: Case,
+    pools: Pools,
+    namespace: str,
+    replicas: tuple[Replica, Replica],
+) -> None:
+    leader, follower = replicas
+    assert leader.popen is not None
+    pools.create([f"{subnet()}.0/24"])
+    burst = case.burst(creates=250, rate=30)
+    burst.wait_created(60)
+
+    leader.popen.send_signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    case.fault("leader SIGSTOPped for 8s (lease 4s)")
+    _wait(follower.leading, f"{follower.identity} to take over", timeout=20)
+    time.sleep(max(0.0, 8 - (time.monotonic() - frozen_at)))
+    # What the new leader decided while the old one slept is what must stay.
+    made_while_frozen = burst.created_since(frozen_at)
+    before = case.snapshot()
+    offset = leader.log_size()
+    leader.popen.send_signal(signal.SIGCONT)
+    case.fault("SIGCONT")
+
+    verdict = case.converge(before)
+    assert verdict
+    woke = leader.log_text(offset)
+    acted = [
+        line
+        for line in woke.split(f"{leader.identity} lost leadership")[0].splitlines()
+        if any(f"{namespace}/{name}: " in line for name in made_while_frozen)
+    ]
+    assert acted == [], "the woken leader acted before noticing it had lost its Lease"
+    assert _overlaps(leader, follower) == []
+    assert made_while_frozen, "the burst made nothing while the leader was frozen"
