@@ -44,7 +44,7 @@ class Burst(threading.Thread):
         self.spec = spec
         self.random = random.Random(seed)
         self.live: list[str] = []
-        self.created: dict[str, float] = {}  # name -> monotonic time the create succeeded
+        self.created: dict[str, float] = {}  # name -> when its create request was sent
         self.deleted: set[str] = set()
         self.retries = 0
         self.errors: list[str] = []
@@ -57,13 +57,14 @@ class Burst(threading.Thread):
                 if self._halt.is_set():
                     break
                 name = f"{self.prefix}-{i}"
+                asked = time.monotonic()
                 self._retry(
                     lambda n=name: self.core.create_namespaced_service(
                         self.namespace, service_manifest(n, **self.spec)
                     )
                 )
                 with self._progress:
-                    self.created[name] = time.monotonic()
+                    self.created[name] = asked
                     self.live.append(name)
                     self._progress.notify_all()
                 if self.live and self.random.random() < self.delete_ratio:
@@ -107,6 +108,7 @@ class Burst(threading.Thread):
         assert done and len(self.created) >= count, f"burst stalled: {self.errors}"
 
     def created_since(self, moment: float) -> set[str]:
+        """Services (still there) whose create request was sent at or after `moment`."""
         with self._progress:
             return {n for n, t in self.created.items() if t >= moment and n not in self.deleted}
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config, watch
 
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
 CLASS = "lbipam.io/lb"
@@ -277,3 +278,112 @@ def converge(
         + (f"\n  … and {more} more" if more > 0 else "")
         + (f"\n{context()}" if context else "")
     )
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A Service seen holding an address, then seen without it."""
+
+    key: str
+    uid: str
+    address: str
+    then: tuple[str, ...]
+    at: float
+
+
+class Monitor(threading.Thread):
+    """Watches a namespace's Services for the whole case; remembers every address lost.
+
+    The end state can look fine after an address flapped (a stale leader wrote, the new one
+    wrote back); the watch sees the flap. Survives API server restarts (re-watch, re-list on
+    410 Gone).
+    """
+
+    def __init__(self, kubeconfig: str, namespace: str) -> None:
+        super().__init__(name=f"monitor-{namespace}", daemon=True)
+        self.api = config.new_client_from_config(kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.namespace = namespace
+        self.held: dict[str, tuple[str, ...]] = {}
+        self.losses: list[Loss] = []
+        self.relists = 0
+        self._halt = threading.Event()
+        self._version = ""
+        self._lock = threading.Lock()
+
+    def _see(self, service: Any, deleted: bool = False) -> None:
+        raw = self.api.sanitize_for_serialization(service)
+        seen = _held(raw)
+        with self._lock:
+            if deleted:
+                self.held.pop(seen.uid, None)
+                return
+            previous = self.held.get(seen.uid, ())
+            if seen.handled:
+                for address in previous:
+                    if address not in seen.addresses:
+                        self.losses.append(
+                            Loss(seen.key, seen.uid, address, seen.addresses, time.monotonic())
+                        )
+            self.held[seen.uid] = seen.addresses
+
+    def _relist(self) -> None:
+        listing = self.core.list_namespaced_service(self.namespace)
+        self.relists += 1
+        for service in listing.items:
+            self._see(service)
+        self._version = listing.metadata.resource_version
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                if not self._version:
+                    self._relist()
+                stream = watch.Watch()
+                for event in stream.stream(
+                    self.core.list_namespaced_service,
+                    self.namespace,
+                    resource_version=self._version,
+                    timeout_seconds=5,
+                ):
+                    if event["type"] == "ERROR":
+                        self._version = ""  # 410 Gone: list again
+                        break
+                    self._see(event["object"], deleted=event["type"] == "DELETED")
+                    self._version = event["object"].metadata.resource_version
+                    if self._halt.is_set():
+                        break
+            except client.ApiException as error:
+                if error.status == 410:
+                    self._version = ""
+                time.sleep(0.2)
+            except Exception:  # the API server is restarting: watch again shortly
+                time.sleep(0.2)
+
+    def ready(self) -> Monitor:
+        self.start()
+        deadline = time.monotonic() + 10
+        while not self._version and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def violations(
+        self, api: client.ApiClient, may_move: Callable[[Held, str], bool] | None = None
+    ) -> list[str]:
+        """Losses of addresses still inside some IPPool now, that the case did not allow."""
+        space = PoolSpace(list_pools(api))
+        found = []
+        with self._lock:
+            losses = list(self.losses)
+        for loss in losses:
+            if not space.contains(loss.address):
+                continue  # revoked by a shrunk pool: it had to move
+            held = Held(loss.uid, loss.key, "", (loss.address,), True, None, None, frozenset())
+            if may_move is not None and may_move(held, loss.address):
+                continue
+            found.append(f"{loss.key} lost {loss.address} (then held {loss.then or 'nothing'})")
+        return found

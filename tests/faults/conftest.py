@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.burst import Burst
-from tests.faults.checker import Snapshot, Verdict, converge, snapshot
+from tests.faults.checker import Monitor, Snapshot, Verdict, converge, snapshot
 from tests.integration.conftest import crds, kubectl, namespace, operator, pools
 from tests.operator_process import OperatorProcess
 
@@ -33,7 +33,8 @@ class CaseReport:
     services: int = 0
     faults: list[str] = field(default_factory=list)
     violations: int = 0
-    converge_seconds: float = 0.0
+    converge_seconds: float = 0.0  # after the burst's last write
+    since_fault: float = 0.0  # after the last fault was injected (burst included)
     notes: str = ""
 
 
@@ -51,6 +52,8 @@ class Case:
         self.api = api
         self.namespace = namespace
         self.bursts: list[Burst] = []
+        self.monitor = Monitor(str(plane.kubeconfig), namespace).ready()
+        self.last_fault = time.monotonic()
 
     def burst(self, **options: Any) -> Burst:
         burst = Burst(self.plane, self.namespace, **options)
@@ -60,25 +63,30 @@ class Case:
 
     def fault(self, what: str) -> None:
         self.report.faults.append(what)
+        self.last_fault = time.monotonic()
 
     def snapshot(self) -> Snapshot:
         return snapshot(self.api)
 
     def converge(self, before: Snapshot | None = None, **options: Any) -> Verdict:
+        """Wait for the burst to end and the promise to hold; add every flap the watch saw."""
         for burst in self.bursts:
             burst.finish()
         verdict, seconds = converge(self.api, before, **options)
+        verdict.violations += self.monitor.violations(self.api, options.get("may_move"))
         self.report.services = max(
             self.report.services, sum(len(b.created) for b in self.bursts) or verdict.handled
         )
         self.report.violations = len(verdict.violations)
         self.report.converge_seconds = seconds
+        self.report.since_fault = time.monotonic() - self.last_fault
         return verdict
 
     def stop(self) -> None:
         for burst in self.bursts:
             if burst.is_alive():
                 burst.stop()
+        self.monitor.stop()
 
 
 @pytest.fixture
@@ -118,63 +126,39 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.section("fault cases")
-    write(f"{'case':58} {'Services':>8} {'violations':>10} {'converge':>9}  faults")
+    write(f"{'case':60} {'Services':>8} {'violations':>10} {'converge':>9} {'(fault)':>8}  faults")
     for r in REPORTS:
         write(
-            f"{r.case[:58]:58} {r.services:>8} {r.violations:>10} "
-            f"{r.converge_seconds:>8.1f}s  {'; '.join(r.faults)}"
+            f"{r.case[:60]:60} {r.services:>8} {r.violations:>10} "
+            f"{r.converge_seconds:>8.1f}s {r.since_fault:>7.1f}s  {'; '.join(r.faults)}"
             + (f"  [{r.notes}]" if r.notes else "")
         )
 
 
-class Replica(OperatorProcess):
-    """An operator replica with its own host name, as each pod of a Deployment has.
+def identity(process: OperatorProcess) -> str:
+    """The replica's name in the Lease: host name and process id."""
+    assert process.popen is not None
+    return f"{socket.gethostname()}-{process.popen.pid}"
 
-    `lbipam run` identifies itself in the Lease by host name; two processes on this one
-    machine would share it, so each replica runs the same entry point under a name of its own.
-    """
 
-    def __init__(self, plane: ControlPlane, identity: str, **settings: str) -> None:
-        super().__init__(plane, HOSTNAME=identity, **settings)
-        self.identity = identity
-
-    def start(self, wait: bool = True) -> Replica:
-        import subprocess
-
-        code = (
-            "import socket, sys\n"
-            f"socket.gethostname = lambda: {self.identity!r}\n"
-            "from lbipam.cli import main\n"
-            "sys.exit(main())\n"
+def leading(process: OperatorProcess) -> bool:
+    try:
+        return any(
+            line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
+            for line in process.metrics().splitlines()
         )
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-c", code, "run"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        if wait:
-            self.wait_ready()
-        return self
+    except OSError:
+        return False
 
-    def leading(self) -> bool:
-        try:
-            return any(
-                line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
-                for line in self.metrics().splitlines()
-            )
-        except OSError:
-            return False
 
-    def log_text(self, offset: int = 0) -> str:
-        with open(self.log_path, "rb") as log:
-            log.seek(offset)
-            return log.read().decode(errors="replace")
+def log_text(process: OperatorProcess, offset: int = 0) -> str:
+    with open(process.log_path, "rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
 
-    def log_size(self) -> int:
-        return Path(self.log_path).stat().st_size
+
+def log_size(process: OperatorProcess) -> int:
+    return Path(process.log_path).stat().st_size
 
 
 def rss_kib(pid: int) -> int:

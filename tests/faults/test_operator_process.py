@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
-from tests.faults.conftest import Case, Replica
+from tests.faults.conftest import Case, identity, leading, log_size, log_text
 from tests.integration.conftest import Pools, subnet
 from tests.operator_process import OperatorProcess
 
@@ -47,14 +47,15 @@ def test_a_killed_operator_restarted_after_a_pause_moves_nobody(
 @pytest.fixture
 def replicas(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
-) -> Iterator[tuple[Replica, Replica]]:
+) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
     """Two replicas electing a leader in the test's namespace; the session operator rests."""
     operator.stop()
     settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace)
-    first = Replica(control_plane, "replica-a", **settings).start()
-    _wait(first.leading, "replica-a to lead")
-    second = Replica(control_plane, "replica-b", **settings).start()
+    first = OperatorProcess(control_plane, **settings).start()
+    second = OperatorProcess(control_plane, **settings)
     try:
+        _wait(lambda: leading(first), "the first replica to lead")
+        second.start()
         yield first, second
     finally:
         for replica in (first, second):
@@ -74,27 +75,27 @@ def _wait(probe: object, what: str, timeout: float = 30) -> None:
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
-def _moments(replica: Replica, text: str) -> list[datetime.datetime]:
+def _moments(replica: OperatorProcess, text: str) -> list[datetime.datetime]:
     """When the replica's log says `text`, by the log's own clock (one machine, one clock)."""
     found = []
-    for line in replica.log_text().splitlines():
+    for line in log_text(replica).splitlines():
         match = _STAMP.match(line)
         if match and text in line:
             found.append(datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"))
     return found
 
 
-def _terms(replica: Replica) -> list[tuple[datetime.datetime, datetime.datetime]]:
+def _terms(replica: OperatorProcess) -> list[tuple[datetime.datetime, datetime.datetime]]:
     """The replica's terms of leadership: (became leader, stopped handling)."""
-    began = _moments(replica, f"{replica.identity} became leader")
+    began = _moments(replica, f"{identity(replica)} became leader")
     ended = _moments(replica, "stopped handling Services and IPPools")
     far = datetime.datetime.max
     return [(start, next((e for e in ended if e >= start), far)) for start in began]
 
 
-def _overlaps(a: Replica, b: Replica) -> list[str]:
+def _overlaps(a: OperatorProcess, b: OperatorProcess) -> list[str]:
     return [
-        f"{a.identity} led {s1:%T.%f}..{e1:%T.%f} while {b.identity} led {s2:%T.%f}..{e2:%T.%f}"
+        f"{identity(a)} led {s1:%T.%f}..{e1:%T.%f} while {identity(b)} led {s2:%T.%f}..{e2:%T.%f}"
         for s1, e1 in _terms(a)
         for s2, e2 in _terms(b)
         if s1 < e2 and s2 < e1
@@ -105,7 +106,7 @@ def test_a_leader_whose_lease_is_stolen_stops_before_anyone_else_starts(
     case: Case,
     pools: Pools,
     namespace: str,
-    replicas: tuple[Replica, Replica],
+    replicas: tuple[OperatorProcess, OperatorProcess],
     api: client.ApiClient,
 ) -> None:
     leader, follower = replicas
@@ -123,8 +124,8 @@ def test_a_leader_whose_lease_is_stolen_stops_before_anyone_else_starts(
     leases.replace_namespaced_lease(LEASE, namespace, lease)
     case.fault("Lease overwritten with holder 'intruder'")
 
-    _wait(lambda: not leader.leading(), f"{leader.identity} to stop leading", timeout=10)
-    _wait(lambda: leader.leading() or follower.leading(), "a new leader", timeout=30)
+    _wait(lambda: not leading(leader), "the leader to stop leading", timeout=10)
+    _wait(lambda: leading(leader) or leading(follower), "a new leader", timeout=30)
     case.fault("leader stepped down; a replica took over after expiry")
 
     verdict = case.converge(before)
@@ -136,7 +137,7 @@ def test_a_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
     case: Case,
     pools: Pools,
     namespace: str,
-    replicas: tuple[Replica, Replica],
+    replicas: tuple[OperatorProcess, OperatorProcess],
 ) -> None:
     leader, follower = replicas
     assert leader.popen is not None
@@ -147,23 +148,23 @@ def test_a_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
     leader.popen.send_signal(signal.SIGSTOP)
     frozen_at = time.monotonic()
     case.fault("leader SIGSTOPped for 8s (lease 4s)")
-    _wait(follower.leading, f"{follower.identity} to take over", timeout=20)
+    _wait(lambda: leading(follower), "the follower to take over", timeout=20)
     time.sleep(max(0.0, 8 - (time.monotonic() - frozen_at)))
     # What the new leader decided while the old one slept is what must stay.
     made_while_frozen = burst.created_since(frozen_at)
     before = case.snapshot()
-    offset = leader.log_size()
+    offset = log_size(leader)
     leader.popen.send_signal(signal.SIGCONT)
     case.fault("SIGCONT")
 
     verdict = case.converge(before)
-    assert verdict
-    woke = leader.log_text(offset)
+    # Writes logged after waking, about Services it could only have heard of after waking.
     acted = [
         line
-        for line in woke.split(f"{leader.identity} lost leadership")[0].splitlines()
+        for line in log_text(leader, offset).splitlines()
         if any(f"{namespace}/{name}: " in line for name in made_while_frozen)
     ]
-    assert acted == [], "the woken leader acted before noticing it had lost its Lease"
-    assert _overlaps(leader, follower) == []
     assert made_while_frozen, "the burst made nothing while the leader was frozen"
+    assert verdict, "addresses flapped or clashed after the frozen leader woke"
+    assert acted == [], "the woken leader acted on Services its successor had handled"
+    assert _overlaps(leader, follower) == []

@@ -25,13 +25,18 @@ def test_the_guides_three_services_get_their_addresses(
     core: client.CoreV1Api, kubectl: Kubectl, pools: Pools, namespace: str
 ) -> None:
     pools.create(["192.168.10.0/24"], exclude=["192.168.10.1"])
+    expected = {
+        "sample-lb": ["192.168.10.0"],
+        "sample-lb-fixip": ["192.168.10.100"],
+        "sample-lb-fw": ["192.168.10.2"],
+    }
     for doc in load_yaml(REPO / "deploy/examples/services.yaml"):
         doc["metadata"]["namespace"] = namespace
         create(core, namespace, doc)
+        # One at a time, so "lowest free address" has one right answer per Service.
+        name = doc["metadata"]["name"]
+        assert wait_address(core, namespace, name) == expected[name]
 
-    assert wait_address(core, namespace, "sample-lb") == ["192.168.10.0"]
-    assert wait_address(core, namespace, "sample-lb-fixip") == ["192.168.10.100"]
-    assert wait_address(core, namespace, "sample-lb-fw") == ["192.168.10.2"]
     shown = kubectl("get", "services", "-n", namespace).stdout
     assert "192.168.10.100" in shown
 
