@@ -29,6 +29,7 @@ from lbipam.policies import PolicyReconciler
 from lbipam.poolstatus import PoolStatusWriter
 from lbipam.reconciler import Reconciler
 from lbipam.settings import Settings
+from lbipam.term import Term
 
 log = logging.getLogger("lbipam")
 
@@ -72,12 +73,12 @@ class Operator:
         self.leading = False
         self.heartbeat = time.monotonic()
 
-    def _fresh_state(self, stop: asyncio.Event) -> State:
+    def _fresh_state(self, term: Term) -> State:
         """New state per term of leadership: rebuilt from the cluster, never carried over.
 
-        Its writer is fenced by `stop`, so nothing decided in this term is written after it.
+        Its writes are fenced by the term, so nothing decided in it is written after it.
         """
-        kube = Kube(self.api, self.settings.namespace, fence=stop)
+        kube = Kube(self.api, self.settings.namespace, term)
         registry = Registry()
         self.metrics.use(registry)
         pools = PoolStatusWriter(registry, kube)
@@ -86,9 +87,9 @@ class Operator:
         policies.views = reconciler.views
         return State(self.settings, registry, kube, self.metrics, pools, reconciler, policies)
 
-    async def lead(self, stop: asyncio.Event) -> None:
-        """Run Kopf until `stop` is set (leadership lost) or Kopf stops on a signal."""
-        self.state = state = self._fresh_state(stop)
+    async def lead(self, term: Term) -> None:
+        """Run Kopf until the term ends (leadership lost) or Kopf stops on a signal."""
+        self.state = state = self._fresh_state(term)
         self.kopf_ready = asyncio.Event()
         self.leading = True
         self.metrics.set_leader(True)
@@ -100,10 +101,10 @@ class Operator:
                 standalone=True,
                 memo=kopf.Memo(state=state),
                 ready_flag=self.kopf_ready,
-                stop_flag=stop,
+                stop_flag=term.ended,
             )
         finally:
-            stop.set()
+            term.ended.set()
             writer.cancel()
             state.reconciler.cancel()
             await state.kube.close()
@@ -171,7 +172,7 @@ async def main(settings: Settings) -> None:
         elector = LeaderElector(api, settings, identity=identity)
         work = asyncio.create_task(elector.run(operator.lead))
     else:
-        work = asyncio.create_task(operator.lead(asyncio.Event()))
+        work = asyncio.create_task(operator.lead(Term()))
     stopper = asyncio.create_task(shutdown.wait())
     try:
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)

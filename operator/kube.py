@@ -15,6 +15,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from lbipam.ipam.requests import ServiceKey
 from lbipam.parse import GROUP, POOLS, VERSION
+from lbipam.term import Term
 
 FIELD_MANAGER = "lbipam"
 COMPONENT = "lbipam"
@@ -57,10 +58,10 @@ class Kube:
     """Writers for Service status, IPPool status and finalizers, Events and NetworkPolicies."""
 
     def __init__(
-        self, api: client.ApiClient, events_namespace: str, fence: asyncio.Event | None = None
+        self, api: client.ApiClient, events_namespace: str, term: Term | None = None
     ) -> None:
         self.api = api
-        self.fence = fence
+        self.term = term
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.networking = client.NetworkingV1Api(api)
@@ -73,7 +74,7 @@ class Kube:
             await asyncio.wait(self._background, timeout=5)
 
     def _check_fence(self) -> None:
-        if self.fence is not None and self.fence.is_set():
+        if self.term is not None and not self.term.active():
             raise Fenced("this replica is no longer leading; nothing more is written")
 
     async def apply_service_status(
@@ -130,7 +131,7 @@ class Kube:
 
         `involved` has apiVersion, name, uid and, for namespaced objects, namespace.
         """
-        if self.fence is not None and self.fence.is_set():
+        if self.term is not None and not self.term.active():
             return
         task = asyncio.create_task(self._post_event(involved, kind, reason, message, warning))
         self._background.add(task)

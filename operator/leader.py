@@ -19,6 +19,7 @@ from kubernetes.aio import client
 
 from lbipam.kube import is_status
 from lbipam.settings import Settings
+from lbipam.term import Term
 
 LEASE_NAME = "lbipam-leader"
 log = logging.getLogger(__name__)
@@ -44,17 +45,18 @@ class LeaderElector:
         # clock skew between replicas cannot shorten another leader's term.
         self._observed: tuple[str, str, float] | None = None
 
-    async def run(self, lead: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def run(self, lead: Callable[[Term], Awaitable[None]]) -> None:
         """Wait for the Lease and lead while it is ours; return when `lead` ends by itself.
 
-        `lead(stop)` must stop acting as soon as `stop` is set.
+        `lead(term)` must stop acting as soon as the term ends, and write only while it is
+        active.
         """
         while True:
-            await self._acquire()
+            term = Term(self.settings.renew_deadline)
+            term.renewed(await self._acquire())
             log.info("%s became leader (Lease %s/%s)", self.identity, self.namespace, LEASE_NAME)
-            stop = asyncio.Event()
-            leading = asyncio.ensure_future(lead(stop))
-            renewing = asyncio.create_task(self._keep())
+            leading = asyncio.ensure_future(lead(term))
+            renewing = asyncio.create_task(self._keep(term))
             done, _ = await asyncio.wait({leading, renewing}, return_when=asyncio.FIRST_COMPLETED)
             if leading in done:
                 # Shutdown (or a crash): hand the Lease over at once instead of letting it expire.
@@ -62,31 +64,33 @@ class LeaderElector:
                 await self._release()
                 leading.result()
                 return
-            stop.set()
+            term.ended.set()
             log.warning("%s lost leadership; handling stopped", self.identity)
             await leading
 
-    async def _acquire(self) -> None:
+    async def _acquire(self) -> float:
+        """Wait until the Lease is ours; returns when (monotonic) the winning request was sent."""
         while True:
+            sent = time.monotonic()
             if await self._try() is Attempt.HELD:
-                return
+                return sent
             await asyncio.sleep(self.settings.retry_period)
 
-    async def _keep(self) -> None:
-        """Renew until another holder shows or no renewal succeeded within the deadline."""
-        last = time.monotonic()
-        while time.monotonic() - last < self.settings.renew_deadline:
+    async def _keep(self, term: Term) -> None:
+        """Renew until another holder shows or the term's Lease window runs out."""
+        while term.active():
             await asyncio.sleep(self.settings.retry_period)
-            remaining = self.settings.renew_deadline - (time.monotonic() - last)
+            sent = time.monotonic()
             try:
-                async with asyncio.timeout(max(remaining, 0.1)):
+                # Writes stop by themselves when the window closes; this only bounds the wait.
+                async with asyncio.timeout(self.settings.renew_deadline):
                     attempt = await self._try()
             except TimeoutError:
                 continue
             if attempt is Attempt.TAKEN:
                 return
             if attempt is Attempt.HELD:
-                last = time.monotonic()
+                term.renewed(sent)
 
     async def _try(self) -> Attempt:
         try:

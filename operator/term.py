@@ -1,0 +1,28 @@
+"""A term of leadership: whether this replica may still write to the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+
+class Term:
+    """Writes are allowed until the term ends or its Lease may have run out.
+
+    The Lease check is local and costs nothing: a replica frozen (or partitioned) past its
+    renew deadline finds its writes refused the moment it runs again, before it could learn
+    from the API server that another replica has taken over.
+    """
+
+    def __init__(self, window: float = math.inf) -> None:
+        self.ended = asyncio.Event()
+        self._window = window
+        self._valid_until = time.monotonic() + window
+
+    def renewed(self, at: float) -> None:
+        """The Lease was renewed by a request sent at `at` (monotonic)."""
+        self._valid_until = max(self._valid_until, at + self._window)
+
+    def active(self) -> bool:
+        return not self.ended.is_set() and time.monotonic() < self._valid_until
