@@ -32,6 +32,16 @@ class ServiceView:
     condition: Mapping[str, Any] | None  # our entry in status.conditions, if any
     body: Mapping[str, Any]  # metadata and spec, for the NetworkPolicy builder
 
+    @property
+    def reference(self) -> dict[str, str]:
+        """The Service as an Event's involvedObject."""
+        return {
+            "apiVersion": "v1",
+            "namespace": self.key.namespace,
+            "name": self.key.name,
+            "uid": self.uid,
+        }
+
 
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())

@@ -118,10 +118,4 @@ class PolicyReconciler:
             log.info("%s: %s NetworkPolicy %s", key, "updated" if existing else "created", name)
 
     def _event(self, view: ServiceView, reason: str, message: str) -> None:
-        involved = {
-            "apiVersion": "v1",
-            "namespace": view.key.namespace,
-            "name": view.key.name,
-            "uid": view.uid,
-        }
-        self.kube.event(involved, "Service", reason, message, warning=True)
+        self.kube.event(view.reference, "Service", reason, message, warning=True)

@@ -210,10 +210,4 @@ class Reconciler:
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False
     ) -> None:
-        involved = {
-            "apiVersion": "v1",
-            "namespace": view.key.namespace,
-            "name": view.key.name,
-            "uid": view.uid,
-        }
-        self.kube.event(involved, "Service", reason, message, warning=warning)
+        self.kube.event(view.reference, "Service", reason, message, warning=warning)

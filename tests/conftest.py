@@ -10,19 +10,15 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client, config
 
-from tests.controlplane import ControlPlane
+from tests.controlplane import ControlPlane, running_control_plane
 
 T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    plane = ControlPlane()
-    try:
-        plane.start()
+    with running_control_plane() as plane:
         yield plane
-    finally:
-        plane.cleanup()
 
 
 @pytest.fixture(scope="session")

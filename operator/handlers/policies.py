@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from lbipam.handlers.startup import State, ensure_rebuilt
+from lbipam.handlers.startup import rebuilt_state
 from lbipam.netpol import MANAGED_BY_LABEL
 
 
@@ -17,6 +17,5 @@ async def policy_event(
     memo: kopf.Memo,
     **indexes: Any,
 ) -> None:
-    state: State = memo.state
-    ensure_rebuilt(state, indexes)
+    state = rebuilt_state(memo, indexes)
     await state.policies.policy_event(body, deleted=event["type"] == "DELETED")

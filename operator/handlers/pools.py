@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from lbipam.handlers.startup import State, ensure_rebuilt
+from lbipam.handlers.startup import rebuilt_state
 from lbipam.parse import GROUP, POOLS, VERSION, pool_spec
 from lbipam.poolstatus import PoolView
 
@@ -32,8 +32,7 @@ async def pool_event(
     memo: kopf.Memo,
     **indexes: Any,
 ) -> None:
-    state: State = memo.state
-    ensure_rebuilt(state, indexes)
+    state = rebuilt_state(memo, indexes)
     name = body["metadata"]["name"]
     if event["type"] == "DELETED":
         state.pools.views.pop(name, None)

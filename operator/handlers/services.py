@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from lbipam.handlers.startup import State, ensure_rebuilt
+from lbipam.handlers.startup import State, rebuilt_state
 from lbipam.parse import is_handled, our_condition, service_key, service_view
 
 
@@ -27,8 +27,7 @@ async def service_event(
     memo: kopf.Memo,
     **indexes: Any,
 ) -> None:
-    state: State = memo.state
-    ensure_rebuilt(state, indexes)
+    state = rebuilt_state(memo, indexes)
     key = service_key(body)
     handled = is_handled(body, state.settings)
     if not handled and key not in state.reconciler.views and our_condition(body) is None:

@@ -34,16 +34,18 @@ def _values(index: kopf.Index[Any, Any]) -> list[Any]:
     return [value for key in index for value in index[key]]
 
 
-def ensure_rebuilt(state: State, indexes: Mapping[str, Any]) -> None:
-    """On the first handler call, load all pools and held addresses from Kopf's indexes.
+def rebuilt_state(memo: kopf.Memo, indexes: Mapping[str, Any]) -> State:
+    """The shared state; on the first handler call, loaded from Kopf's indexes first.
 
     Kopf runs no handler before every index has its initial listing, so at this point the
     registry learns every address held in the cluster before anything new is handed out.
     """
+    state: State = memo.state
     if state.reconciler.rebuilt:
-        return
+        return state
     state.reconciler.namespace_labels = indexes["namespace_labels"]
     state.reconciler.rebuild(_values(indexes["pool_specs"]), _values(indexes["held_services"]))
+    return state
 
 
 @kopf.on.startup()
