@@ -46,6 +46,17 @@ async def connect() -> client.ApiClient:
     return client.ApiClient()
 
 
+def yaml_safe(text: str, limit: int = 1024) -> str:
+    """Text an apply patch can carry, cut to `limit` characters.
+
+    The client sends apply patches as ASCII JSON, where characters beyond U+FFFF become
+    surrogate-pair escapes that the API server's YAML decoder refuses; a user's emoji echoed
+    in a message must not keep the whole status from being written.
+    """
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
+
+
 class Fenced(Exception):
     """A write was attempted after this replica stopped leading."""
 
@@ -90,7 +101,7 @@ class Kube:
         if ingress:
             status["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ingress]}
         if condition is not None:
-            status["conditions"] = [dict(condition)]
+            status["conditions"] = [{**condition, "message": yaml_safe(condition["message"])}]
         body = {
             "apiVersion": "v1",
             "kind": "Service",
@@ -106,6 +117,21 @@ class Kube:
             _content_type=APPLY,
         )
         await _check(response)
+
+    async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
+        """Whether a failed status write failed only because the Service was deleted.
+
+        Apply on a missing Service tries to create it and fails validation (422), not 404.
+        """
+        if is_status(error, 404):
+            return True
+        if not is_status(error, 422):
+            return False
+        response = await self.core.read_namespaced_service_without_preload_content(
+            key.name, key.namespace
+        )
+        response.release()
+        return bool(response.status == 404)
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         """JSON merge patch of an IPPool (custom resources take no strategic merge)."""

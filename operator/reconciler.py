@@ -12,7 +12,7 @@ from typing import Any
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.keyed import KeyedRunner
-from lbipam.kube import Kube, is_status, now
+from lbipam.kube import Kube, now
 from lbipam.metrics import Metrics
 from lbipam.parse import CONDITION_TYPE, ServiceView
 from lbipam.poolstatus import PoolStatusWriter
@@ -101,7 +101,7 @@ class Reconciler:
             try:
                 await self.kube.apply_service_status(key, (), None)
             except Exception as error:
-                if not is_status(error, 404):
+                if not await self.kube.service_gone(key, error):
                     raise
             else:
                 if held:
@@ -144,7 +144,7 @@ class Reconciler:
                 key, outcome.addresses, condition or view.condition
             )
         except Exception as error:
-            if is_status(error, 404):
+            if await self.kube.service_gone(key, error):
                 # Deleted while we decided: the DELETED event releases what we reserved.
                 return
             raise

@@ -10,7 +10,7 @@ from lbipam.handlers.startup import State
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_labels(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+async def namespace_labels(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
     return {body["metadata"]["name"]: dict(body["metadata"].get("labels") or {})}
 
 

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 @kopf.index(GROUP, VERSION, POOLS)
-def pool_specs(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
+async def pool_specs(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
     """Every pool, so no Service is judged before all pools are known."""
     try:
         spec = pool_spec(body)

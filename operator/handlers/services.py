@@ -11,7 +11,7 @@ from lbipam.parse import is_handled, our_condition, service_key, service_view
 
 
 @kopf.index("", "v1", "services")
-def held_services(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Any, Any] | None:
+async def held_services(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Any, Any] | None:
     """Every Service we handle, so start-up knows all held addresses before deciding."""
     state: State = memo.state
     if not is_handled(body, state.settings):

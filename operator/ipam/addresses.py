@@ -145,20 +145,6 @@ def subtract(base: Sequence[Interval], cut: Sequence[Interval]) -> list[Interval
     return result
 
 
-def first_common(a: Sequence[Interval], b: Sequence[Interval]) -> int | None:
-    """Lowest value in both normalized interval lists, or None when they are disjoint."""
-    i = j = 0
-    while i < len(a) and j < len(b):
-        low = max(a[i][0], b[j][0])
-        if low <= min(a[i][1], b[j][1]):
-            return low
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return None
-
-
 def size(intervals: Iterable[Interval]) -> int:
     return sum(last - first + 1 for first, last in intervals)
 

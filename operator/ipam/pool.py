@@ -11,7 +11,6 @@ from .addresses import (
     IP,
     Interval,
     PoolSpecError,
-    first_common,
     normalize,
     parse_entries,
     size,
@@ -262,15 +261,6 @@ class Pool:
 
     def give_back(self, ip: IP) -> None:
         self._free[ip.family].give_back(ip.value)
-
-    def overlap(self, other: Pool) -> IP | None:
-        """Lowest address both pools contain, if any."""
-        for family in self.families:
-            if family in other.ranges:
-                value = first_common(self.ranges[family], other.ranges[family])
-                if value is not None:
-                    return IP(family, value)
-        return None
 
     def counts(self) -> tuple[FamilyCounts, ...]:
         result = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -99,6 +100,9 @@ class Registry:
     def apply_pool(self, spec: PoolSpec) -> PoolChange:
         """Create or update a pool; a bad spec is recorded as the pool's error, never raised."""
         previous = self._pools.get(spec.name)
+        if previous is not None and previous.spec == spec:
+            # Status writes echo back as pool events; rebuilding would cost O(holders) each.
+            return PoolChange((), ())
         self._pools[spec.name] = Pool.build(spec, self._owners, previous)
         return self._pools_changed(previous)
 
@@ -163,13 +167,29 @@ class Registry:
         return PoolChange(tuple(sorted(revoked)), tuple(sorted(changed & self._pools.keys())))
 
     def _find_conflicts(self) -> dict[str, str]:
+        """Each pool overlapping an older one -> the oldest such: one sweep over sorted ranges.
+
+        Comparing every pair on every pool change made thousands of pools cost minutes.
+        """
         by_age = sorted(self._pools.values(), key=lambda p: p.spec.seniority)
-        conflicts: dict[str, str] = {}
-        for index, pool in enumerate(by_age):
-            older = next((o for o in by_age[:index] if pool.overlap(o) is not None), None)
-            if older is not None:
-                conflicts[pool.name] = older.name
-        return conflicts
+        rank = {pool.name: index for index, pool in enumerate(by_age)}
+        oldest: dict[int, int] = {}
+        for family in FAMILIES:
+            spans = sorted(
+                (start, end, rank[pool.name])
+                for pool in by_age
+                for start, end in pool.ranges.get(family, ())
+            )
+            active: list[tuple[int, int]] = []  # heap of (end, rank) of spans still open
+            for start, end, me in spans:
+                while active and active[0][0] < start:
+                    heapq.heappop(active)
+                for _, other in active:
+                    if other != me:
+                        young, old = max(me, other), min(me, other)
+                        oldest[young] = min(old, oldest.get(young, old))
+                heapq.heappush(active, (end, me))
+        return {by_age[young].name: by_age[old].name for young, old in oldest.items()}
 
     def _by_priority(self) -> list[Pool]:
         if self._ordered is None:

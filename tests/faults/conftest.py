@@ -7,7 +7,7 @@ import json
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.burst import Burst
-from tests.faults.checker import Monitor, Snapshot, Verdict, converge, snapshot
+from tests.faults.checker import Held, Monitor, Snapshot, Verdict, converge, snapshot
 from tests.integration.conftest import crds, kubectl, namespace, operator, pools
 from tests.operator_process import OperatorProcess
 
@@ -68,12 +68,22 @@ class Case:
     def snapshot(self) -> Snapshot:
         return snapshot(self.api)
 
-    def converge(self, before: Snapshot | None = None, **options: Any) -> Verdict:
-        """Wait for the burst to end and the promise to hold; add every flap the watch saw."""
+    def converge(
+        self,
+        before: Snapshot | None = None,
+        *,
+        may_flap: Callable[[Held, str], bool] | None = None,
+        **options: Any,
+    ) -> Verdict:
+        """Wait for the burst to end and the promise to hold; add every flap the watch saw.
+
+        `may_flap` (default: `may_move`) names losses the watch may see on the way, such as
+        a status the case itself overwrote.
+        """
         for burst in self.bursts:
             burst.finish()
         verdict, seconds = converge(self.api, before, **options)
-        verdict.violations += self.monitor.violations(self.api, options.get("may_move"))
+        verdict.violations += self.monitor.violations(self.api, may_flap or options.get("may_move"))
         self.report.services = max(
             self.report.services, sum(len(b.created) for b in self.bursts) or verdict.handled
         )

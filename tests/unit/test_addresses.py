@@ -7,7 +7,6 @@ import pytest
 from lbipam.ipam.addresses import (
     IP,
     PoolSpecError,
-    first_common,
     normalize,
     parse_address,
     parse_entries,
@@ -93,8 +92,6 @@ def test_interval_arithmetic() -> None:
         (7, 9),
         (22, 29),
     ]
-    assert first_common([(0, 4), (10, 12)], [(5, 9), (12, 20)]) == 12
-    assert first_common([(0, 4)], [(5, 9)]) is None
 
 
 def test_avoiding_buggy_ips_drops_every_dot_zero_and_dot_255() -> None:

@@ -99,14 +99,6 @@ def test_a_pool_whose_spec_turns_invalid_keeps_its_last_good_addresses() -> None
     assert never_good.error == "addresses: must list at least one address, CIDR or range"
 
 
-def test_overlap_reports_the_first_common_address() -> None:
-    a = Pool.build(PoolSpec("a", ("10.0.0.0/29",)), held=())
-    b = Pool.build(PoolSpec("b", ("2001:db8::1", "10.0.0.6-10.0.0.20")), held=())
-    c = Pool.build(PoolSpec("c", ("10.0.0.8/29",)), held=())
-    assert a.overlap(b) == ip("10.0.0.6")
-    assert a.overlap(c) is None
-
-
 # ---- selectors -------------------------------------------------------------------------
 
 

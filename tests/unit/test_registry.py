@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -523,3 +525,34 @@ def test_owners_of_an_address_names_who_holds_it_and_pool_of_where_it_lies() -> 
     assert reg.owners_of("not-an-ip") == ()
     assert reg.pool_of("10.0.0.3") == "public"
     assert reg.pool_of("10.0.0.4") is None
+
+
+def test_applying_an_unchanged_pool_again_changes_nothing() -> None:
+    spec = pool("public", "10.0.0.0/30")
+    reg = registry(spec)
+    reg.ensure(service("web"))
+
+    assert reg.apply_pool(spec) == PoolChange((), ())
+    assert reg.pool_status("public").allocated == 1
+
+
+def test_conflicts_among_many_pools_match_a_pairwise_check() -> None:
+    """Each pool overlapping an older one is in conflict with the oldest such, no chaining."""
+    rng = random.Random(7)
+    specs = []
+    for index in range(120):
+        start = rng.randrange(0, 2000)
+        end = start + rng.randrange(0, 40)
+        first, last = (ipaddress.ip_address(0x0A000000 + n) for n in (start, end))
+        specs.append(pool(f"p{index:03d}", f"{first}-{last}", created=rng.randrange(60)))
+    reg = registry(*specs)
+
+    def addresses(spec: PoolSpec) -> set[int]:
+        first, last = (int(ipaddress.ip_address(a)) for a in spec.addresses[0].split("-"))
+        return set(range(first, last + 1))
+
+    by_age = sorted(specs, key=lambda s: (s.created, s.name))
+    for index, spec in enumerate(by_age):
+        older = [o for o in by_age[:index] if addresses(o) & addresses(spec)]
+        expected = older[0].name if older else None
+        assert reg.pool_status(spec.name).conflict_with == expected, spec.name
