@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.controlplane import ControlPlane
-from tests.controlplane.cluster import free_port
+from tests.controlplane.cluster import die_with_parent, free_port
 
 
 class OperatorProcess:
@@ -42,6 +42,7 @@ class OperatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         if wait:
             self.wait_ready()

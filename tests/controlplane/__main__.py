@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from .build import ensure_binaries
-from .cluster import ControlPlane, running_control_plane
+from .cluster import ControlPlane, die_with_parent, running_control_plane
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,9 @@ In another terminal:
     )
     lbipam = str(Path(sys.executable).parent / "lbipam")
     with contextlib.suppress(KeyboardInterrupt):
-        return subprocess.run([lbipam, "run"], env=plane.env()).returncode
+        return subprocess.run(
+            [lbipam, "run"], env=plane.env(), preexec_fn=die_with_parent
+        ).returncode
     return 0
 
 

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import eventually
-from tests.controlplane.cluster import free_port
+from tests.controlplane.cluster import die_with_parent, free_port
 from tests.integration.conftest import (
     Pools,
     create,
@@ -57,6 +57,7 @@ class Prometheus:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
     def get(self, path: str) -> dict[str, object]:

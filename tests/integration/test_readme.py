@@ -13,7 +13,7 @@ from pathlib import Path
 from kubernetes import client
 
 from tests.conftest import eventually
-from tests.controlplane.cluster import free_port
+from tests.controlplane.cluster import die_with_parent, free_port
 from tests.integration.conftest import GROUP, PLURAL, REPO, VERSION, Kubectl
 from tests.operator_process import OperatorProcess
 
@@ -102,6 +102,7 @@ def test_make_run_without_a_cluster_starts_one_and_prints_how_to_watch_it() -> N
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     seen: list[str] = []
     try:
