@@ -25,6 +25,7 @@ from lbipam.ipam.registry import Registry
 from lbipam.kube import Kube, connect
 from lbipam.leader import LeaderElector
 from lbipam.metrics import Metrics
+from lbipam.parse import service_view
 from lbipam.policies import PolicyReconciler
 from lbipam.poolstatus import PoolStatusWriter
 from lbipam.reconciler import Reconciler
@@ -94,7 +95,11 @@ class Operator:
         self.leading = True
         self.metrics.set_leader(True)
         log.info("leading: starting to handle Services and IPPools")
+        state.reconciler.snapshot = [
+            service_view(body, self.settings, None) for body in await state.kube.list_services()
+        ]
         writer = asyncio.create_task(state.pools.run())
+        sweeper = asyncio.create_task(state.reconciler.sweep_forever())
         try:
             await kopf.operator(
                 clusterwide=True,
@@ -106,6 +111,7 @@ class Operator:
         finally:
             term.ended.set()
             writer.cancel()
+            sweeper.cancel()
             state.reconciler.cancel()
             await state.kube.close()
             self.leading = False

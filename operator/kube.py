@@ -43,7 +43,11 @@ async def connect() -> client.ApiClient:
         )
     else:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # With trust_env, aiohttp reads the proxy variables and ~/.netrc in a thread on every
+    # request; the API server is reached directly (a kubeconfig proxy-url still applies).
+    configuration.client_session_kwargs = {"trust_env": False}
+    return client.ApiClient(configuration)
 
 
 def yaml_safe(text: str, limit: int = 1024) -> str:
@@ -117,6 +121,20 @@ class Kube:
             _content_type=APPLY,
         )
         await _check(response)
+
+    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
+        """Every Service in the cluster, read in pages."""
+        services: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            response = await self.core.list_service_for_all_namespaces_without_preload_content(
+                limit=page, _continue=token
+            )
+            body = await _check(response)
+            services.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return services
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
         """Whether a failed status write failed only because the Service was deleted.

@@ -19,6 +19,16 @@ ANNOTATION_POOL = f"{GROUP}/pool"
 ANNOTATION_SHARING_KEY = f"{GROUP}/sharing-key"
 CONDITION_TYPE = f"{GROUP}/AddressAllocated"
 FAMILIES = {"IPv4": 4, "IPv6": 6}
+# What a view keeps of metadata: managedFields and the rest would keep each whole object alive.
+_KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "labels",
+    "annotations",
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,10 @@ def service_view(
         handled=is_handled(body, settings),
         request=service_request(body, namespace_labels),
         condition=our_condition(body),
-        body={"metadata": dict(meta), "spec": dict(body.get("spec") or {})},
+        body={
+            "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+            "spec": dict(body.get("spec") or {}),
+        },
     )
 
 

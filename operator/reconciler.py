@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -14,10 +15,12 @@ from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.keyed import KeyedRunner
 from lbipam.kube import Kube, now
 from lbipam.metrics import Metrics
-from lbipam.parse import CONDITION_TYPE, ServiceView
+from lbipam.parse import CONDITION_TYPE, ServiceView, service_key
 from lbipam.poolstatus import PoolStatusWriter
 
 log = logging.getLogger(__name__)
+SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then
+SWEEP_EVERY = 600.0
 
 
 class Reconciler:
@@ -35,14 +38,19 @@ class Reconciler:
         self._first_seen: dict[ServiceKey, float] = {}
         self.runner = KeyedRunner("Service")
         self.rebuilt = False
+        self.snapshot: list[ServiceView] = []
         # Kopf's live namespace-labels index, handed over by the handlers on their first call.
         self.namespace_labels: Mapping[str, Any] | None = None
 
-    def rebuild(self, pool_specs: Iterable[Any], views: Iterable[ServiceView]) -> None:
-        """Start-up: every pool and every held address is known before any decision."""
+    def rebuild(self, pool_specs: Iterable[Any]) -> None:
+        """Start-up: every pool and every held address is known before any decision.
+
+        The held addresses come from `snapshot`, the Services listed before Kopf started.
+        """
         for spec in pool_specs:
             self.registry.apply_pool(spec)
-        handled = [view for view in views if view.handled]
+        handled = [view for view in self.snapshot if view.handled]
+        self.snapshot = []
         for view in handled:
             self.views.setdefault(view.key, view)
         losers = self.registry.rebuild(view.request for view in handled)
@@ -62,6 +70,31 @@ class Reconciler:
         else:
             self.views[key] = view
         await self.reconcile(key)
+
+    async def sweep_forever(self) -> None:
+        """Soon after start-up, then now and then: let go of Services deleted unseen.
+
+        A Service deleted between the start-up list and Kopf's first listing sends no
+        DELETED event; without this its address would stay taken until the next restart.
+        """
+        delay = SWEEP_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = SWEEP_EVERY
+            if self.rebuilt:
+                before = dict(self.views)
+                existing = {service_key(body) for body in await self.kube.list_services()}
+                await self.sweep(before, existing)
+
+    async def sweep(
+        self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]
+    ) -> None:
+        """Release what `before` knew of and the cluster no longer has, unless news came since."""
+        gone = [k for k, view in before.items() if k not in existing and self.views.get(k) is view]
+        for key in sorted(gone):
+            await self.service_event(None, key)
+        if gone:
+            log.info("swept %d Services deleted while unwatched", len(gone))
 
     def requeue(self, keys: Iterable[ServiceKey]) -> None:
         """Reconcile these Services soon, outside the caller's handler."""

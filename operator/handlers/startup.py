@@ -35,16 +35,17 @@ def _values(index: kopf.Index[Any, Any]) -> list[Any]:
 
 
 def rebuilt_state(memo: kopf.Memo, indexes: Mapping[str, Any]) -> State:
-    """The shared state; on the first handler call, loaded from Kopf's indexes first.
+    """The shared state; on the first handler call, rebuilt first.
 
-    Kopf runs no handler before every index has its initial listing, so at this point the
-    registry learns every address held in the cluster before anything new is handed out.
+    Kopf runs no handler before the pool and namespace indexes have their initial listing,
+    and the Services were listed before Kopf started: at this point the registry learns every
+    pool and every address held in the cluster before anything new is handed out.
     """
     state: State = memo.state
     if state.reconciler.rebuilt:
         return state
     state.reconciler.namespace_labels = indexes["namespace_labels"]
-    state.reconciler.rebuild(_values(indexes["pool_specs"]), _values(indexes["held_services"]))
+    state.reconciler.rebuild(_values(indexes["pool_specs"]))
     return state
 
 
@@ -53,8 +54,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Nothing of Kopf's may land on Services: no peering objects, no posted log Events.
     settings.peering.standalone = True
     settings.posting.enabled = False
-    # One event per object is processed at a time; a short window keeps idle latency low.
-    settings.batching.batch_window = 0.01
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
