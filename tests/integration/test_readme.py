@@ -57,19 +57,27 @@ def shows_as_readme(kubectl: Kubectl, args: list[str], shown: list[str]) -> None
             wanted[name] for name in set(wanted) - fixed
         )
 
-    eventually(matches, timeout=30, what=f"`kubectl {' '.join(args)}` to show {wanted}")
+    try:
+        eventually(matches, timeout=30, what=f"`kubectl {' '.join(args)}` to show {wanted}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{kubectl(*args).stdout}") from None
 
 
 def test_the_real_cluster_quick_start_gives_what_the_readme_shows(
-    kubectl: Kubectl, custom: client.CustomObjectsApi, operator: OperatorProcess
+    kubectl: Kubectl,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    operator: OperatorProcess,
 ) -> None:
-    # Earlier tests' pools in the example ranges must be gone, or the examples would conflict.
+    # The example pools serve every namespace: earlier tests' pools in the example ranges
+    # would conflict with them, and their pending Services would take addresses from them.
     def examples_free() -> bool:
         pools = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
         entries = [e for p in pools for e in p["spec"]["addresses"]]
-        return not [e for e in entries if e.startswith(EXAMPLE_RANGES)]
+        tests = [n for n in core.list_namespace().items if n.metadata.name.startswith("t-")]
+        return not tests and not [e for e in entries if e.startswith(EXAMPLE_RANGES)]
 
-    eventually(examples_free, timeout=60, what="earlier example-range pools to go")
+    eventually(examples_free, timeout=90, what="earlier tests' namespaces and pools to go")
     steps = quick_start()
     assert [c for c, _ in steps][:3] == [
         "kubectl apply -k deploy/",
