@@ -32,8 +32,11 @@ unit: install
 faults: lint controlplane
 	$(BIN)/pytest -q -m faults tests/faults
 
+# Not part of `make test`: prints numbers (bench/README.md). BENCH_ARGS=--large adds N=20,000.
 bench: controlplane
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/ipam.py
+	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
 
 # With KUBECONFIG: the operator against that cluster. Without: a local control plane with the
 # CRD and deploy/examples/ applied, and the operator in the foreground.

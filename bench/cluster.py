@@ -1,0 +1,511 @@
+"""End-to-end scale benchmark on the local control plane; prints JSON and a markdown table.
+
+Run from the repository root: ``.venv/bin/python -m bench.cluster`` (add ``--large`` for
+N=20,000). Every measurement gets a fresh control plane (etcd, kube-apiserver,
+kube-controller-manager on loopback), so no run inherits another's objects.
+
+- floor: a bare aiohttp client creates N LoadBalancer Services and server-side-applies each
+  one's status (the operator's exact write), with as many requests in flight as the
+  operator's own client allows (its connection pool).
+- lbipam: the same N Services, created at the floor's rate, with `lbipam run` handing out
+  the addresses. A separate watcher process (bench.watcher) notes, per Service, the first
+  watch event that shows an address. Latency is from the creator's wall clock just before
+  its create call to that event (creationTimestamp has 1 s resolution; latency from it is
+  reported too, as `latency_from_creation_timestamp_ms`).
+- restart and pool edit, idle latency, a py-spy profile of a separate burst, and the API
+  requests per Service from the API server's `apiserver_request_total`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.aio.client import Configuration
+
+from bench import apicounts, procstat, profiling
+from bench.api import Api, Credentials, ingress_ips, service_manifest, status_apply
+from bench.observer import REPO, Observer
+from bench.report import markdown
+from tests.controlplane import ControlPlane
+from tests.operator_process import OperatorProcess
+
+NAMESPACE = "bench"
+POOL = "bench"
+POOL_ADDRESSES = ["10.0.0.0/8"]
+GROWN_ADDRESSES = ["10.0.0.0/8", "11.0.0.0/8"]
+FIRST_IP = int(ipaddress.IPv4Address("10.0.0.1"))
+# The operator's requests in flight are bounded by its client's connection pool (Kopf itself
+# runs one worker per object without limit): the floor gets the same bound.
+CONCURRENCY = Configuration().connection_pool_maxsize
+OPERATOR_ENV = {"LBIPAM_LOG_LEVEL": "info"}  # the default a user runs with
+SETTLE_S = 2.0  # after the last address: background Events and pool status flushes land
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def latency_summary(seconds: Iterable[float]) -> dict[str, float]:
+    values = list(seconds)
+    return {
+        "count": len(values),
+        "p50_ms": round(1000 * percentile(values, 50), 1),
+        "p90_ms": round(1000 * percentile(values, 90), 1),
+        "p99_ms": round(1000 * percentile(values, 99), 1),
+        "max_ms": round(1000 * max(values, default=float("nan")), 1),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        mem_kib = int(meminfo.readline().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+        "commit": _commit(),
+    }
+
+
+def _commit() -> str:
+    """The checkout's commit, with "+dirty" when operator/ has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "operator"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def ip_for(index: int) -> str:
+    return str(ipaddress.IPv4Address(FIRST_IP + index))
+
+
+@dataclass
+class Cluster:
+    """One fresh control plane with the bench namespace watched, and maybe the operator."""
+
+    plane: ControlPlane
+    api: Api
+    observer: Observer
+    operator: OperatorProcess | None = None
+    extra_pids: dict[str, int] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        pids = {"bench": os.getpid(), **self.extra_pids}
+        for name, process in (("apiserver", self.plane.apiserver), ("etcd", self.plane.etcd)):
+            if process.popen is not None:
+                pids[name] = process.popen.pid
+        if self.observer.pid is not None:
+            pids["watcher"] = self.observer.pid
+        if self.operator is not None and self.operator.popen is not None:
+            pids["operator"] = self.operator.popen.pid
+        return pids
+
+    def cpu(self) -> dict[str, float]:
+        return {name: procstat.cpu_seconds(pid) for name, pid in self.pids().items()}
+
+    async def api_counts(self) -> Counter[apicounts.Key]:
+        status, text = await asyncio.to_thread(self.plane.get, "/metrics", 30)
+        if status != 200:
+            raise RuntimeError(f"/metrics: HTTP {status}")
+        return apicounts.parse(text)
+
+    async def addresses(self) -> dict[str, tuple[str, ...]]:
+        listed = await self.api.list_services(NAMESPACE)
+        return {item["metadata"]["name"]: tuple(ingress_ips(item)) for item in listed["items"]}
+
+
+def credentials(plane: ControlPlane) -> Credentials:
+    pki = plane.pki
+    return Credentials(plane.server, str(pki.ca_cert), str(pki.admin_cert), str(pki.admin_key))
+
+
+def kubectl(plane: ControlPlane, *args: str) -> None:
+    command = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", *args]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+class CProfiledOperator(OperatorProcess):
+    """`lbipam run` under cProfile (the fallback when py-spy is unavailable)."""
+
+    def __init__(self, plane: ControlPlane, output: Path, **settings: str) -> None:
+        super().__init__(plane, **settings)
+        self.output = output
+
+    def start(self, wait: bool = True) -> OperatorProcess:
+        argv = [sys.executable, "-m", "cProfile", "-o", str(self.output), "-m", "lbipam.cli"]
+        with open(self.log_path, "ab") as log:
+            # Not from the checkout: its folder `operator/` would shadow the stdlib module.
+            self.popen = subprocess.Popen(
+                [*argv, "run"],
+                cwd=tempfile.gettempdir(),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+
+async def wait_pool_status(api: Api, generation: int | None = None, wait_s: float = 60) -> float:
+    """Seconds until the operator has written the pool's status (for `generation`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < wait_s:
+        pool = await api.get_pool(POOL)
+        status = pool.get("status") or {}
+        if status.get("total") and (
+            generation is None or status.get("observedGeneration") == generation
+        ):
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"IPPool {POOL} status not written in {wait_s}s")
+
+
+@contextlib.asynccontextmanager
+async def cluster(operator: bool, cprofile: Path | None = None) -> AsyncIterator[Cluster]:
+    plane = ControlPlane()
+    observer: Observer | None = None
+    process: OperatorProcess | None = None
+    try:
+        await asyncio.to_thread(plane.start)
+        creds = credentials(plane)
+        async with Api(creds, connections=CONCURRENCY) as api:
+            await api.create_namespace(NAMESPACE)
+            if operator:
+                crd = str(REPO / "deploy/crds/ippools.yaml")
+                await asyncio.to_thread(kubectl, plane, "apply", "-f", crd)
+                await asyncio.to_thread(
+                    kubectl,
+                    plane,
+                    "wait",
+                    "--for=condition=Established",
+                    "crd/ippools.lbipam.io",
+                    "--timeout=60s",
+                )
+                await api.create_pool(POOL, POOL_ADDRESSES)
+                process = (
+                    CProfiledOperator(plane, cprofile, **OPERATOR_ENV)
+                    if cprofile is not None
+                    else OperatorProcess(plane, **OPERATOR_ENV)
+                )
+                await asyncio.to_thread(process.start)
+                await wait_pool_status(api)
+            observer = Observer(creds, NAMESPACE)
+            await observer.start()
+            yield Cluster(plane, api, observer, process)
+    finally:
+        if observer is not None:
+            await observer.stop()
+        if process is not None:
+            await asyncio.to_thread(process.cleanup)
+        await asyncio.to_thread(plane.cleanup)
+
+
+async def burst(
+    c: Cluster,
+    n: int,
+    *,
+    write_status: bool,
+    rate: float | None,
+    spy: profiling.SpyRecorder | None = None,
+) -> dict[str, Any]:
+    """Create n Services (and, for the floor, apply each one's status); measure until all
+    of them were seen with an address."""
+    names = [f"svc-{i:05d}" for i in range(n)]
+    started: dict[str, float] = {}
+    indexes = iter(range(n))
+    api_before = await c.api_counts()
+    cpu_before = c.cpu()
+    if spy is not None:
+        spy.start()
+    t_start = time.time()
+
+    async def worker() -> None:
+        for i in indexes:
+            if rate is not None:
+                delay = t_start + i / rate - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            name = names[i]
+            started[name] = time.time()
+            await c.api.create_service(NAMESPACE, service_manifest(name))
+            if write_status:
+                body = status_apply(NAMESPACE, name, ip_for(i), POOL)
+                await c.api.apply_service_status(NAMESPACE, name, body)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    t_created = time.time()
+    addressed = await c.observer.until_count(set(names), wait_s=max(120.0, n / 20))
+    profile = spy.stop() if spy is not None else None
+    seen = [c.observer.seen[name] for name in names if name in c.observer.seen]
+    t_end = max((s.seen for s in seen), default=time.time())
+    await asyncio.sleep(SETTLE_S)
+    cpu_after = c.cpu()
+    api_after = await c.api_counts()
+    wall = t_end - t_start
+    result: dict[str, Any] = {
+        "n": n,
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "addressed": addressed,
+        "distinct_addresses": len({s.ip for s in seen}),
+        "paced_at_per_s": None if rate is None else round(rate, 1),
+        "create_phase_s": round(t_created - t_start, 2),
+        "wall_s": round(wall, 2),
+        "services_per_s": round(addressed / wall, 1),
+        "latency": latency_summary(
+            c.observer.seen[name].seen - started[name] for name in names if name in c.observer.seen
+        ),
+        "latency_from_creation_timestamp_ms": latency_summary(s.seen - s.created for s in seen),
+        "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        "api_requests": apicounts.delta(api_before, api_after),
+    }
+    result["api_requests_per_service"] = {
+        k: round(v / n, 3) for k, v in result["api_requests"].items() if v >= n / 100
+    }
+    if c.operator is not None and c.operator.popen is not None:
+        usage = procstat.usage(c.operator.popen.pid)
+        result["operator"] = {
+            "cpu_s": result["cpu_s"]["operator"],
+            "cpu_s_since_start": round(usage.cpu_s, 2),
+            "rss_mib": round(usage.rss_mib, 1),
+            "peak_rss_mib": round(usage.hwm_mib, 1),
+        }
+    if profile is not None:
+        result["profile"] = profile
+    return result
+
+
+async def probe(c: Cluster, name: str, wait_s: float = 60) -> float:
+    """Create one Service; the wall-clock time at which the watcher saw it addressed."""
+    await c.api.create_service(NAMESPACE, service_manifest(name))
+    return (await c.observer.address_of(name, wait_s)).seen
+
+
+def changed(before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]]) -> int:
+    return sum(1 for name, ips in before.items() if after.get(name) != ips)
+
+
+async def restart(c: Cluster, label: str) -> dict[str, Any]:
+    """Stop the operator, start a new one; time until /readyz and a new Service is addressed."""
+    assert c.operator is not None and c.operator.popen is not None
+    before = await c.addresses()
+    old = procstat.usage(c.operator.popen.pid)
+    t_stop = time.monotonic()
+    await asyncio.to_thread(c.operator.cleanup)
+    stop_s = time.monotonic() - t_stop
+    process = OperatorProcess(c.plane, **OPERATOR_ENV)
+    t0 = time.time()
+    await asyncio.to_thread(process.start, False)
+    c.operator = process
+    assert process.popen is not None
+    while True:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"operator exited:\n{process.logs()}")
+        with contextlib.suppress(OSError):
+            status, _ = await asyncio.to_thread(process.http, process.health_port, "/readyz")
+            if status == 200:
+                break
+        await asyncio.sleep(0.02)
+    ready_s = time.time() - t0
+    addressed_s = await probe(c, f"probe-{label}") - t0
+    after = await c.addresses()
+    usage = procstat.usage(process.popen.pid)
+    return {
+        "services_holding": sum(1 for ips in before.values() if ips),
+        "old_operator_peak_rss_mib": round(old.hwm_mib, 1),
+        "stop_s": round(stop_s, 2),
+        "readyz_s": round(ready_s, 2),
+        "probe_addressed_s": round(addressed_s, 2),
+        "ready_s": round(max(ready_s, addressed_s), 2),
+        "addresses_changed": changed(before, after),
+        "operator_cpu_s_to_ready": round(usage.cpu_s, 2),
+        "operator_peak_rss_mib": round(usage.hwm_mib, 1),
+    }
+
+
+async def pool_edit(c: Cluster) -> dict[str, Any]:
+    """Grow the pool under a running operator: status catch-up, a new Service, nothing moved."""
+    assert c.operator is not None and c.operator.popen is not None
+    before = await c.addresses()
+    cpu_before = procstat.cpu_seconds(c.operator.popen.pid)
+    t0 = time.time()
+    patched = await c.api.patch_pool(POOL, {"addresses": GROWN_ADDRESSES})
+    generation = int(patched["metadata"]["generation"])
+    patched_s = time.time() - t0
+    seen, waited_s = await asyncio.gather(
+        probe(c, "probe-pool-edit"), wait_pool_status(c.api, generation)
+    )
+    pool = await c.api.get_pool(POOL)
+    after = await c.addresses()
+    return {
+        "addresses": GROWN_ADDRESSES,
+        "probe_addressed_s": round(seen - t0, 2),
+        "status_observed_s": round(patched_s + waited_s, 2),
+        "pool_total": pool["status"].get("total"),
+        "pool_allocated": pool["status"].get("allocated"),
+        "addresses_changed": changed(before, after),
+        "operator_cpu_s": round(procstat.cpu_seconds(c.operator.popen.pid) - cpu_before, 2),
+    }
+
+
+async def idle(c: Cluster, count: int) -> dict[str, Any]:
+    """One Service at a time on a quiet system."""
+    await asyncio.sleep(5)  # let the burst's echoes (events, pool status, watch backlog) pass
+    latencies: list[float] = []
+    for i in range(count):
+        name = f"idle-{i:04d}"
+        t0 = time.time()
+        latencies.append(await probe(c, name, wait_s=30) - t0)
+        await asyncio.sleep(0.05)
+    return latency_summary(latencies)
+
+
+async def run_floor(n: int) -> dict[str, Any]:
+    async with cluster(operator=False) as c:
+        result = await burst(c, n, write_status=True, rate=None)
+    log(f"floor N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+    return result
+
+
+async def run_lbipam(
+    n: int,
+    rate: float | None,
+    *,
+    idle_count: int = 0,
+    restarts: bool = False,
+    profile_dir: Path | None = None,
+) -> dict[str, Any]:
+    spy_binary = profiling.py_spy() if profile_dir is not None else None
+    cprofile = None
+    if profile_dir is not None and spy_binary is None:
+        cprofile = profile_dir / f"operator-{n}.prof"
+    async with cluster(operator=True, cprofile=cprofile) as c:
+        assert c.operator is not None and c.operator.popen is not None
+        spy = None
+        if spy_binary is not None and profile_dir is not None:
+            raw = profile_dir / f"operator-{n}.pyspy.txt"
+            spy = profiling.SpyRecorder(spy_binary, c.operator.popen.pid, raw)
+        result = await burst(c, n, write_status=False, rate=rate, spy=spy)
+        log(f"lbipam N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+        if restarts:
+            result["restart"] = await restart(c, "restart")
+            log(f"restart: {result['restart']}")
+            result["pool_edit"] = await pool_edit(c)
+            log(f"pool edit: {result['pool_edit']}")
+            result["restart_after_pool_edit"] = await restart(c, "restart-2")
+            log(f"restart after pool edit: {result['restart_after_pool_edit']}")
+        if idle_count:
+            result["idle"] = await idle(c, idle_count)
+            log(f"idle: {result['idle']}")
+        if cprofile is not None:
+            c.operator.stop()  # cProfile writes its file on a clean exit
+    if cprofile is not None and cprofile.exists():
+        result["profile"] = profiling.summarize_cprofile(cprofile)
+    return result
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.large:
+        sizes.append(20_000)
+    out_dir = Path(args.out).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "concurrency": CONCURRENCY,
+        "latency_from": "creator wall clock just before the create call",
+        "pool": POOL_ADDRESSES,
+        "sizes": {},
+    }
+    for n in sizes:
+        floor = await run_floor(n)
+        lbipam = await run_lbipam(
+            n,
+            None if args.no_pace else floor["services_per_s"],
+            idle_count=args.idle if n == sizes[0] else 0,
+            restarts=n == args.restart_at,
+        )
+        report["sizes"][str(n)] = {
+            "floor": floor,
+            "lbipam": lbipam,
+            "ratio": round(lbipam["services_per_s"] / floor["services_per_s"], 3),
+        }
+    if args.profile_n:
+        pace = report["sizes"].get(str(args.profile_n), {}).get("floor", {})
+        report["profiled_burst"] = await run_lbipam(
+            args.profile_n, pace.get("services_per_s"), profile_dir=out_dir.resolve()
+        )
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__)
+    parser.add_argument("--sizes", default="1000,5000", help="comma-separated N (1000,5000)")
+    parser.add_argument("--large", action="store_true", help="also N=20000")
+    parser.add_argument("--idle", type=int, default=200, help="idle Services, one at a time")
+    parser.add_argument(
+        "--restart-at", type=int, default=5000, help="N after which to restart (5000)"
+    )
+    parser.add_argument(
+        "--profile-n", type=int, default=5000, help="N of the profiled burst (0: none)"
+    )
+    parser.add_argument(
+        "--no-pace", action="store_true", help="create as fast as possible, not at floor rate"
+    )
+    parser.add_argument("--out", default=str(REPO / "bench/results/cluster.json"))
+    return parser.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = asyncio.run(main(args))
+    text = json.dumps(report, indent=2)
+    Path(args.out).write_text(text + "\n")
+    Path(args.out).with_suffix(".md").write_text(markdown(report))
+    print(text)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
