@@ -39,6 +39,7 @@ class Reconciler:
         self.runner = KeyedRunner("Service")
         self.rebuilt = False
         self.snapshot: list[ServiceView] = []
+        self._retry_scheduled = False
         # Kopf's live namespace-labels index, handed over by the handlers on their first call.
         self.namespace_labels: Mapping[str, Any] | None = None
 
@@ -106,8 +107,22 @@ class Reconciler:
         self.runner.cancel()
 
     def retry_pending(self, namespace: str | None = None) -> None:
-        """Capacity may have appeared: give every pending Service another try, oldest first."""
-        keys = [k for k in self.pending if namespace is None or k.namespace == namespace]
+        """Capacity may have appeared: give pending Services another try, oldest first.
+
+        Calls for all namespaces coalesce into one pass per loop turn, so a burst of
+        deletions does not retry every pending Service once per deletion.
+        """
+        if namespace is not None:
+            self._retry([k for k in self.pending if k.namespace == namespace])
+        elif not self._retry_scheduled:
+            self._retry_scheduled = True
+            asyncio.get_running_loop().call_soon(self._retry_all)
+
+    def _retry_all(self) -> None:
+        self._retry_scheduled = False
+        self._retry(list(self.pending))
+
+    def _retry(self, keys: list[ServiceKey]) -> None:
         keys.sort(key=lambda k: (self.views[k].request.created, k) if k in self.views else ("", k))
         self.requeue(keys)
 
