@@ -95,12 +95,12 @@ class Operator:
         self.leading = True
         self.metrics.set_leader(True)
         log.info("leading: starting to handle Services and IPPools")
-        state.reconciler.snapshot = [
-            service_view(body, self.settings, None) for body in await state.kube.list_services()
-        ]
         writer = asyncio.create_task(state.pools.run())
         sweeper = asyncio.create_task(state.reconciler.sweep_forever())
         try:
+            state.reconciler.snapshot = [
+                service_view(body, self.settings, None) for body in await state.kube.list_services()
+            ]
             await kopf.operator(
                 clusterwide=True,
                 standalone=True,

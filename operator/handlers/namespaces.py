@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from lbipam.handlers.startup import State
+from lbipam.handlers.startup import rebuilt_state
 
 
 @kopf.index("", "v1", "namespaces")
@@ -15,8 +15,8 @@ async def namespace_labels(body: kopf.Body, **_: Any) -> dict[str, dict[str, str
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def namespace_event(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
     """New labels may make a pool match: pending Services of the namespace try again."""
-    state: State = memo.state
-    if state.reconciler.rebuilt:
-        state.reconciler.retry_pending(body["metadata"]["name"])
+    # Namespaces always exist, so this is also what rebuilds an otherwise empty cluster.
+    state = rebuilt_state(memo, indexes)
+    state.reconciler.retry_pending(body["metadata"]["name"])
