@@ -93,12 +93,19 @@ class Kube:
             raise Fenced("this replica is no longer leading; nothing more is written")
 
     async def apply_service_status(
-        self, key: ServiceKey, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
+        self,
+        key: ServiceKey,
+        version: str | None,
+        ingress: tuple[str, ...],
+        condition: Mapping[str, Any] | None,
     ) -> None:
         """Server-side apply of our fields in the Service status; fields we leave out are removed.
 
         Apply keeps conditions owned by other controllers, and omitting ours on release removes
-        exactly what we wrote. Raises ApiException(404) when the Service is gone.
+        exactly what we wrote. `version` (the resourceVersion decided on) makes the write
+        conditional: a decision made on an object that changed since — by a new leader while
+        this replica was frozen, say — fails with 409 instead of overwriting. Raises 404 (or
+        422, see `service_gone`) when the Service is gone.
         """
         self._check_fence()
         status: dict[str, Any] = {}
@@ -109,7 +116,11 @@ class Kube:
         body = {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": key.name, "namespace": key.namespace},
+            "metadata": {
+                "name": key.name,
+                "namespace": key.namespace,
+                **({"resourceVersion": version} if version else {}),
+            },
             "status": status,
         }
         response = await self.core.patch_namespaced_service_status_without_preload_content(

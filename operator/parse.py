@@ -24,6 +24,7 @@ _KEPT_METADATA = (
     "name",
     "namespace",
     "uid",
+    "resourceVersion",
     "generation",
     "creationTimestamp",
     "labels",
@@ -41,6 +42,11 @@ class ServiceView:
     request: ServiceRequest
     condition: Mapping[str, Any] | None  # our entry in status.conditions, if any
     body: Mapping[str, Any]  # metadata and spec, for the NetworkPolicy builder
+
+    @property
+    def resource_version(self) -> str | None:
+        version = self.body["metadata"].get("resourceVersion")
+        return str(version) if version else None
 
     @property
     def reference(self) -> dict[str, str]:

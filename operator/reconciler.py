@@ -13,7 +13,7 @@ from typing import Any
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.keyed import KeyedRunner
-from lbipam.kube import Kube, now
+from lbipam.kube import Kube, is_status, now
 from lbipam.metrics import Metrics
 from lbipam.parse import CONDITION_TYPE, ServiceView, service_key
 from lbipam.poolstatus import PoolStatusWriter
@@ -145,15 +145,9 @@ class Reconciler:
         self._first_seen.pop(key, None)
         self.metrics.pending.set(len(self.pending))
         self.metrics.released(pools)
-        if view is not None and (view.condition is not None or view.request.held):
-            try:
-                await self.kube.apply_service_status(key, (), None)
-            except Exception as error:
-                if not await self.kube.service_gone(key, error):
-                    raise
-            else:
-                if held:
-                    self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        shows_ours = view is not None and (view.condition is not None or view.request.held)
+        if view is not None and shows_ours and await self._write(view, (), None) and held:
+            self._event(view, "AddressReleased", f"released {', '.join(held)}")
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
             self.pools.mark_all()
@@ -187,16 +181,26 @@ class Reconciler:
         condition = self._condition(view, outcome)
         if outcome.addresses == view.request.held and condition is None:
             return  # already as it should be: level-triggered, nothing to write
+        if await self._write(view, outcome.addresses, condition or view.condition):
+            self._report(view, outcome)
+
+    async def _write(
+        self, view: ServiceView, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
+    ) -> bool:
+        """Write our status fields; False when the Service changed or went meanwhile.
+
+        Either way a newer event follows (MODIFIED or DELETED) and brings the Service back
+        here; the registry keeps the decision, so the next write carries the same addresses.
+        """
         try:
             await self.kube.apply_service_status(
-                key, outcome.addresses, condition or view.condition
+                view.key, view.resource_version, ingress, condition
             )
         except Exception as error:
-            if await self.kube.service_gone(key, error):
-                # Deleted while we decided: the DELETED event releases what we reserved.
-                return
+            if is_status(error, 409) or await self.kube.service_gone(view.key, error):
+                return False
             raise
-        self._report(view, outcome)
+        return True
 
     def _condition(self, view: ServiceView, outcome: Outcome) -> dict[str, Any] | None:
         """Our status condition, or None when the one the Service shows is still right."""
