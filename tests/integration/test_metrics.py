@@ -82,9 +82,10 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def wait_value(self, query: str, expected: float, timeout: float = 20) -> None:
-        eventually(
-            lambda: self.value(query) == expected, timeout=timeout, what=f"{query} == {expected}"
-        )
+        try:
+            eventually(lambda: self.value(query) == expected, timeout=timeout, what=query)
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {self.value(query)} != {expected}") from None
 
     def stop(self) -> None:
         self.popen.terminate()
