@@ -35,6 +35,8 @@ class OperatorProcess:
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> OperatorProcess:
+        if self.popen is not None and self.popen.poll() is None:
+            raise RuntimeError("this operator is already running: a second one would compete")
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
                 [str(Path(sys.executable).parent / "lbipam"), "run"],
