@@ -11,7 +11,7 @@ import urllib3
 from kubernetes import client, config
 
 from tests.controlplane import ControlPlane
-from tests.integration.conftest import service_manifest
+from tests.kit import service_manifest
 
 
 class Burst(threading.Thread):

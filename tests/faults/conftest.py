@@ -18,11 +18,7 @@ from kubernetes import client
 from tests.controlplane import ControlPlane
 from tests.faults.burst import Burst
 from tests.faults.checker import Held, Monitor, Snapshot, Verdict, converge, snapshot
-from tests.integration.conftest import crds, kubectl, namespace, operator, pools
 from tests.operator_process import OperatorProcess
-
-# The integration fixtures, declared again for the fault cases.
-__all__ = ["crds", "kubectl", "namespace", "operator", "pools"]
 
 
 @dataclass

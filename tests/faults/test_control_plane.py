@@ -9,7 +9,7 @@ from kubernetes import client, watch
 
 from tests.controlplane import ControlPlane
 from tests.faults.conftest import Case, compact_etcd
-from tests.integration.conftest import Pools, subnet
+from tests.kit import Pools, subnet
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.faults

@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.faults.checker import Held, check
 from tests.faults.conftest import Case, rss_kib
-from tests.integration.conftest import (
+from tests.kit import (
     Kubectl,
     Pools,
     create,
     events_for,
+    eventually,
     service_manifest,
     subnet,
     wait_address,

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.conftest import Case, identity, leading, log_size, log_text
-from tests.integration.conftest import Pools, subnet
+from tests.kit import Pools, subnet
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.faults

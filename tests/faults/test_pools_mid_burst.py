@@ -7,13 +7,13 @@ import ipaddress
 import pytest
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.faults.checker import Held
 from tests.faults.conftest import Case
-from tests.integration.conftest import (
+from tests.kit import (
     Pools,
     create,
     events_for,
+    eventually,
     ingress_ips,
     service_manifest,
     subnet,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from tests.integration.conftest import (
+from tests.kit import (
     REPO,
     Kubectl,
     Pools,

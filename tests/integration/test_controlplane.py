@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.controlplane import ControlPlane
+from tests.kit import eventually
 
 
 def lb_service(name: str, node_port: int | None = None) -> client.V1Service:

@@ -14,13 +14,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.controlplane import ControlPlane
-from tests.integration.conftest import (
+from tests.kit import (
     REPO,
     Kubectl,
     Pools,
     create,
+    eventually,
     ingress_ips,
     service_manifest,
     subnet,

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.controlplane.cluster import die_with_parent, free_port
-from tests.integration.conftest import (
+from tests.kit import (
     Pools,
     create,
+    eventually,
     service_manifest,
     subnet,
     wait_address,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.conftest import eventually
-from tests.integration.conftest import (
+from tests.kit import (
     Kubectl,
     Pools,
     create,
+    eventually,
     ingress_ips,
     service_manifest,
     subnet,

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.controlplane.cluster import die_with_parent, free_port
-from tests.integration.conftest import GROUP, PLURAL, REPO, VERSION, Kubectl
+from tests.kit import GROUP, PLURAL, REPO, VERSION, Kubectl, eventually
 from tests.operator_process import OperatorProcess
 
 EXAMPLE_RANGES = ("192.168.10.", "192.168.20.", "2001:db8:1:")

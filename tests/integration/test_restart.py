@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import (
+from tests.kit import (
     Pools,
     create,
     ingress_ips,

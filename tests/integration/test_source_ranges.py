@@ -6,12 +6,12 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.conftest import eventually
 from tests.controlplane import ControlPlane
-from tests.integration.conftest import (
+from tests.kit import (
     REPO,
     Pools,
     create,
+    eventually,
     load_yaml,
     service_manifest,
     subnet,

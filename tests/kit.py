@@ -1,19 +1,23 @@
-"""Integration fixtures: the CRD, the operator running, pools and Services as a user makes them."""
+"""The cluster as tests use it: the CRD, the operator, pools and Services as a user makes them.
+
+Its fixtures are registered once, by the root conftest: a second registration (say, by a
+folder's conftest importing them) would make a second session operator that competes.
+"""
 
 from __future__ import annotations
 
 import itertools
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 from kubernetes import client, watch
 
-from tests.conftest import eventually
 from tests.controlplane import ControlPlane
 from tests.operator_process import OperatorProcess
 
@@ -23,6 +27,21 @@ CONDITION = "lbipam.io/AddressAllocated"
 _subnets = itertools.count(1)
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+T = TypeVar("T")
+
+
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 15, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}")
 
 
 @pytest.fixture(scope="session")
