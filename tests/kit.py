@@ -21,7 +21,7 @@ from kubernetes import client, watch
 from tests.controlplane import ControlPlane
 from tests.operator_process import OperatorProcess
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
 CONDITION = "lbipam.io/AddressAllocated"
 _subnets = itertools.count(1)
