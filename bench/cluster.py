@@ -455,6 +455,8 @@ async def run_lbipam(
         wrapper = heap_traced(heap_out)
     async with cluster(operator=True, wrapper=wrapper) as c:
         assert c.operator is not None and c.operator.popen is not None
+        if heap_out is not None:
+            c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
         spy = None
         if spy_binary is not None and profile_dir is not None:
             raw = profile_dir / f"operator-{n}.pyspy.txt"

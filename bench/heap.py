@@ -1,10 +1,12 @@
 """Where lbipam's memory goes: imports step by step, and the live heap after a burst.
 
 - `python -m bench.heap imports`: RSS after each layer of imports, in a fresh process.
-- `python -m bench.heap run OUT.json`: `lbipam run` under tracemalloc (started before any
-  import); SIGUSR1 writes the live heap to OUT.json, each allocation charged to the innermost
-  frame outside the standard library (a dict built by `json.loads` in Kopf's watcher counts
-  as Kopf's), summed by package and by line. `bench.cluster --heap-n N` drives it.
+- `python bench/heap.py run OUT.json`: `lbipam run`; SIGUSR2 starts tracemalloc, SIGUSR1
+  writes what is live of what was allocated since to OUT.json, each allocation charged to
+  the innermost frame outside the standard library (a dict built by `json.loads` in Kopf's
+  watcher counts as Kopf's), summed by package and by line. `bench.cluster --heap-n N`
+  starts tracing once the operator is ready, so the dump shows what a burst leaves behind.
+  (Traced from the start, the generated client's start-up alone takes over 10 minutes.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LAYERS = (
     ("kopf (and what it imports)", ("kopf",)),
     ("kubernetes.aio client", ("kubernetes.aio.client", "kubernetes.aio.config")),
     ("prometheus_client, yaml", ("prometheus_client", "yaml")),
-    ("lbipam", ("lbipam.app",)),
+    ("lbipam", ("lbipam.runtime.app",)),
 )
 
 
@@ -101,7 +103,8 @@ def heap(top: int = 40) -> dict[str, Any]:
 
 
 def run(out: Path) -> int:
-    tracemalloc.start(int(os.environ.get("BENCH_HEAP_DEPTH", "25")))
+    def start(signum: int, frame: FrameType | None) -> None:
+        tracemalloc.start(int(os.environ.get("BENCH_HEAP_DEPTH", "12")))
 
     def dump(signum: int, frame: FrameType | None) -> None:
         partial = out.with_suffix(".partial")
@@ -109,6 +112,7 @@ def run(out: Path) -> int:
         partial.rename(out)
 
     signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, start)
     from lbipam.cli import main
 
     return main(["run"])
