@@ -37,7 +37,9 @@ import yaml
 from bench.api import MERGE, Api, Credentials, service_manifest, status_apply
 from bench.cluster import credentials, latency_summary, machine
 from bench.observer import REPO
+from bench.report import machine_line
 from tests.controlplane import ControlPlane
+from tests.kit import ip_address
 
 NAMESPACE = "bench"
 SYSTEM = "lbipam-system"
@@ -89,17 +91,6 @@ def network_policy(index: int, port: int) -> dict[str, Any]:
             "ingress": [
                 {"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": port}]}
             ],
-        },
-    }
-
-
-def ip_address(name: str, manager: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "IPAddress",
-        "metadata": {"name": name, "labels": {"ipaddress.kubernetes.io/managed-by": manager}},
-        "spec": {
-            "parentRef": {"group": "", "resource": "services", "namespace": NAMESPACE, "name": "s0"}
         },
     }
 
@@ -159,7 +150,7 @@ class Bench:
 
     async def ipaddress_create(self, i: int) -> None:
         name = f"198.19.{i // 250 % 250}.{i % 250 + 1}"
-        await self.lbipam.request("POST", ADDRESSES, ip_address(name, "lbipam.io"))
+        await self.lbipam.request("POST", ADDRESSES, ip_address(name, "lbipam.io", NAMESPACE, "s0"))
         self.claims.append(name)
 
     async def ipaddress_delete(self, _: int) -> None:
@@ -185,8 +176,8 @@ class Bench:
         """How many of five forbidden dry runs (one per policy) the API server refuses."""
         probes = [
             ("POST", POLICIES_PATH, {"metadata": {"name": "probe"}, "spec": {"podSelector": {}}}),
-            ("POST", ADDRESSES, ip_address("198.19.255.1", "ipallocator.k8s.io")),
-            ("POST", ADDRESSES, ip_address("10.96.0.200", "lbipam.io")),
+            ("POST", ADDRESSES, ip_address("198.19.255.1", "ipallocator.k8s.io", NAMESPACE, "s0")),
+            ("POST", ADDRESSES, ip_address("10.96.0.200", "lbipam.io", NAMESPACE, "s0")),
         ]
         merges = [
             f"/api/v1/namespaces/{NAMESPACE}/services/s0/status",
@@ -285,11 +276,9 @@ async def measure(bench: Bench, rounds: int, writes: int, burst: int) -> dict[st
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     rows = [
-        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}, at end "
-        f"{', '.join(f'{x:.2f}' for x in report['loadavg_at_end'])}; commit {m['commit']}.",
+        machine_line(report["machine"]),
+        f"Load average at end: {', '.join(f'{x:.2f}' for x in report['loadavg_at_end'])}.",
         f"{report['rounds']} rounds (off/on in turn) of {report['per_round']} writes per kind "
         "and mode, as lbipam's ServiceAccount. Client latency per request in ms; the API "
         "server's ValidatingAdmissionPolicy admission step per request in µs.",

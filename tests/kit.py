@@ -300,5 +300,22 @@ def create(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> 
     return core.create_namespaced_service(namespace, manifest)
 
 
+def ip_address(name: str, manager: str, namespace: str, service: str) -> dict[str, Any]:
+    """An IPAddress claim (networking.k8s.io/v1) of `manager` on behalf of a Service."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IPAddress",
+        "metadata": {"name": name, "labels": {"ipaddress.kubernetes.io/managed-by": manager}},
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": namespace,
+                "name": service,
+            }
+        },
+    }
+
+
 def load_yaml(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]

@@ -27,6 +27,7 @@ from tests.kit import (
     Pools,
     create,
     eventually,
+    ip_address,
     our_condition,
     service_manifest,
     subnet,
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.cluster
 GUARDRAILS = REPO / "deploy" / "guardrails.yaml"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
-NETWORKING = ("networking.k8s.io", "v1", "ipaddresses")
+ADDRESSES = ("networking.k8s.io", "v1", "ipaddresses")
+POOLS = ("lbipam.io", "v1alpha1", "ippools")
 FOREIGN = {
     "type": "example.com/Healthy",
     "status": "True",
@@ -75,27 +77,16 @@ class Scene:
     squat: str  # a free address lbipam might claim in another's name
 
 
-def ip_address(name: str, manager: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "IPAddress",
-        "metadata": {"name": name, "labels": {"ipaddress.kubernetes.io/managed-by": manager}},
-        "spec": {
-            "parentRef": {"group": "", "resource": "services", "namespace": namespace, "name": "db"}
-        },
-    }
-
-
-def network_policy(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def network_policy(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "labels": labels or {}},
+        "metadata": {"name": name},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     }
 
 
-Write = Callable[[Clients, Scene, str | None], Any]
+Write = Callable[[Clients, Scene, str | None], Any]  # clients, scene, dry run or None
 
 
 @dataclass(frozen=True)
@@ -113,175 +104,150 @@ def _dry(dry_run: str | None) -> dict[str, str]:
     return {"dry_run": dry_run} if dry_run else {}
 
 
+# The writes of the stories, by the object they touch.
+
+
+def create_policy(name: str) -> Write:
+    return lambda c, s, d: c.networking.create_namespaced_network_policy(
+        s.namespace, network_policy(name), **_dry(d)
+    )
+
+
+def patch_policy(name: str, patch: dict[str, Any]) -> Write:
+    return lambda c, s, d: c.networking.patch_namespaced_network_policy(
+        name, s.namespace, patch, **_dry(d)
+    )
+
+
+def delete_policy(name: str) -> Write:
+    return lambda c, s, d: c.networking.delete_namespaced_network_policy(
+        name, s.namespace, **_dry(d)
+    )
+
+
+def patch_status(patch: dict[str, Any], content_type: str = MERGE) -> Write:
+    """A patch of the db Service through its status."""
+    return lambda c, s, d: c.core.patch_namespaced_service_status(
+        "db", s.namespace, patch, _content_type=content_type, **_dry(d)
+    )
+
+
+def patch_pool(patch: Callable[[], dict[str, Any]]) -> Write:
+    return lambda c, s, d: c.custom.patch_cluster_custom_object(
+        *POOLS, s.pool, patch(), _content_type=MERGE, **_dry(d)
+    )
+
+
+def claim(name: Callable[[Scene], str], manager: str) -> Write:
+    return lambda c, s, d: c.custom.create_cluster_custom_object(
+        *ADDRESSES, ip_address(name(s), manager, s.namespace, "db"), **_dry(d)
+    )
+
+
+def release(name: Callable[[Scene], str]) -> Write:
+    return lambda c, s, d: c.custom.delete_cluster_custom_object(*ADDRESSES, name(s), **_dry(d))
+
+
+def labelled(key: str, value: str) -> dict[str, Any]:
+    return {"metadata": {"labels": {key: value}}}
+
+
+def finalizers(*names: str) -> dict[str, Any]:
+    return {"metadata": {"finalizers": list(names)}}
+
+
+def in_clusterip_range(address: str) -> str:
+    return f"lbipam may not claim {address}: it lies in ServiceCIDR kubernetes, " + (
+        "which is for ClusterIPs"
+    )
+
+
+NETPOL, STATUS, POOL = "lbipam-networkpolicies", "lbipam-service-status", "lbipam-ippools"
+CLAIMS, OUTSIDE = "lbipam-ipaddresses", "lbipam-ipaddresses-outside-servicecidrs"
+MANAGED_BY = "app.kubernetes.io/managed-by"
 FORBIDDEN = [
-    # The first story of each rule is the one only that rule stops (see the removal test).
+    # The first story of each rule is one that only that rule stops (see the removal test).
     Forbidden(
-        "write a deny-all NetworkPolicy of its own naming",
-        "lbipam-networkpolicies",
-        0,
-        lambda c, s, d: c.networking.create_namespaced_network_policy(
-            s.namespace, network_policy("lockdown"), **_dry(d)
-        ),
+        "write a deny-all NetworkPolicy of its own naming", NETPOL, 0, create_policy("lockdown")
     ),
     Forbidden(
         "rewrite a team's own firewall",
-        "lbipam-networkpolicies",
+        NETPOL,
         0,
-        lambda c, s, d: c.networking.patch_namespaced_network_policy(
-            "team-firewall",
-            s.namespace,
-            {"spec": {"podSelector": {"matchLabels": {"app": "nothing"}}}},
-            **_dry(d),
-        ),
+        patch_policy("team-firewall", {"spec": {"podSelector": {"matchLabels": {"app": "x"}}}}),
     ),
     Forbidden(
         "take over a team's lbipam-named policy by adding the managed-by label",
-        "lbipam-networkpolicies",
+        NETPOL,
         1,
-        lambda c, s, d: c.networking.patch_namespaced_network_policy(
-            "lbipam-team",
-            s.namespace,
-            {"metadata": {"labels": {"app.kubernetes.io/managed-by": "lbipam"}}},
-            **_dry(d),
-        ),
+        patch_policy("lbipam-team", labelled(MANAGED_BY, "lbipam")),
     ),
-    Forbidden(
-        "delete a team's firewall",
-        "lbipam-networkpolicies",
-        2,
-        lambda c, s, d: c.networking.delete_namespaced_network_policy(
-            "team-firewall", s.namespace, **_dry(d)
-        ),
-    ),
+    Forbidden("delete a team's firewall", NETPOL, 2, delete_policy("team-firewall")),
     Forbidden(
         "erase another controller's condition from a Service",
-        "lbipam-service-status",
+        STATUS,
         0,
-        lambda c, s, d: c.core.patch_namespaced_service_status(
-            "db", s.namespace, {"status": {"conditions": []}}, _content_type=MERGE, **_dry(d)
-        ),
+        patch_status({"status": {"conditions": []}}),
     ),
     Forbidden(
         "forge another controller's condition on a Service",
-        "lbipam-service-status",
+        STATUS,
         0,
-        lambda c, s, d: c.core.patch_namespaced_service_status(
-            "db",
-            s.namespace,
-            {"status": {"conditions": [{**FOREIGN, "type": "example.com/Approved"}]}},
-            _content_type=STRATEGIC,
-            **_dry(d),
+        patch_status(
+            {"status": {"conditions": [{**FOREIGN, "type": "example.com/Approved"}]}}, STRATEGIC
         ),
     ),
     Forbidden(
-        "relabel a Service through its status",
-        "lbipam-service-status",
-        1,
-        lambda c, s, d: c.core.patch_namespaced_service_status(
-            "db", s.namespace, {"metadata": {"labels": {"tier": "hijacked"}}}, **_dry(d)
-        ),
+        "relabel a Service through its status", STATUS, 1, patch_status(labelled("tier", "x"))
     ),
     Forbidden(
         "block a Service's deletion with a finalizer sent through its status",
-        "lbipam-service-status",
+        STATUS,
         1,
-        lambda c, s, d: c.core.patch_namespaced_service_status(
-            "db", s.namespace, {"metadata": {"finalizers": ["example.com/block"]}}, **_dry(d)
-        ),
+        patch_status(finalizers("example.com/block")),
     ),
     Forbidden(
         "widen a pool to addresses the admin never gave",
-        "lbipam-ippools",
+        POOL,
         0,
-        lambda c, s, d: c.custom.patch_cluster_custom_object(
-            "lbipam.io",
-            "v1alpha1",
-            "ippools",
-            s.pool,
-            {"spec": {"addresses": [f"{subnet()}.0/24"]}},
-            **_dry(d),
-        ),
+        patch_pool(lambda: {"spec": {"addresses": [f"{subnet()}.0/24"]}}),
     ),
-    Forbidden(
-        "label a pool",
-        "lbipam-ippools",
-        1,
-        lambda c, s, d: c.custom.patch_cluster_custom_object(
-            "lbipam.io",
-            "v1alpha1",
-            "ippools",
-            s.pool,
-            {"metadata": {"labels": {"tier": "hijacked"}}},
-            **_dry(d),
-        ),
-    ),
+    Forbidden("label a pool", POOL, 1, patch_pool(lambda: labelled("tier", "x"))),
     Forbidden(
         "block a pool's deletion with a finalizer of its own making",
-        "lbipam-ippools",
+        POOL,
         2,
-        lambda c, s, d: c.custom.patch_cluster_custom_object(
-            "lbipam.io",
-            "v1alpha1",
-            "ippools",
-            s.pool,
-            {"metadata": {"finalizers": ["example.com/keep", "example.com/block"]}},
-            **_dry(d),
-        ),
+        patch_pool(lambda: finalizers("lbipam.io/protection", "example.com/keep", "x.io/block")),
     ),
     Forbidden(
         "remove another controller's finalizer from a pool",
-        "lbipam-ippools",
+        POOL,
         2,
-        lambda c, s, d: c.custom.patch_cluster_custom_object(
-            "lbipam.io",
-            "v1alpha1",
-            "ippools",
-            s.pool,
-            {"metadata": {"finalizers": []}},
-            **_dry(d),
-        ),
+        patch_pool(lambda: finalizers("lbipam.io/protection")),
     ),
     Forbidden(
         "claim an address in the API server's name",
-        "lbipam-ipaddresses",
+        CLAIMS,
         0,
-        lambda c, s, d: c.custom.create_cluster_custom_object(
-            *NETWORKING, ip_address(s.squat, "ipallocator.k8s.io", s.namespace), **_dry(d)
-        ),
+        claim(lambda s: s.squat, "ipallocator.k8s.io"),
     ),
+    Forbidden("release another allocator's claim", CLAIMS, 1, release(lambda s: s.foreign_claim)),
     Forbidden(
-        "release another allocator's claim",
-        "lbipam-ipaddresses",
-        1,
-        lambda c, s, d: c.custom.delete_cluster_custom_object(
-            *NETWORKING, s.foreign_claim, **_dry(d)
-        ),
-    ),
-    Forbidden(
-        "release the kubernetes Service's ClusterIP",
-        "lbipam-ipaddresses",
-        1,
-        lambda c, s, d: c.custom.delete_cluster_custom_object(*NETWORKING, "10.96.0.1", **_dry(d)),
+        "release the kubernetes Service's ClusterIP", CLAIMS, 1, release(lambda s: "10.96.0.1")
     ),
     Forbidden(
         "claim a ClusterIP",
-        "lbipam-ipaddresses-outside-servicecidrs",
+        OUTSIDE,
         0,
-        lambda c, s, d: c.custom.create_cluster_custom_object(
-            *NETWORKING, ip_address("10.96.0.200", "lbipam.io", s.namespace), **_dry(d)
-        ),
-        "lbipam may not claim 10.96.0.200: it lies in ServiceCIDR kubernetes, "
-        "which is for ClusterIPs",
+        claim(lambda s: "10.96.0.200", "lbipam.io"),
+        in_clusterip_range("10.96.0.200"),
     ),
     Forbidden(
         "claim an IPv6 ClusterIP",
-        "lbipam-ipaddresses-outside-servicecidrs",
+        OUTSIDE,
         0,
-        lambda c, s, d: c.custom.create_cluster_custom_object(
-            *NETWORKING, ip_address("fd00:10:96::c8", "lbipam.io", s.namespace), **_dry(d)
-        ),
-        "lbipam may not claim fd00:10:96::c8: it lies in ServiceCIDR kubernetes, "
-        "which is for ClusterIPs",
+        claim(lambda s: "fd00:10:96::c8", "lbipam.io"),
+        in_clusterip_range("fd00:10:96::c8"),
     ),
 ]
 
@@ -338,28 +304,21 @@ def scene(
         what="lbipam's finalizer on the pool",
     )
     custom.patch_cluster_custom_object(
-        "lbipam.io",
-        "v1alpha1",
-        "ippools",
-        pool,
-        {"metadata": {"finalizers": ["lbipam.io/protection", "example.com/keep"]}},
-        _content_type=MERGE,
+        *POOLS, pool, finalizers("lbipam.io/protection", "example.com/keep"), _content_type=MERGE
     )
-    claim, squat = (f"198.18.1.{next(_addresses)}" for _ in range(2))
+    held, squat = (f"198.18.1.{next(_addresses)}" for _ in range(2))
     custom.create_cluster_custom_object(
-        *NETWORKING, ip_address(claim, "other-allocator.example.com", namespace)
+        *ADDRESSES, ip_address(held, "other-allocator.example.com", namespace, "db")
     )
-    yield Scene(namespace, pool, claim, squat)
+    yield Scene(namespace, pool, held, squat)
     # Whatever a test let through must not outlive it.
-    for name in (claim, squat, "10.96.0.200", "fd00:10:96::c8"):
+    for name in (held, squat, "10.96.0.200", "fd00:10:96::c8"):
         try:
-            custom.delete_cluster_custom_object(*NETWORKING, name)
+            custom.delete_cluster_custom_object(*ADDRESSES, name)
         except client.ApiException as error:
             if error.status != 404:
                 raise
-    custom.patch_cluster_custom_object(
-        "lbipam.io", "v1alpha1", "ippools", pool, {"metadata": {"finalizers": None}}
-    )
+    custom.patch_cluster_custom_object(*POOLS, pool, {"metadata": {"finalizers": None}})
     core.patch_namespaced_service("db", namespace, {"metadata": {"finalizers": None}})
 
 
@@ -427,14 +386,14 @@ def test_lbipam_may_claim_and_release_an_address_outside_every_service_cidr(
     installed: None, lbipam: Clients, admin: Clients, scene: Scene
 ) -> None:
     name = f"198.18.2.{next(_addresses)}"
-    claim = ip_address(name, "lbipam.io", scene.namespace)
+    ours = ip_address(name, "lbipam.io", scene.namespace, "db")
     clusterip = story("claim a ClusterIP")
     in_force(clusterip, lbipam, scene, refusal(clusterip))
-    lbipam.custom.create_cluster_custom_object(*NETWORKING, claim)
-    assert admin.custom.get_cluster_custom_object(*NETWORKING, name)["metadata"]["labels"] == {
+    lbipam.custom.create_cluster_custom_object(*ADDRESSES, ours)
+    assert admin.custom.get_cluster_custom_object(*ADDRESSES, name)["metadata"]["labels"] == {
         "ipaddress.kubernetes.io/managed-by": "lbipam.io"
     }
-    lbipam.custom.delete_cluster_custom_object(*NETWORKING, name)
+    lbipam.custom.delete_cluster_custom_object(*ADDRESSES, name)
 
 
 def test_the_operator_updates_a_service_status_and_leaves_other_conditions_as_they_were(
