@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from lbipam.handlers.startup import rebuilt_state
-from lbipam.netpol import MANAGED_BY_LABEL
+from lbipam.policy.build import MANAGED_BY_LABEL
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=dict([MANAGED_BY_LABEL]))

@@ -7,9 +7,9 @@ from typing import Any
 
 import kopf
 
+from lbipam.controllers.pools import PoolView
 from lbipam.handlers.startup import rebuilt_state
-from lbipam.parse import GROUP, POOLS, VERSION, pool_spec
-from lbipam.poolstatus import PoolView
+from lbipam.objects import GROUP, POOLS, VERSION, pool_spec
 
 log = logging.getLogger(__name__)
 

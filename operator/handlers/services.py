@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from lbipam.handlers.startup import rebuilt_state
-from lbipam.parse import is_handled, our_condition, service_key, service_view
+from lbipam.objects import is_handled, our_condition, service_key, service_view
 
 
 @kopf.on.event("", "v1", "services")

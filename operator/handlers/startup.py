@@ -8,12 +8,12 @@ from typing import Any
 
 import kopf
 
+from lbipam.controllers.policies import PolicyReconciler
+from lbipam.controllers.pools import PoolStatusWriter
+from lbipam.controllers.services import Reconciler
 from lbipam.ipam.registry import Registry
-from lbipam.kube import Kube
-from lbipam.metrics import Metrics
-from lbipam.policies import PolicyReconciler
-from lbipam.poolstatus import PoolStatusWriter
-from lbipam.reconciler import Reconciler
+from lbipam.kube.writer import Kube
+from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey, ServiceRequest
-from lbipam.metrics import Metrics
+from lbipam.runtime.metrics import Metrics
 
 
 def request(name: str, **fields: object) -> ServiceRequest:

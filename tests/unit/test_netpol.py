@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbipam.netpol import (
+from lbipam.policy.build import (
     LEGACY_ANNOTATION,
     MANAGED_BY_LABEL,
     PolicyPlan,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lbipam.netpol import LEGACY_ANNOTATION, build_policy
+from lbipam.policy.build import LEGACY_ANNOTATION, build_policy
 from tests.netpol_eval import ContainerPort, External, Pod, is_allowed
 
 NAMESPACE = "shop"

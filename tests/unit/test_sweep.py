@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from kubernetes.aio import client
 
+from lbipam.controllers.pools import PoolStatusWriter
+from lbipam.controllers.services import Reconciler
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube import Kube
-from lbipam.metrics import Metrics
-from lbipam.parse import service_view
-from lbipam.poolstatus import PoolStatusWriter
-from lbipam.reconciler import Reconciler
+from lbipam.kube.writer import Kube
+from lbipam.objects import service_view
+from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 
 SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "x"})

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lbipam.ipam.registry import PoolStatus, Registry
-from lbipam.kube import Fenced, Kube, is_status, now
+from lbipam.kube.writer import Fenced, Kube, is_status, now
 
 FINALIZER = "lbipam.io/protection"
 # Allocations mark pools dirty; one write per pool per interval keeps status writes off the

@@ -10,13 +10,13 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from lbipam.controllers.pools import PoolStatusWriter
+from lbipam.controllers.workqueue import KeyedRunner
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
-from lbipam.keyed import KeyedRunner
-from lbipam.kube import Kube, is_status, now
-from lbipam.metrics import Metrics
-from lbipam.parse import CONDITION_TYPE, ServiceView, service_key
-from lbipam.poolstatus import PoolStatusWriter
+from lbipam.kube.writer import Kube, is_status, now
+from lbipam.objects import CONDITION_TYPE, ServiceView, service_key
+from lbipam.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then

@@ -20,17 +20,17 @@ import lbipam.handlers.policies
 import lbipam.handlers.pools
 import lbipam.handlers.services  # noqa: F401 - importing registers the handlers with Kopf
 from lbipam import __version__
+from lbipam.controllers.policies import PolicyReconciler
+from lbipam.controllers.pools import PoolStatusWriter
+from lbipam.controllers.services import Reconciler
+from lbipam.ha.leader import LeaderElector
+from lbipam.ha.term import Term
 from lbipam.handlers.startup import State
 from lbipam.ipam.registry import Registry
-from lbipam.kube import Kube, connect
-from lbipam.leader import LeaderElector
-from lbipam.metrics import Metrics
-from lbipam.parse import service_view
-from lbipam.policies import PolicyReconciler
-from lbipam.poolstatus import PoolStatusWriter
-from lbipam.reconciler import Reconciler
+from lbipam.kube.writer import Kube, connect
+from lbipam.objects import service_view
+from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
-from lbipam.term import Term
 
 log = logging.getLogger("lbipam")
 

@@ -13,9 +13,9 @@ from typing import Any
 from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
 
+from lbipam.ha.term import Term
 from lbipam.ipam.requests import ServiceKey
-from lbipam.parse import GROUP, POOLS, VERSION
-from lbipam.term import Term
+from lbipam.objects import GROUP, POOLS, VERSION
 
 FIELD_MANAGER = "lbipam"
 COMPONENT = "lbipam"

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+from lbipam.controllers.workqueue import KeyedRunner
 from lbipam.ipam.requests import ServiceKey
-from lbipam.keyed import KeyedRunner
-from lbipam.kube import Kube
-from lbipam.metrics import Metrics
-from lbipam.netpol import MANAGED_BY_LABEL, PolicyWarning, build_policy, policy_name
-from lbipam.parse import ServiceView
+from lbipam.kube.writer import Kube
+from lbipam.objects import ServiceView
+from lbipam.policy.build import MANAGED_BY_LABEL, PolicyWarning, build_policy, policy_name
+from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from typing import Any
 
 from kubernetes.aio import client
 
-from lbipam.kube import is_status
+from lbipam.ha.term import Term
+from lbipam.kube.writer import is_status
 from lbipam.settings import Settings
-from lbipam.term import Term
 
 LEASE_NAME = "lbipam-leader"
 log = logging.getLogger(__name__)
