@@ -44,6 +44,5 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     The term's end is also the stop flag given to Kopf. Left unset, Kopf's shutdown waits
     5 s for its own waiter on that flag, and every rolling update would pay for it.
     """
-    term = memo.state.kube.term
-    if term is not None:
-        term.ended.set()
+    owner: Controllers = memo.controllers
+    owner.writer.term.ended.set()
