@@ -1,8 +1,8 @@
 """The peers lbipam is measured against: MetalLB's controller and Cilium's operator.
 
 Both are built from their Go modules (nothing of theirs lives in this repository) into
-~/.cache/lbipam/<peer>/<key>, keyed like the control plane: a change of version, Go
-toolchain or flags builds anew, anything else reuses the cache.
+the control plane's cache (~/.cache/lbipam/controlplane/<peer>-<key>), keyed like it: a
+change of version, Go toolchain or flags builds anew, anything else reuses the cache.
 
 - MetalLB: `go install go.universe.tf/metallb/controller@v0.15.3`; its CRDs come from the
   module's `config/crd/bases`; one `IPAddressPool` 10.0.0.0/8 in `metallb-system`.
@@ -16,9 +16,8 @@ toolchain or flags builds anew, anything else reuses the cache.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import shutil
+import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from bench.api import Api, ApiError, ingress_ips, service_manifest
 from tests.controlplane import ControlPlane
-from tests.controlplane.build import cache_base, cached, go, go_version
+from tests.controlplane.build import ensure, key_of, run_go
 from tests.controlplane.cluster import Process, free_port
 
 LDFLAGS = "-s -w"
@@ -44,16 +43,13 @@ POOL_CIDR = "10.0.0.0/8"
 READY_NAMESPACE = "bench-ready"  # the readiness probe's Service, outside the watched namespace
 
 
-def _key(*parts: str | bytes) -> str:
-    digest = hashlib.sha256()
-    for part in (*parts, go_version(), LDFLAGS):
-        digest.update(part.encode() if isinstance(part, str) else part)
-    return digest.hexdigest()[:16]
+def _go(*args: str, cwd: Path, **env: str) -> None:
+    run_go(["go", *args], cwd, dict(os.environ, CGO_ENABLED="0", **env))
 
 
 def _build_metallb(out: Path) -> None:
     package = f"{METALLB_MODULE}/controller@{METALLB_VERSION}"
-    go(["install", "-trimpath", f"-ldflags={LDFLAGS}", package], out, {"GOBIN": str(out)})
+    _go("install", "-trimpath", f"-ldflags={LDFLAGS}", package, cwd=out, GOBIN=str(out))
     listed = subprocess.run(
         ["go", "mod", "download", "-json", f"{METALLB_MODULE}@{METALLB_VERSION}"],
         cwd=out,
@@ -62,28 +58,29 @@ def _build_metallb(out: Path) -> None:
         text=True,
     )
     bases = Path(json.loads(listed.stdout)["Dir"]) / "config" / "crd" / "bases"
-    (out / "crds").mkdir()
-    for crd in sorted(bases.glob("*.yaml")):
-        shutil.copyfile(crd, out / "crds" / crd.name)  # the module cache's files are read-only
+    documents = [crd.read_text() for crd in sorted(bases.glob("*.yaml"))]
+    (out / "crds.yaml").write_text("\n---\n".join(documents))
 
 
 def metallb_binaries() -> Path:
-    """The folder with MetalLB's `controller` and its `crds/`, built first when needed."""
-    target = cache_base() / "metallb" / _key(METALLB_MODULE, METALLB_VERSION)
-    return cached(target, ("controller", "crds"), _build_metallb)
+    """The folder with MetalLB's `controller` and its `crds.yaml`, built first when needed."""
+    key = "metallb-" + key_of(METALLB_MODULE.encode(), METALLB_VERSION.encode(), LDFLAGS.encode())
+    what = f"MetalLB's controller {METALLB_VERSION}"
+    return ensure(key, ("controller", "crds.yaml"), _build_metallb, what)
 
 
 def _build_cilium(out: Path) -> None:
     binary = str(out / CILIUM_BINARY)
     flags = ["-trimpath", "-tags", CILIUM_TAGS, f"-ldflags={LDFLAGS}"]
-    go(["build", *flags, "-o", binary, CILIUM_PACKAGE], CILIUM_MODULE_DIR)
+    _go("build", *flags, "-o", binary, CILIUM_PACKAGE, cwd=CILIUM_MODULE_DIR)
 
 
 def cilium_binaries() -> Path:
     """The folder with Cilium's generic operator, built first when needed."""
     module = [(CILIUM_MODULE_DIR / name).read_bytes() for name in ("go.mod", "go.sum")]
-    target = cache_base() / "cilium" / _key(*module, CILIUM_PACKAGE, CILIUM_TAGS)
-    return cached(target, (CILIUM_BINARY,), _build_cilium)
+    flags = (CILIUM_PACKAGE, CILIUM_TAGS, LDFLAGS)
+    key = "cilium-" + key_of(*module, *(flag.encode() for flag in flags))
+    return ensure(key, (CILIUM_BINARY,), _build_cilium, "Cilium's operator v1.15.19")
 
 
 def build_all() -> None:
@@ -129,7 +126,7 @@ async def _nothing(plane: ControlPlane, api: Api) -> None:
 
 
 async def _metallb_resources(plane: ControlPlane, api: Api) -> None:
-    crds = metallb_binaries() / "crds"
+    crds = metallb_binaries() / "crds.yaml"
     await asyncio.to_thread(kubectl, plane, "apply", "--server-side", "-f", str(crds))
     await wait_crd(api, "ipaddresspools.metallb.io")
     await api.create_namespace(METALLB_NAMESPACE)
