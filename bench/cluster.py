@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes.aio.client import Configuration
-
 from bench import apicounts, procstat, profiling
 from bench.api import Api, Credentials, ingress_ips, service_manifest, status_apply
 from bench.contenders import PEERS, Peer, PeerProcess, build_all, kubectl, wait_addressed
 from bench.observer import REPO, Observer
 from bench.report import markdown
+from lbipam.kube.client import CONNECTIONS
 from tests.controlplane import ControlPlane
+from tests.controlplane.cluster import die_with_parent
 from tests.operator_process import OperatorProcess
 
 NAMESPACE = "bench"
@@ -56,7 +56,7 @@ GROWN_ADDRESSES = ["10.0.0.0/8", "11.0.0.0/8"]
 FIRST_IP = int(ipaddress.IPv4Address("10.0.0.1"))
 # The operator's requests in flight are bounded by its client's connection pool (Kopf itself
 # runs one worker per object without limit): the floor gets the same bound.
-CONCURRENCY = Configuration().connection_pool_maxsize
+CONCURRENCY = CONNECTIONS
 OPERATOR_ENV = {"LBIPAM_LOG_LEVEL": "info"}  # the default a user runs with
 SETTLE_S = 2.0  # after the last address: background Events and pool status flushes land
 
@@ -167,23 +167,41 @@ def credentials(plane: ControlPlane) -> Credentials:
     return Credentials(plane.server, str(pki.ca_cert), str(pki.admin_cert), str(pki.admin_key))
 
 
-class WrappedOperator(OperatorProcess):
-    """`lbipam run` under a profiler: `argv` is the Python command line that runs it."""
+RUNTIME = REPO / "build" / "bench-runtime"
 
-    def __init__(self, plane: ControlPlane, argv: list[str], **settings: str) -> None:
-        super().__init__(plane, **settings)
-        self.argv = argv
+
+def runtime_python() -> str:
+    """A venv with lbipam and its runtime dependencies only, as the container image has them.
+
+    Not the bench's own venv: with the test extra installed, Kopf imports the `kubernetes`
+    client it finds (19 MiB the operator would never carry in production).
+    """
+    python = RUNTIME / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=REPO)
+    return str(python)
+
+
+class RuntimeOperator(OperatorProcess):
+    """`lbipam run` on the runtime venv's Python; `argv` may wrap it in a profiler."""
+
+    def __init__(self, plane: ControlPlane, argv: list[str] | None = None) -> None:
+        super().__init__(plane, **OPERATOR_ENV)
+        self.argv = argv or ["-m", "lbipam.cli", "run"]
 
     def start(self, wait: bool = True) -> OperatorProcess:
         with open(self.log_path, "ab") as log:
             # Not from the checkout: its folder `operator/` would shadow the stdlib module.
             self.popen = subprocess.Popen(
-                [sys.executable, *self.argv],
+                [str(RUNTIME / "bin" / "python"), *self.argv],
                 cwd=tempfile.gettempdir(),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         if wait:
             self.wait_ready()
@@ -238,11 +256,7 @@ async def cluster(
                     "--timeout=60s",
                 )
                 await api.create_pool(POOL, POOL_ADDRESSES)
-                process = (
-                    WrappedOperator(plane, wrapper, **OPERATOR_ENV)
-                    if wrapper is not None
-                    else OperatorProcess(plane, **OPERATOR_ENV)
-                )
+                process = RuntimeOperator(plane, wrapper)
                 await asyncio.to_thread(process.start)
                 await wait_pool_status(api)
             if peer is not None:
@@ -363,7 +377,7 @@ async def restart(c: Cluster, label: str) -> dict[str, Any]:
     t_stop = time.monotonic()
     await asyncio.to_thread(c.operator.cleanup)
     stop_s = time.monotonic() - t_stop
-    process = OperatorProcess(c.plane, **OPERATOR_ENV)
+    process = RuntimeOperator(c.plane)
     t0 = time.time()
     await asyncio.to_thread(process.start, False)
     c.operator = process
@@ -497,7 +511,7 @@ def heap_dump(operator: OperatorProcess, out: Path, wait_s: float = 300) -> Any:
 
 def import_costs() -> Any:
     """RSS after each layer of imports, in a fresh interpreter (bench/heap.py imports)."""
-    argv = [sys.executable, str(REPO / "bench" / "heap.py"), "imports"]
+    argv = [str(RUNTIME / "bin" / "python"), str(REPO / "bench" / "heap.py"), "imports"]
     done = subprocess.run(argv, cwd=tempfile.gettempdir(), check=True, capture_output=True)
     return json.loads(done.stdout)
 
@@ -540,6 +554,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.large:
         sizes.append(20_000)
     peers = [PEERS[key] for key in args.peers.split(",") if key]
+    await asyncio.to_thread(runtime_python)
     if peers:
         await asyncio.to_thread(build_all)
     out_dir = Path(args.out).parent

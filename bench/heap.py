@@ -28,7 +28,6 @@ LAYERS = (
     ("asyncio, ssl, json, logging", ("asyncio", "ssl", "json", "logging")),
     ("aiohttp", ("aiohttp",)),
     ("kopf (and what it imports)", ("kopf",)),
-    ("kubernetes.aio client", ("kubernetes.aio.client", "kubernetes.aio.config")),
     ("prometheus_client, yaml", ("prometheus_client", "yaml")),
     ("lbipam", ("lbipam.runtime.app",)),
 )

@@ -14,10 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubernetes.aio import client
-
 from lbipam.clock import timestamp
 from lbipam.ha.term import Term
+from lbipam.kube.client import MERGE_PATCH, Api
 from lbipam.kube.errors import is_status
 from lbipam.settings import Settings
 
@@ -32,8 +31,9 @@ class Attempt(enum.Enum):
 
 
 class LeaderElector:
-    def __init__(self, api: client.ApiClient, settings: Settings, identity: str) -> None:
-        self.leases = client.CoordinationV1Api(api)
+    def __init__(self, api: Api, settings: Settings, identity: str) -> None:
+        self.api = api
+        self.lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{settings.namespace}/leases"
         self.settings = settings
         self.namespace = settings.namespace
         self.identity = identity
@@ -99,11 +99,11 @@ class LeaderElector:
         duration = int(self.settings.lease_duration)
         stamp = timestamp(micro=True)
         try:
-            lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
+            lease: dict[str, Any] = await self.api.request("GET", f"{self.lease_path}/{LEASE_NAME}")
         except Exception as error:
             if not is_status(error, 404):
                 raise
-            created: Any = {
+            created = {
                 "metadata": {"name": LEASE_NAME, "namespace": self.namespace},
                 "spec": {
                     "holderIdentity": self.identity,
@@ -113,43 +113,46 @@ class LeaderElector:
                     "leaseTransitions": 0,
                 },
             }
-            await self.leases.create_namespaced_lease(self.namespace, created)
+            await self.api.request("POST", self.lease_path, created)
             return Attempt.HELD
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        renew = str(spec.renew_time or "")
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        renew = str(spec.get("renewTime") or "")
         if self._observed is None or self._observed[:2] != (holder, renew):
             self._observed = (holder, renew, time.monotonic())
-        expired = time.monotonic() - self._observed[2] > (spec.lease_duration_seconds or duration)
+        expired = time.monotonic() - self._observed[2] > (
+            spec.get("leaseDurationSeconds") or duration
+        )
         if holder and holder != self.identity and not expired:
             return Attempt.TAKEN
         ours = holder == self.identity
-        update: Any = {
+        update = {
             "metadata": {
                 "name": LEASE_NAME,
                 "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
+                "resourceVersion": lease["metadata"]["resourceVersion"],
             },
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": duration,
-                "acquireTime": spec.acquire_time if ours else stamp,
+                "acquireTime": spec.get("acquireTime") if ours else stamp,
                 "renewTime": stamp,
-                "leaseTransitions": (spec.lease_transitions or 0) + (0 if ours else 1),
+                "leaseTransitions": (spec.get("leaseTransitions") or 0) + (0 if ours else 1),
             },
         }
         # resourceVersion makes this a compare-and-swap: of two candidates only one wins.
-        await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, update)
+        await self.api.request("PUT", f"{self.lease_path}/{LEASE_NAME}", update)
         self._observed = (self.identity, stamp, time.monotonic())
         return Attempt.HELD
 
     async def _release(self) -> None:
         """Clear our holdership so a follower need not wait for the Lease to expire."""
-        patch: Any = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
+        patch = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
+        path = f"{self.lease_path}/{LEASE_NAME}"
         try:
-            lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
-            if lease.spec.holder_identity == self.identity:
-                await self.leases.patch_namespaced_lease(LEASE_NAME, self.namespace, patch)
+            lease = await self.api.request("GET", path)
+            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                await self.api.request("PATCH", path, patch, content_type=MERGE_PATCH)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)
