@@ -97,13 +97,13 @@ def from_kubeconfig(path: Path) -> Credentials:
     return Credentials(server, tls, user.get("token"), proxy=cluster.get("proxy-url"))
 
 
-def in_cluster() -> Credentials:
+def in_cluster(folder: Path = SERVICE_ACCOUNT) -> Credentials:
     """The pod's service account."""
     host = os.environ["KUBERNETES_SERVICE_HOST"]
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    tls = _tls(str(SERVICE_ACCOUNT / "ca.crt"), None, None, False)
-    return Credentials(server, tls, token_file=SERVICE_ACCOUNT / "token")
+    tls = _tls(str(folder / "ca.crt"), None, None, False)
+    return Credentials(server, tls, token_file=folder / "token")
 
 
 def credentials() -> Credentials:
@@ -128,7 +128,7 @@ class Api:
         self._token = creds.token
         self._token_read = 0.0
 
-    def _authorization(self) -> dict[str, str]:
+    def authorization(self) -> dict[str, str]:
         file = self.creds.token_file
         if file is not None and time.monotonic() - self._token_read > TOKEN_REREAD_S:
             self._token = file.read_text().strip()
@@ -145,7 +145,7 @@ class Api:
         content_type: str = JSON,
     ) -> Any:
         """The decoded JSON answer (None when empty)."""
-        headers = {"Accept": JSON, **self._authorization()}
+        headers = {"Accept": JSON, **self.authorization()}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
