@@ -180,7 +180,7 @@ def runtime_python() -> str:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(RUNTIME)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=REPO)
+    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=tempfile.gettempdir())
     return str(python)
 
 
