@@ -16,6 +16,7 @@ from kubernetes.aio.client import ApiClient
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
 import lbipam.handlers.pools
+import lbipam.handlers.servicecidrs
 import lbipam.handlers.services  # noqa: F401 - importing registers the handlers with Kopf
 from lbipam import __version__
 from lbipam.ha.leader import LeaderElector
