@@ -90,9 +90,13 @@ def test_a_pool_typed_over_the_service_cidr_never_hands_out_a_cluster_ip(
     name = pools.create(["10.96.0.1-10.96.0.3"])
     create(core, namespace, service_manifest("web"))
 
-    waiting = wait_reason(core, namespace, "web", "NoMatchingPool")
+    def explained() -> Any:
+        condition = our_condition(core.read_namespaced_service("web", namespace))
+        return condition if condition and "has no IPv4 addresses" in condition.message else None
+
+    waiting = eventually(explained, what="NoMatchingPool: the pool has no usable address")
+    assert waiting.reason == "NoMatchingPool"
     assert ingress_ips(core.read_namespaced_service("web", namespace)) == []
-    assert "has no IPv4 addresses" in waiting.message
     overlap = eventually(
         lambda: (
             pools.condition(name, "OverlapsServiceCIDR").get("status") == "True"
