@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -104,3 +105,64 @@ def until(
         elapsed = time.monotonic() - started
         if wanted(results) or elapsed > timeout:
             return elapsed, results
+
+
+INSIDE = ["198.18.2.0/24", "2001:db8:2::/64"]  # where `DataPlane.inside` lives
+OUTSIDE = ["198.18.3.0/24", "2001:db8:3::/64"]  # where `DataPlane.outside` lives
+
+
+@dataclass
+class Report:
+    """What the packets showed and how long things took, printed after the session."""
+
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+
+REPORT = Report()
+
+
+def shown(result: str) -> str:
+    return f"answered ({result})" if answered(result) else result
+
+
+def expect(
+    dataplane: DataPlane,
+    who: Host,
+    found: dict[str, tuple[str, int]],
+    admitted: dict[str, bool],
+    scenario: str,
+    timeout: float = 30,
+) -> None:
+    """Probe until each path admits or refuses `who` as `admitted` says; record what was seen."""
+    _, seen = until(
+        lambda: probe_paths(dataplane, who, found),
+        lambda r: all(answered(r[p]) == admitted[p] for p in found),
+        timeout,
+    )
+    for path in found:
+        wanted = "answered" if admitted[path] else "refused or dropped"
+        REPORT.rows.append((path, scenario, wanted, shown(seen[path])))
+    assert {p: answered(r) for p, r in seen.items()} == admitted, (seen, dataplane.logs())
+
+
+def time_until(
+    probes: dict[str, tuple[Host, str, int]], admitted: dict[str, bool], timeout: float = 60
+) -> dict[str, float]:
+    """Seconds (from now) until each probe first shows its expected outcome.
+
+    Probes wait less than TCP's first SYN retransmission (1 s), so each sends a single packet:
+    an admitted one is timed when its answer arrives, a refused one when it was sent.
+    """
+    started = time.monotonic()
+    first: dict[str, float] = {}
+    while len(first) < len(probes) and time.monotonic() - started < timeout:
+        sent = time.monotonic() - started
+        pending = {k: (h.netns, a, p) for k, (h, a, p) in probes.items() if k not in first}
+        for key, result in probe_all(pending, timeout=0.5).items():
+            if answered(result) and admitted[key]:
+                first[key] = time.monotonic() - started
+            elif not answered(result) and not admitted[key]:
+                first[key] = sent
+    assert set(first) == set(probes), f"never as expected: {set(probes) - set(first)}"
+    return first

@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
+from tests.dataplane.checks import REPORT
 from tests.dataplane.cluster import DataPlane
 from tests.dataplane.netns import sweep
 
@@ -28,3 +29,16 @@ def pods(dataplane: DataPlane, namespace: str) -> Iterator[DataPlane]:
     """The data plane, with this test's pods removed afterwards."""
     yield dataplane
     dataplane.remove_pods(namespace)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not (REPORT.rows or REPORT.timings):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("what the packets showed")
+    write("| path | scenario | expected | packets showed |")
+    write("|---|---|---|---|")
+    for row in REPORT.rows:
+        write("| " + " | ".join(row) + " |")
+    for what, seconds in REPORT.timings:
+        write(f"{what}: {seconds:.1f} s")
