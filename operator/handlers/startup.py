@@ -57,3 +57,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+
+
+@kopf.on.cleanup()
+async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
+    """Kopf is stopping (on a signal): this term of leadership is over.
+
+    The term's end is also the stop flag given to Kopf. Left unset, Kopf's shutdown waits
+    5 s for its own waiter on that flag, and every rolling update would pay for it.
+    """
+    term = memo.state.kube.term
+    if term is not None:
+        term.ended.set()
