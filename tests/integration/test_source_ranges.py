@@ -110,7 +110,13 @@ def test_a_hand_deleted_or_edited_policy_comes_back(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     original = wait_policy(networking, namespace, "lbipam-fw")
 
     networking.patch_namespaced_network_policy(
@@ -135,7 +141,13 @@ def test_deleting_the_service_lets_the_garbage_collector_remove_the_policy(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     wait_policy(networking, namespace, "lbipam-fw")
 
     core.delete_namespaced_service("fw", namespace)
@@ -156,7 +168,13 @@ def test_a_foreign_policy_with_our_name_is_left_alone(
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     }
     networking.create_namespaced_network_policy(namespace, foreign)
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
 
     warning = wait_event(core, namespace, "fw", "PolicyNameTaken")
 
@@ -171,7 +189,9 @@ def test_warnings_tell_the_user_what_cannot_be_enforced(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    no_selector = service_manifest("headless-fw", loadBalancerSourceRanges=["192.0.2.0/24"])
+    no_selector = service_manifest(
+        "headless-fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+    )
     del no_selector["spec"]["selector"]
     create(core, namespace, no_selector)
     create(core, namespace, service_manifest("snat", loadBalancerSourceRanges=["192.0.2.0/24"]))
@@ -179,7 +199,7 @@ def test_warnings_tell_the_user_what_cannot_be_enforced(
     assert wait_event(core, namespace, "headless-fw", "NoSelector").type == "Warning"
     snat = wait_event(core, namespace, "snat", "SourceRangesNotEnforceable")
     assert "externalTrafficPolicy: Local" in snat.message
-    wait_policy(networking, namespace, "lbipam-snat")
+    assert policy(networking, namespace, "lbipam-snat") is None
     assert policy(networking, namespace, "lbipam-headless-fw") is None
 
 
@@ -192,7 +212,13 @@ def test_turning_the_feature_off_removes_managed_policies_and_on_brings_them_bac
     control_plane: ControlPlane,
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     wait_policy(networking, namespace, "lbipam-fw")
 
     operator.stop()
