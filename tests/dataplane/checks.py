@@ -13,7 +13,7 @@ from kubernetes import client
 from tests.dataplane.cluster import POD_PORT, DataPlane, Pod
 from tests.dataplane.fabric import Host
 from tests.dataplane.tcp import REFUSED, SILENT, probe_all
-from tests.kit import Pools, ingress_ips, service_manifest, wait_service
+from tests.kit import Pools, create, ingress_ips, service_manifest, wait_policy, wait_service
 
 SERVICE_PORT = 80
 _blocks = itertools.count(1)
@@ -166,3 +166,46 @@ def time_until(
                 first[key] = sent
     assert set(first) == set(probes), f"never as expected: {set(probes) - set(first)}"
     return first
+
+
+@dataclass
+class Backend:
+    """A Service "web" and its pod "web-0" in one test's namespace, as the tests probe them."""
+
+    core: client.CoreV1Api
+    networking: client.NetworkingV1Api
+    dataplane: DataPlane
+    namespace: str
+    pod: Pod
+    name: str = "web"
+
+    def paths(self, family: int = 4, node: Host | None = None) -> dict[str, tuple[str, int]]:
+        return paths(self.core, self.namespace, self.name, self.pod, family=family, node=node)
+
+    def edit(self, **spec: Any) -> None:
+        self.core.patch_namespaced_service(self.name, self.namespace, {"spec": spec})
+
+    def policy(self, check: Callable[[dict[str, Any]], bool] = bool) -> dict[str, Any]:
+        return wait_policy(self.networking, self.namespace, f"lbipam-{self.name}", check)
+
+    def expect(
+        self, who: Host, found: dict[str, tuple[str, int]], admitted: dict[str, bool], scenario: str
+    ) -> None:
+        expect(self.dataplane, who, found, admitted, scenario)
+
+
+def serve(
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    dataplane: DataPlane,
+    pools: Pools,
+    namespace: str,
+    **spec: Any,
+) -> Backend:
+    """Pod "web-0" on node 0 behind Service "web" (`lb_service(**spec)`), addressed and ready."""
+    pod = dataplane.add_pod(namespace, "web-0", {"app": "web"})
+    lb_pool(pools)
+    create(core, namespace, lb_service("web", **spec))
+    wait_addresses(core, namespace, "web")
+    dataplane.endpoints_ready(namespace, "web")
+    return Backend(core, networking, dataplane, namespace, pod)
