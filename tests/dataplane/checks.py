@@ -39,13 +39,20 @@ def lb_pool(pools: Pools) -> str:
     return LbBlock().pool(pools)
 
 
-def lb_service(name: str, *, ranges: list[str] | None = None, **spec: Any) -> dict[str, Any]:
+def lb_service(
+    name: str,
+    *,
+    ranges: list[str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     """A dual-stack LoadBalancer Service on port 80 → 8080 with node ports, ETP Local unless set."""
     spec.setdefault("externalTrafficPolicy", "Local")
     if ranges is not None:
         spec["loadBalancerSourceRanges"] = ranges
     return service_manifest(
         name,
+        annotations=annotations,
         ports=[{"port": SERVICE_PORT, "targetPort": spec.pop("targetPort", POD_PORT)}],
         allocateLoadBalancerNodePorts=True,
         ipFamilyPolicy="RequireDualStack",
