@@ -200,6 +200,17 @@ class Backend:
     ) -> None:
         expect(self.dataplane, who, found, admitted, scenario)
 
+    def time_swap(self, found: dict[str, tuple[str, int]], since: str) -> None:
+        """Record how long (from now) until the outside client gets in and the inside one is
+        refused on each path: the ranges were just swapped."""
+        probes = {
+            **{f"admitted on {p}": (self.dataplane.outside, *t) for p, t in found.items()},
+            **{f"refused on {p}": (self.dataplane.inside, *t) for p, t in found.items()},
+        }
+        took = time_until(probes, {key: key.startswith("admitted") for key in probes})
+        for key, seconds in sorted(took.items()):
+            REPORT.timings.append((f"{since} → first packet {key}", seconds))
+
 
 def serve(
     core: client.CoreV1Api,

@@ -4,15 +4,14 @@ to let them (LBIPAM_SOURCE_RANGES_ALLOW_CLUSTER)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
-from tests.dataplane.checks import INSIDE, POD_IP, Backend, serve
+from tests.dataplane.checks import INSIDE, POD_IP, Backend
 from tests.dataplane.cluster import DataPlane, Pod
-from tests.kit import Pools
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.dataplane
@@ -35,16 +34,13 @@ def pod_path(web: Backend, family: int) -> dict[str, tuple[str, int]]:
 
 
 def test_pods_of_the_cluster_pass_unless_the_operator_says_otherwise(
-    core: client.CoreV1Api,
-    networking: client.NetworkingV1Api,
+    serving: Callable[..., Backend],
     pods: DataPlane,
-    pools: Pools,
-    namespace: str,
     client_pod: Pod,
     operator: OperatorProcess,
     control_plane: ControlPlane,
 ) -> None:
-    web = serve(core, networking, pods, pools, namespace, ranges=INSIDE)
+    web = serving(ranges=INSIDE)
     web.policy()
     for family in (4, 6):
         scenario = f"ETP Local, pod of another namespace, ALLOW_CLUSTER=true, IPv{family}"

@@ -7,32 +7,28 @@ lbipam therefore writes no policy for such a Service and warns; kube-proxy still
 
 from __future__ import annotations
 
-import pytest
-from kubernetes import client
+from collections.abc import Callable
 
-from tests.dataplane.checks import INSIDE, LB, NODE_PORT, POD_IP, serve, wait_addresses
+import pytest
+
+from tests.dataplane.checks import INSIDE, LB, NODE_PORT, POD_IP, Backend, wait_addresses
 from tests.dataplane.cluster import DataPlane
-from tests.kit import Pools, policy, wait_event
+from tests.kit import policy, wait_event
 
 pytestmark = pytest.mark.dataplane
 
 
 def test_allowed_clients_get_in_through_either_node_and_the_user_is_told_what_is_not_enforced(
-    core: client.CoreV1Api,
-    networking: client.NetworkingV1Api,
+    serving: Callable[..., Backend],
     pods: DataPlane,
-    pools: Pools,
-    namespace: str,
 ) -> None:
-    web = serve(
-        core, networking, pods, pools, namespace, ranges=INSIDE, externalTrafficPolicy="Cluster"
-    )
-    address = wait_addresses(core, namespace, "web")
+    web = serving(ranges=INSIDE, externalTrafficPolicy="Cluster")
+    address = wait_addresses(web.core, web.namespace, "web")
 
-    warning = wait_event(core, namespace, "web", "SourceRangesNotEnforceable")
+    warning = wait_event(web.core, web.namespace, "web", "SourceRangesNotEnforceable")
     assert "kube-proxy still filters the LoadBalancer IP" in warning.message
     assert "node ports and the pod IPs are open" in warning.message
-    assert policy(networking, namespace, "lbipam-web") is None
+    assert policy(web.networking, web.namespace, "lbipam-web") is None
 
     for family in (4, 6):
         for entry in pods.nodes:

@@ -3,25 +3,22 @@ ranges on exactly the port the pods give that name."""
 
 from __future__ import annotations
 
-import pytest
-from kubernetes import client
+from collections.abc import Callable
 
-from tests.dataplane.checks import INSIDE, LB, NODE_PORT, POD_IP, serve
+import pytest
+
+from tests.dataplane.checks import INSIDE, LB, NODE_PORT, POD_IP, Backend
 from tests.dataplane.cluster import OTHER_PORT, POD_PORT_NAME, DataPlane
-from tests.kit import Pools
 
 pytestmark = pytest.mark.dataplane
 OTHER = "pod IP, port the Service does not target"
 
 
 def test_a_named_target_port_admits_the_ranges_on_that_port_only(
-    core: client.CoreV1Api,
-    networking: client.NetworkingV1Api,
+    serving: Callable[..., Backend],
     pods: DataPlane,
-    pools: Pools,
-    namespace: str,
 ) -> None:
-    web = serve(core, networking, pods, pools, namespace, ranges=INSIDE, targetPort=POD_PORT_NAME)
+    web = serving(ranges=INSIDE, targetPort=POD_PORT_NAME)
 
     made = web.policy()
     assert [rule["ports"] for rule in made["spec"]["ingress"]] == [

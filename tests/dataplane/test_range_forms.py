@@ -3,14 +3,13 @@ pod IP (the LB IP is kube-proxy's to filter, and it reads these forms its own wa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from tests.dataplane.checks import NODE_PORT, POD_IP, serve
+from tests.dataplane.checks import NODE_PORT, POD_IP, Backend
 from tests.dataplane.cluster import DataPlane
-from tests.kit import Pools
 
 pytestmark = pytest.mark.dataplane
 
@@ -27,16 +26,13 @@ FORMS = [
 
 @pytest.mark.parametrize(("story", "request_", "admits"), FORMS, ids=[f[0] for f in FORMS])
 def test_source_range_forms(
-    core: client.CoreV1Api,
-    networking: client.NetworkingV1Api,
+    serving: Callable[..., Backend],
     pods: DataPlane,
-    pools: Pools,
-    namespace: str,
     story: str,
     request_: dict[str, Any],
     admits: dict[int, tuple[int, int]],
 ) -> None:
-    web = serve(core, networking, pods, pools, namespace, **request_)
+    web = serving(**request_)
     web.policy()
 
     for family, (inside, outside) in admits.items():

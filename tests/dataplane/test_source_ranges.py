@@ -6,8 +6,9 @@ kube-router, is what closes the node port and the pod IPs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.dataplane.checks import (
@@ -16,13 +17,10 @@ from tests.dataplane.checks import (
     NODE_PORT,
     OUTSIDE,
     POD_IP,
-    REPORT,
     Backend,
-    serve,
-    time_until,
 )
 from tests.dataplane.cluster import DataPlane
-from tests.kit import Pools, wait_no_policy
+from tests.kit import wait_no_policy
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.dataplane
@@ -32,14 +30,11 @@ NONE = {LB: False, NODE_PORT: False, POD_IP: False}
 
 @pytest.fixture
 def web(
-    core: client.CoreV1Api,
-    networking: client.NetworkingV1Api,
+    serving: Callable[..., Backend],
     pods: DataPlane,
-    pools: Pools,
-    namespace: str,
 ) -> Backend:
     """Service "web" (ETP Local) restricted to INSIDE, its pod on node 0."""
-    return serve(core, networking, pods, pools, namespace, ranges=INSIDE)
+    return serving(ranges=INSIDE)
 
 
 def test_only_clients_inside_the_ranges_get_in_on_any_path(web: Backend, pods: DataPlane) -> None:
@@ -77,13 +72,7 @@ def test_edited_ranges_take_effect_and_removed_ranges_open_the_service(
     web.expect(pods.inside, found, ALL, "ETP Local, before the edit, in range, IPv4")
 
     web.edit(loadBalancerSourceRanges=OUTSIDE)
-    probes = {
-        **{f"admitted on {p}": (pods.outside, *t) for p, t in found.items()},
-        **{f"refused on {p}": (pods.inside, *t) for p, t in found.items()},
-    }
-    took = time_until(probes, {key: key.startswith("admitted") for key in probes})
-    for key, seconds in sorted(took.items()):
-        REPORT.timings.append((f"ranges edited → first packet {key}", seconds))
+    web.time_swap(found, "ranges edited")
     web.expect(pods.outside, found, ALL, "ETP Local, after the edit, now in range, IPv4")
     web.expect(pods.inside, found, NONE, "ETP Local, after the edit, now out of range, IPv4")
 
