@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ class CaseReport:
 
 
 REPORTS: list[CaseReport] = []
+CHAOS_REPORTS: list[str] = []  # one line per chaos run: seed, steps, steps/min, failures
 
 
 class Case:
@@ -128,9 +128,13 @@ def healthy_afterwards(control_plane: ControlPlane, operator: OperatorProcess) -
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    write = terminalreporter.write_line
+    if CHAOS_REPORTS:
+        terminalreporter.section("chaos")
+        for line in CHAOS_REPORTS:
+            write(line)
     if not REPORTS:
         return
-    write = terminalreporter.write_line
     terminalreporter.section("fault cases")
     write(f"{'case':60} {'Services':>8} {'violations':>10} {'converge':>9} {'(fault)':>8}  faults")
     for r in REPORTS:
@@ -139,22 +143,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{r.converge_seconds:>8.1f}s {r.since_fault:>7.1f}s  {'; '.join(r.faults)}"
             + (f"  [{r.notes}]" if r.notes else "")
         )
-
-
-def identity(process: OperatorProcess) -> str:
-    """The replica's name in the Lease: host name and process id."""
-    assert process.popen is not None
-    return f"{socket.gethostname()}-{process.popen.pid}"
-
-
-def leading(process: OperatorProcess) -> bool:
-    try:
-        return any(
-            line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
-            for line in process.metrics().splitlines()
-        )
-    except OSError:
-        return False
 
 
 def log_text(process: OperatorProcess, offset: int = 0) -> str:
