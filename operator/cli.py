@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lbipam: invalid setting: {error}", file=sys.stderr)
         return 2
 
-    from lbipam.app import run
+    from lbipam.runtime.app import run
 
     return run(settings)
 

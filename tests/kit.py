@@ -6,6 +6,7 @@ folder's conftest importing them) would make a second session operator that comp
 
 from __future__ import annotations
 
+import base64
 import itertools
 import subprocess
 import time
@@ -23,6 +24,7 @@ from tests.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
+SYSTEM = "lbipam-system"
 CONDITION = "lbipam.io/AddressAllocated"
 _subnets = itertools.count(1)
 
@@ -63,10 +65,61 @@ def crds(kubectl: Kubectl) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(control_plane).start()
+def installed(kubectl: Kubectl, crds: None) -> None:
+    """The base as a cluster admin applies it (the image never runs: there are no nodes)."""
+    # A server-side dry run cannot create namespaced objects in a namespace it only pretends
+    # to create, so the namespace goes first.
+    kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
+    dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
+    assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
+    kubectl("apply", "-k", str(REPO / "deploy"))
+
+
+def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
+    """A kubeconfig holding a token of the operator's own ServiceAccount (TokenRequest)."""
+    # A day: the session operator lives as long as the whole suite.
+    spec = {"audiences": [], "expirationSeconds": 24 * 3600}
+    token = core.create_namespaced_service_account_token(
+        "lbipam", SYSTEM, client.AuthenticationV1TokenRequest(spec=spec)
+    ).status.token
+    ca = base64.b64encode(plane.pki.ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "test", "cluster": {"server": plane.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "lbipam", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "lbipam"}}],
+        "current-context": "test",
+    }
+    path = folder / "lbipam.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    installed: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """Credentials of lbipam's ServiceAccount: its RBAC and guardrails from deploy/ apply."""
+    return service_account_kubeconfig(control_plane, core, tmp_path_factory.mktemp("lbipam-sa"))
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, operator_kubeconfig: Path) -> Iterator[OperatorProcess]:
+    """The shared operator, as deployed: its own ServiceAccount, under the guardrails."""
+    process = OperatorProcess(
+        control_plane, KUBECONFIG=str(operator_kubeconfig), LBIPAM_NAMESPACE=SYSTEM
+    ).start()
     yield process
+    # Every write the suite made it do must have passed deploy/guardrails.yaml.
+    refused = [line for line in process.logs(10**7).splitlines() if "denied request" in line]
     process.cleanup()
+    assert not refused, "the guardrails refused the operator:\n" + "\n".join(refused[:20])
 
 
 @pytest.fixture
@@ -96,6 +149,9 @@ class Pools:
     def create(self, addresses: list[str], name: str | None = None, **spec: Any) -> str:
         name = name or f"{self.namespace}-{len(self.names)}"
         spec.setdefault("namespaceSelector", {"matchLabels": {"lbipam-test": self.namespace}})
+        # Stories count every address of their CIDRs; the default that skips IPv4 network
+        # and broadcast addresses has stories of its own (test_pools.py).
+        spec.setdefault("allowFirstLastIPs", True)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "IPPool",
@@ -245,6 +301,23 @@ def wait_event(core: client.CoreV1Api, namespace: str, name: str, reason: str) -
 
 def create(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> Any:
     return core.create_namespaced_service(namespace, manifest)
+
+
+def ip_address(name: str, manager: str, namespace: str, service: str) -> dict[str, Any]:
+    """An IPAddress claim (networking.k8s.io/v1) of `manager` on behalf of a Service."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IPAddress",
+        "metadata": {"name": name, "labels": {"ipaddress.kubernetes.io/managed-by": manager}},
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": namespace,
+                "name": service,
+            }
+        },
+    }
 
 
 def load_yaml(path: Path) -> list[dict[str, Any]]:

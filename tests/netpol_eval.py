@@ -1,7 +1,7 @@
 """A small, independent NetworkPolicy ingress evaluator for tests.
 
-Written from the Kubernetes NetworkPolicy reference, not from `lbipam.netpol`, so that tests can
-check what a generated policy lets through rather than how it is spelled.
+Written from the Kubernetes NetworkPolicy reference, not from `lbipam.policy.build`, so that
+tests can check what a generated policy lets through rather than how it is spelled.
 
 Where the reference leaves the behaviour to the network plugin, this evaluator picks:
 - `ipBlock` also matches in-cluster pods by their pod IP (as Calico and Cilium do);

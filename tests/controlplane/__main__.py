@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .build import ensure_binaries
+from .build import ensure_binaries, ensure_kube_router
 from .cluster import ControlPlane, die_with_parent, running_control_plane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,13 +23,17 @@ def main(argv: list[str] | None = None) -> int:
         description="Build or run the local Kubernetes control plane used by lbipam's tests.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or reuse) etcd, kube-apiserver, kcm and kubectl")
+    sub.add_parser(
+        "build",
+        help="build (or reuse) etcd, kube-apiserver, kcm, kubectl, kube-proxy and kube-router",
+    )
     sub.add_parser("up", help="start a control plane and keep it running until Ctrl-C")
     sub.add_parser("demo", help="a control plane with the examples applied and lbipam running")
     args = parser.parse_args(argv)
 
     if args.command == "build":
         print(ensure_binaries())
+        print(ensure_kube_router())
         return 0
 
     if args.command == "demo":

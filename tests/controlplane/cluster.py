@@ -155,7 +155,9 @@ class ControlPlane:
         return [
             str(self.bin_dir / "kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}",
-            "--controllers=garbagecollector,namespace,serviceaccount",
+            # EndpointSlices feed the data-plane tests' kube-proxy. No node-lifecycle or
+            # taint-eviction controller: the kit's nodes have no kubelet to keep them alive.
+            "--controllers=garbagecollector,namespace,serviceaccount,endpointslice",
             "--leader-elect=false",
             "--secure-port=0",
             "--concurrent-gc-syncs=20",

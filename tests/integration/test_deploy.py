@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import time
@@ -11,12 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.kit import (
-    REPO,
+    SYSTEM,
     Kubectl,
     Pools,
     create,
@@ -28,7 +26,6 @@ from tests.kit import (
 )
 from tests.operator_process import OperatorProcess
 
-SYSTEM = "lbipam-system"
 # Short enough for a quick failover test, long enough for a loaded 2-core machine.
 SHORT_LEASE = {
     "LBIPAM_LEADER_ELECTION": "true",
@@ -36,17 +33,6 @@ SHORT_LEASE = {
     "LBIPAM_RENEW_DEADLINE": "4",
     "LBIPAM_RETRY_PERIOD": "1",
 }
-
-
-@pytest.fixture(scope="module")
-def installed(kubectl: Kubectl, crds: None) -> None:
-    """The base as a cluster admin applies it (the image never runs: there are no nodes)."""
-    # A server-side dry run cannot create namespaced objects in a namespace it only pretends
-    # to create, so the namespace goes first.
-    kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
-    dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
-    assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
-    kubectl("apply", "-k", str(REPO / "deploy"))
 
 
 @pytest.fixture
@@ -70,34 +56,6 @@ def test_the_base_applies_and_every_object_is_there(
     kubectl("get", "service/lbipam-metrics", "poddisruptionbudget/lbipam", "-n", SYSTEM)
 
 
-def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
-    """A kubeconfig holding a token of the operator's own ServiceAccount."""
-    token = core.create_namespaced_service_account_token(
-        "lbipam", SYSTEM, client.AuthenticationV1TokenRequest(spec={"audiences": []})
-    ).status.token
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "test",
-                "cluster": {
-                    "server": plane.server,
-                    "certificate-authority-data": base64.b64encode(
-                        plane.pki.ca_cert.read_bytes()
-                    ).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "lbipam", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "lbipam"}}],
-        "current-context": "test",
-    }
-    path = folder / "lbipam.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_the_operator_works_with_only_its_own_rbac(
     installed: None,
     without_session_operator: None,
@@ -107,12 +65,11 @@ def test_the_operator_works_with_only_its_own_rbac(
     api: client.ApiClient,
     pools: Pools,
     namespace: str,
-    tmp_path: Path,
+    operator_kubeconfig: Path,
 ) -> None:
-    kubeconfig = service_account_kubeconfig(control_plane, core, tmp_path)
     replica = OperatorProcess(
         control_plane,
-        KUBECONFIG=str(kubeconfig),
+        KUBECONFIG=str(operator_kubeconfig),
         LBIPAM_NAMESPACE=SYSTEM,
         LBIPAM_LEADER_ELECTION="true",
     ).start()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from lbipam.ipam.requests import Port, ServiceKey
-from lbipam.parse import is_handled, pool_spec, service_request
+from lbipam.objects import is_handled, pool_spec, service_request
 from lbipam.settings import Settings
 
 DEFAULT = Settings.load({"LBIPAM_NAMESPACE": "x"})

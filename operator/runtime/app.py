@@ -1,0 +1,133 @@
+"""Assembles the process: logging, metrics and health servers, leader election, then Kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+
+import kopf
+from kubernetes.aio.client import ApiClient
+
+import lbipam.handlers.namespaces
+import lbipam.handlers.policies
+import lbipam.handlers.pools
+import lbipam.handlers.services  # noqa: F401 - importing registers the handlers with Kopf
+from lbipam import __version__
+from lbipam.ha.leader import LeaderElector
+from lbipam.ha.term import Term
+from lbipam.kube.client import connect
+from lbipam.runtime.health import serve_health
+from lbipam.runtime.logs import configure_logging
+from lbipam.runtime.metrics import Metrics
+from lbipam.runtime.wiring import Controllers
+from lbipam.settings import Settings
+
+log = logging.getLogger("lbipam")
+
+
+class Operator:
+    """One replica: serves health and metrics always, runs Kopf only while leading."""
+
+    def __init__(self, settings: Settings, api: ApiClient, metrics: Metrics) -> None:
+        self.settings = settings
+        self.api = api
+        self.metrics = metrics
+        self.controllers: Controllers | None = None
+        self.kopf_ready = asyncio.Event()
+        self.heartbeat = time.monotonic()
+
+    async def lead(self, term: Term) -> None:
+        """Run Kopf until the term ends (leadership lost) or Kopf stops on a signal.
+
+        Each term starts from a fresh registry rebuilt from the cluster, never carried over,
+        and its writes are fenced by the term, so nothing decided in it is written after it.
+        """
+        self.kopf_ready = asyncio.Event()
+        controllers = await Controllers.start(self.settings, self.api, term, self.metrics)
+        self.controllers = controllers
+        log.info("leading: starting to handle Services and IPPools")
+        try:
+            with self.metrics.leading_with(controllers.registry):
+                await kopf.operator(
+                    clusterwide=True,
+                    standalone=True,
+                    memo=kopf.Memo(controllers=controllers),
+                    ready_flag=self.kopf_ready,
+                    stop_flag=term.ended,
+                )
+        finally:
+            term.ended.set()
+            self.controllers = None
+            await controllers.stop()
+            log.info("stopped handling Services and IPPools")
+
+    def ready(self) -> bool:
+        if self.controllers is None:
+            return True  # a healthy follower is ready: it takes over when the leader goes
+        return self.kopf_ready.is_set() and self.controllers.rebuilt
+
+    async def beat(self) -> None:
+        """Proves the event loop turns; /healthz fails when it stops doing so."""
+        while True:
+            self.heartbeat = time.monotonic()
+            await asyncio.sleep(1)
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.heartbeat < 10
+
+
+async def main(settings: Settings) -> None:
+    api = await connect()
+    metrics = Metrics()
+    metrics.serve(settings.metrics_port)
+    operator = Operator(settings, api, metrics)
+    health = await serve_health(operator, settings.health_port)
+    beat = asyncio.create_task(operator.beat())
+    log.info(
+        "lbipam %s: class %s%s, metrics :%d, health :%d, leader election %s",
+        __version__,
+        settings.lb_class,
+        " (and Services without a class)" if settings.default_class else "",
+        settings.metrics_port,
+        settings.health_port,
+        "on" if settings.leader_election else "off",
+    )
+    # While Kopf runs it owns SIGINT/SIGTERM and stops itself; lead() then returns, and so
+    # does the elector. A follower has no Kopf: these handlers end its wait.
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shutdown.set)
+    if settings.leader_election:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(api, settings, identity=identity)
+        work = asyncio.create_task(elector.run(operator.lead))
+    else:
+        work = asyncio.create_task(operator.lead(Term()))
+    stopper = asyncio.create_task(shutdown.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, stopper, beat):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        await health.cleanup()
+        await api.close()  # type: ignore[no-untyped-call]
+
+
+def run(settings: Settings) -> int:
+    configure_logging(settings)
+    try:
+        asyncio.run(main(settings))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        log.exception("lbipam stopped on an error")
+        return 1
+    return 0
