@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -33,7 +34,7 @@ from tests.faults import oracle
 from tests.faults.checker import GROUP, PLURAL, VERSION, Monitor, _held, list_pools
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
-from tests.kit import service_manifest
+from tests.kit import SYSTEM, service_manifest
 
 log = logging.getLogger("chaos")
 MERGE = "application/merge-patch+json"
@@ -277,11 +278,12 @@ class Failure(Exception):
 
 
 class Env:
-    """The session's control plane and clients, shared by every episode."""
+    """The session's control plane, clients and the operator's credentials, for every episode."""
 
-    def __init__(self, plane: ControlPlane, api: client.ApiClient) -> None:
+    def __init__(self, plane: ControlPlane, api: client.ApiClient, kubeconfig: Path) -> None:
         self.plane = plane
         self.api = api
+        self.kubeconfig = kubeconfig
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.networking = client.NetworkingV1Api(api)
@@ -306,12 +308,11 @@ class Episode:
         self.uncovered: set[str] = set()  # left every pool at some moment since the last settle
         self.hurried = False  # a step since the last settle did not wait
         core = env.core
-        for name in [*self.namespaces.values(), f"{self.tag}-op"]:
-            labels = {"chaos": self.tag} if name != f"{self.tag}-op" else {}
-            core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
-            )
-        self.replicas = Replicas(env.plane, f"{self.tag}-op").start()
+        for name in self.namespaces.values():
+            meta = client.V1ObjectMeta(name=name, labels={"chaos": self.tag})
+            core.create_namespace(client.V1Namespace(metadata=meta))
+        # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
+        self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig)).start()
         self.monitors = [
             Monitor(str(env.plane.kubeconfig), ns).ready() for ns in self.namespaces.values()
         ]
@@ -637,6 +638,10 @@ class Episode:
                 self._judge_step(step)
         if self.hurried and self.done:
             self._judge_step(self.done[-1])
+        refused = self.replicas.refused()
+        if refused:
+            found = [Violation("guardrails", line) for line in refused[:10]]
+            raise Failure(len(self.done) - 1, self.done[-1], found, self.replicas.logs())
 
     def _judge_step(self, step: Step) -> None:
         self.settle_times.append(self.settle(len(self.done) - 1, step))
@@ -646,7 +651,7 @@ class Episode:
         for monitor in self.monitors:
             monitor.stop()
         self.replicas.cleanup()
-        for namespace in [*self.namespaces.values(), f"{self.tag}-op"]:
+        for namespace in self.namespaces.values():
             with contextlib.suppress(client.ApiException):
                 self.env.core.delete_namespace(namespace)
         # The episode's pools are test debris now: nobody is left to release their finalizer.
@@ -737,6 +742,7 @@ def play(env: Env, steps: Iterator[Step], budget: int) -> Episode:
     try:
         episode.play(steps, budget)
     except Failure as failure:
+        log.warning("%s failed %s", episode.tag, failure.describe())
         episode.failure = failure
     finally:
         episode.close()

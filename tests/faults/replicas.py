@@ -52,9 +52,9 @@ def wait_for(probe: Callable[[], object], what: str, timeout: float = 30) -> Non
 class Replicas:
     """Two `lbipam run` processes with leader election on, their Lease in `namespace`."""
 
-    def __init__(self, plane: ControlPlane, namespace: str) -> None:
+    def __init__(self, plane: ControlPlane, namespace: str, **settings: str) -> None:
         self.namespace = namespace
-        settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace)
+        settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
         self.all = (OperatorProcess(plane, **settings), OperatorProcess(plane, **settings))
 
     def start(self) -> Replicas:
@@ -106,6 +106,15 @@ class Replicas:
                 replica.popen.send_signal(signal.SIGCONT)
             else:
                 replica.start(wait=False)
+
+    def refused(self) -> list[str]:
+        """Writes the API server's admission (deploy/guardrails.yaml) refused."""
+        return [
+            line
+            for replica in self.all
+            for line in replica.logs(10**7).splitlines()
+            if "denied request" in line
+        ]
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -32,12 +33,15 @@ TIMEOUT = int(120 + STEPS * 30 + SHRINK_SECONDS * 1.5)
 
 @pytest.fixture
 def chaos(
-    control_plane: ControlPlane, api: client.ApiClient, operator: OperatorProcess
+    control_plane: ControlPlane,
+    api: client.ApiClient,
+    operator: OperatorProcess,
+    operator_kubeconfig: Path,
 ) -> Iterator[Env]:
     """The cluster without the session operator: each episode brings its own two replicas."""
     operator.stop()
     try:
-        yield Env(control_plane, api)
+        yield Env(control_plane, api, operator_kubeconfig)
     finally:
         operator.start()
 
