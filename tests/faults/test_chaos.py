@@ -22,8 +22,8 @@ from tests.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.faults, pytest.mark.chaos]
 
-STEPS = int(os.environ.get("LBIPAM_CHAOS_STEPS", "25"))
-FIXED_SEED = 20261128
+STEPS = int(os.environ.get("LBIPAM_CHAOS_STEPS", "40"))
+FIXED_SEED = 16  # its 40 steps include every action and every fault
 RANDOM_SEED = int(os.environ.get("LBIPAM_CHAOS_SEED") or random.SystemRandom().randrange(2**32))
 LONG = "LBIPAM_CHAOS_STEPS" in os.environ
 SHRINK_SECONDS = 600 if LONG else 240
