@@ -62,6 +62,7 @@ FAMILY_CHOICES = (
 )
 MAX_POOLS, MAX_SERVICES = 5, 12
 HURRY = 0.3  # share of steps the next one follows without waiting: races nobody scripted
+PAUSES = (0.0, 0.0, 0.1, 0.3, 0.6)  # ...after this long: the operator is mid-way through
 SETTLE_BOUND = 120.0  # seconds after a step before a standing violation fails the run
 QUIET_BOUND = 20.0  # ...or this long with nothing changing in the cluster
 _blocks = itertools.count()
@@ -74,11 +75,12 @@ class Step:
     action: str
     target: str = ""
     args: Mapping[str, Any] = field(default_factory=dict)
-    hurry: bool = False  # the next step follows at once, without waiting for the cluster
+    hurry: float | None = None  # seconds until the next step, which then comes unsettled
 
     def __str__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
-        return f"{self.action} {self.target} {shown}".strip() + (" (no wait)" if self.hurry else "")
+        later = "" if self.hurry is None else f" (next after {self.hurry}s, unsettled)"
+        return f"{self.action} {self.target} {shown}".strip() + later
 
 
 @dataclass
@@ -164,7 +166,7 @@ def propose(rng: random.Random, plan: Plan) -> Step:
         ]
     weights = [w for w, _ in choices]
     step = rng.choices([make for _, make in choices], weights)[0]()
-    return replace(step, hurry=rng.random() < HURRY)
+    return replace(step, hurry=rng.choice(PAUSES) if rng.random() < HURRY else None)
 
 
 def _tier(rng: random.Random) -> str | None:
@@ -484,7 +486,9 @@ class Episode:
         """One read of the cluster, and a fingerprint that changes whenever anything does."""
         api = self.env.api
         pools = list_pools(api)
-        services, policies, labels = [], [], {}
+        services: list[tuple[Any, Any]] = []
+        policies: list[Any] = []
+        labels: dict[str, Any] = {}
         for namespace in self.namespaces.values():
             listing = api.sanitize_for_serialization(
                 self.env.core.list_namespaced_service(namespace)
@@ -632,8 +636,9 @@ class Episode:
             self.done.append(step)
             self.do(step)
             log.info("%s %3d. %s", self.tag, len(self.done), step)
-            if step.hurry:
+            if step.hurry is not None:
                 self.hurried = True
+                time.sleep(step.hurry)
             else:
                 self._judge_step(step)
         if self.hurried and self.done:

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.burst import Burst
+from tests.faults.chaos import Env
 from tests.faults.checker import Held, Monitor, Snapshot, Verdict, converge, snapshot
 from tests.operator_process import OperatorProcess
 
@@ -125,6 +126,21 @@ def healthy_afterwards(control_plane: ControlPlane, operator: OperatorProcess) -
     if operator.popen is None or operator.popen.poll() is not None:
         operator.start()
     operator.wait_ready()
+
+
+@pytest.fixture
+def chaos(
+    control_plane: ControlPlane,
+    api: client.ApiClient,
+    operator: OperatorProcess,
+    operator_kubeconfig: Path,
+) -> Iterator[Env]:
+    """The cluster without the session operator: each chaos episode brings two replicas."""
+    operator.stop()
+    try:
+        yield Env(control_plane, api, operator_kubeconfig)
+    finally:
+        operator.start()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

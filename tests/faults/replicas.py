@@ -69,9 +69,13 @@ class Replicas:
         return [replica for replica in self.all if leading(replica)]
 
     def leader(self, timeout: float = 30) -> OperatorProcess:
-        found: list[OperatorProcess] = []
-        wait_for(lambda: found.extend(self.leaders()) or found, "a leader", timeout)
-        return found[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.leaders()
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no replica leads after {timeout}s:\n{self.logs()}")
 
     def kill_leader(self) -> None:
         """kill -9, then start it again at once, as the kubelet restarts a crashed pod."""
