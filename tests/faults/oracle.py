@@ -484,7 +484,10 @@ def _restricting(body: Mapping[str, Any]) -> set[str] | None:
     """The ipBlocks a Service's source ranges need, or None when they restrict nothing."""
     spec = body.get("spec") or {}
     ranges = spec.get("loadBalancerSourceRanges") or []
-    if not ranges or not spec.get("selector"):
+    # README "Source ranges": only `externalTrafficPolicy: Local` gets a policy (with Cluster,
+    # SNAT hides the client, so the policy would drop allowed clients).
+    local = spec.get("externalTrafficPolicy") == "Local"
+    if not ranges or not spec.get("selector") or not local:
         return None
     networks = {ipaddress.ip_network(r, strict=False) for r in ranges}
     # A /0 opens its family; nothing to enforce when every family given is open.

@@ -98,8 +98,11 @@ def test_two_services_on_one_address_without_a_sharing_key_are_a_duplicate() -> 
     assert "duplicate" in invariants(now)
 
 
-def test_source_ranges_with_an_open_family_need_no_policy() -> None:
+def test_source_ranges_need_a_policy_only_when_local_and_restricting() -> None:
+    local = {"externalTrafficPolicy": "Local"}
     opened = service("s", "10.0.0.1", loadBalancerSourceRanges=["0.0.0.0/0", "198.18.0.0/24"])
     assert "policy" not in invariants(world([pool("p", "10.0.0.1")], [opened]))
-    narrow = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"])
+    narrow = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"], **local)
     assert "policy" in invariants(world([pool("p", "10.0.0.1")], [narrow]))
+    snat = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"])
+    assert "policy" not in invariants(world([pool("p", "10.0.0.1")], [snat]))
