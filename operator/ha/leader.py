@@ -12,12 +12,11 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from lbipam.clock import timestamp
 from lbipam.ha.term import Term
-from lbipam.kube.client import MERGE_PATCH, Api
 from lbipam.kube.errors import is_status
+from lbipam.kube.leases import Leases
 from lbipam.settings import Settings
 
 LEASE_NAME = "lbipam-leader"
@@ -31,9 +30,8 @@ class Attempt(enum.Enum):
 
 
 class LeaderElector:
-    def __init__(self, api: Api, settings: Settings, identity: str) -> None:
-        self.api = api
-        self.lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{settings.namespace}/leases"
+    def __init__(self, leases: Leases, settings: Settings, identity: str) -> None:
+        self.leases = leases
         self.settings = settings
         self.namespace = settings.namespace
         self.identity = identity
@@ -99,7 +97,7 @@ class LeaderElector:
         duration = int(self.settings.lease_duration)
         stamp = timestamp(micro=True)
         try:
-            lease: dict[str, Any] = await self.api.request("GET", f"{self.lease_path}/{LEASE_NAME}")
+            lease = await self.leases.read(LEASE_NAME)
         except Exception as error:
             if not is_status(error, 404):
                 raise
@@ -113,7 +111,7 @@ class LeaderElector:
                     "leaseTransitions": 0,
                 },
             }
-            await self.api.request("POST", self.lease_path, created)
+            await self.leases.create(created)
             return Attempt.HELD
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -141,18 +139,17 @@ class LeaderElector:
             },
         }
         # resourceVersion makes this a compare-and-swap: of two candidates only one wins.
-        await self.api.request("PUT", f"{self.lease_path}/{LEASE_NAME}", update)
+        await self.leases.replace(LEASE_NAME, update)
         self._observed = (self.identity, stamp, time.monotonic())
         return Attempt.HELD
 
     async def _release(self) -> None:
         """Clear our holdership so a follower need not wait for the Lease to expire."""
         patch = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
-        path = f"{self.lease_path}/{LEASE_NAME}"
         try:
-            lease = await self.api.request("GET", path)
+            lease = await self.leases.read(LEASE_NAME)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                await self.api.request("PATCH", path, patch, content_type=MERGE_PATCH)
+                await self.leases.patch(LEASE_NAME, patch)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from lbipam.api import FIELD_MANAGER, GROUP, POOLS, VERSION
+from lbipam.api import CLAIM_MANAGER_LABEL, FIELD_MANAGER, GROUP, POOLS, VERSION
 from lbipam.ha.term import Term
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.client import APPLY_PATCH, MERGE_PATCH, Api
 from lbipam.kube.errors import is_status
 from lbipam.kube.events import EventPoster
+from lbipam.objects import held_addresses
 
 POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+IP_ADDRESSES = "/apis/networking.k8s.io/v1/ipaddresses"
 
 
 def _service(key: ServiceKey) -> str:
@@ -45,6 +47,16 @@ class Writer(Protocol):
     async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None: ...
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None: ...
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]: ...
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None: ...
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None: ...
+
+    async def delete_claim(self, address: str, uid: str) -> None: ...
+
+    async def list_claims(self) -> list[dict[str, Any]]: ...
 
     def event(
         self,
@@ -188,3 +200,56 @@ class ApiWriter:
         except Exception as error:
             if not is_status(error, 404, 409):
                 raise
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        """Create the IPAddress named `address` for the Service; 409 when it exists already."""
+        self.term.check()
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
+            "spec": {
+                "parentRef": {
+                    "group": "",
+                    "resource": "services",
+                    "namespace": key.namespace,
+                    "name": key.name,
+                }
+            },
+        }
+        created: dict[str, Any] = await self.api.request("POST", IP_ADDRESSES, body)
+        return created
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
+        """The addresses the Service's status shows now; None when it is gone."""
+        try:
+            return held_addresses(await self.api.request("GET", _service(key) + "/status"))
+        except Exception as error:
+            if is_status(error, 404):
+                return None
+            raise
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None:
+        try:
+            claim: dict[str, Any] = await self.api.request("GET", f"{IP_ADDRESSES}/{address}")
+        except Exception as error:
+            if is_status(error, 404):
+                return None
+            raise
+        return claim
+
+    async def delete_claim(self, address: str, uid: str) -> None:
+        """Delete only the claim with this uid: one made since for someone else survives."""
+        self.term.check()
+        options = {"preconditions": {"uid": uid}}
+        try:
+            await self.api.request("DELETE", f"{IP_ADDRESSES}/{address}", options)
+        except Exception as error:
+            if not is_status(error, 404, 409):
+                raise
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        """Our IPAddresses (label selector), read in one list."""
+        params = {"labelSelector": "=".join(CLAIM_MANAGER_LABEL)}
+        body = await self.api.request("GET", IP_ADDRESSES, params=params)
+        return list(body.get("items") or [])

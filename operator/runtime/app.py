@@ -15,11 +15,13 @@ import kopf
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
 import lbipam.handlers.pools
+import lbipam.handlers.servicecidrs
 import lbipam.handlers.services  # noqa: F401 - importing registers the handlers with Kopf
 from lbipam import __version__
 from lbipam.ha.leader import LeaderElector
 from lbipam.ha.term import Term
 from lbipam.kube.client import Api, connect
+from lbipam.kube.leases import Leases
 from lbipam.runtime.health import serve_health
 from lbipam.runtime.logs import configure_logging
 from lbipam.runtime.metrics import Metrics
@@ -104,7 +106,7 @@ async def main(settings: Settings) -> None:
         loop.add_signal_handler(sig, shutdown.set)
     if settings.leader_election:
         identity = f"{socket.gethostname()}-{os.getpid()}"
-        elector = LeaderElector(api, settings, identity=identity)
+        elector = LeaderElector(Leases(api, settings.namespace), settings, identity=identity)
         work = asyncio.create_task(elector.run(operator.lead))
     else:
         work = asyncio.create_task(operator.lead(Term()))
