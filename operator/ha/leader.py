@@ -145,11 +145,13 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Clear our holdership so a follower need not wait for the Lease to expire."""
-        patch: Any = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
         try:
             lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
             if lease.spec.holder_identity == self.identity:
-                await self.leases.patch_namespaced_lease(LEASE_NAME, self.namespace, patch)
+                lease.spec.holder_identity = lease.spec.renew_time = lease.spec.acquire_time = None
+                # An update carrying the resourceVersion just read: the one verb the Role grants
+                # on the Lease, and a compare-and-swap that leaves a Lease taken meanwhile alone.
+                await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, lease)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)
