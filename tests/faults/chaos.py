@@ -326,17 +326,27 @@ class Episode:
         self.known_pools: dict[str, oracle.PoolModel] = {}
         # When each step since the last settle was done, and what no pool covered after it.
         self.coverage: list[tuple[float, set[str]]] = []
+        # Services whose class changed since the last settle: they passed through ClusterIP, so
+        # they were not ours for a moment and may come back with another address.
+        self.reborn: set[str] = set()
         self.hurried = False  # a step since the last settle did not wait
-        core = env.core
+        # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
+        self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig))
+        self.monitors: list[GainMonitor] = []
+        self.seen_losses = [0, 0]
+
+    def start(self) -> None:
+        """Namespaces, watches, then the two replicas; a replica that never leads is a finding."""
         for name in self.namespaces.values():
             meta = client.V1ObjectMeta(name=name, labels={"chaos": self.tag})
-            core.create_namespace(client.V1Namespace(metadata=meta))
-        # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
-        self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig)).start()
-        self.monitors = [
-            GainMonitor(str(env.plane.kubeconfig), ns).ready() for ns in self.namespaces.values()
-        ]
-        self.seen_losses = [0, 0]
+            self.env.core.create_namespace(client.V1Namespace(metadata=meta))
+        kubeconfig = str(self.env.plane.kubeconfig)
+        self.monitors = [GainMonitor(kubeconfig, ns).ready() for ns in self.namespaces.values()]
+        try:
+            self.replicas.start(timeout=SETTLE_BOUND)
+        except AssertionError as error:
+            found = [Violation("leader", str(error))]
+            raise Failure(-1, Step("start"), found, self.replicas.logs()) from error
 
     # ---- names -----------------------------------------------------------------------------
 
@@ -469,6 +479,7 @@ class Episode:
 
     def _change_class(self, step: Step) -> None:
         """The class is immutable on a LoadBalancer: pass through ClusterIP, as a user must."""
+        self.reborn.add("/".join(self.service(step.target)))
         fields = dict(self.plan.services[step.target], **step.args)
         cleared = dict.fromkeys(self._lb_fields(fields), None)
         cleared.update(type="ClusterIP", healthCheckNodePort=None)
@@ -543,6 +554,8 @@ class Episode:
         """A held address only goes when no pool covers it any more, with AddressRevoked."""
         found = []
         for uid, service in now.services.items():
+            if service.held.key in self.reborn:
+                continue
             for address in self.before.get(uid, ()):
                 if address in service.held.addresses:
                     continue
@@ -600,7 +613,8 @@ class Episode:
             found += [
                 Violation("flap", f"{loss.key} lost {loss.address} for {loss.then or 'nothing'}")
                 for loss in losses
-                if not self._uncovered_while_held(loss, gains.get((loss.uid, loss.address), []))
+                if loss.key not in self.reborn
+                and not self._uncovered_while_held(loss, gains.get((loss.uid, loss.address), []))
             ]
         return found
 
@@ -651,6 +665,7 @@ class Episode:
             if self.pool(logical) not in now.pools:
                 del self.plan.deleted[logical]
         self.coverage = [(time.monotonic(), self._uncovered())]
+        self.reborn.clear()
         self.hurried = False
         self.known_pools = {
             name: pool for name, pool in now.pools.items() if name.startswith(f"{self.tag}-")
@@ -779,6 +794,7 @@ def play(env: Env, steps: Iterator[Step], budget: int) -> Episode:
     """One episode from scratch; its `done`, `failure` and `settle_times` tell what happened."""
     episode = Episode(env)
     try:
+        episode.start()
         episode.play(steps, budget)
     except Failure as failure:
         log.warning("%s failed %s", episode.tag, failure.describe())
@@ -857,7 +873,7 @@ def run(
         failure = episode.failure
         if failure is None:
             continue
-        if failure.invariants - shrunk:
+        if failure.invariants - shrunk and episode.done:
             shrunk |= failure.invariants
             finding = shrink(env, episode.done, failure, shrink_seconds)
         else:
