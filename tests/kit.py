@@ -123,6 +123,14 @@ def operator(control_plane: ControlPlane, operator_kubeconfig: Path) -> Iterator
 
 
 @pytest.fixture
+def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
+    """A test that runs its own replicas: the shared one steps aside meanwhile."""
+    operator.stop()
+    yield
+    operator.start()
+
+
+@pytest.fixture
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A namespace per test, labelled so that test pools select only their own test."""
     name = f"t-{uuid.uuid4().hex[:8]}"
