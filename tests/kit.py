@@ -157,6 +157,9 @@ class Pools:
     def create(self, addresses: list[str], name: str | None = None, **spec: Any) -> str:
         name = name or f"{self.namespace}-{len(self.names)}"
         spec.setdefault("namespaceSelector", {"matchLabels": {"lbipam-test": self.namespace}})
+        # Stories count every address of their CIDRs; the default that skips IPv4 network
+        # and broadcast addresses has stories of its own (test_pools.py).
+        spec.setdefault("allowFirstLastIPs", True)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "IPPool",

@@ -24,10 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "lbipam")
-LEGACY_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+from lbipam.api import LEGACY_SOURCE_RANGES, MANAGED_BY_LABEL, POLICY_PREFIX
 
-NAME_PREFIX = "lbipam-"
 MAX_NAME_LENGTH = 253  # DNS subdomain, the limit for object names
 _HASH_LENGTH = 10
 
@@ -49,7 +47,7 @@ class PolicyPlan:
 
 def policy_name(service_name: str) -> str:
     """`lbipam-<service-name>`, shortened with a stable hash of the full name beyond 253 chars."""
-    name = NAME_PREFIX + service_name
+    name = POLICY_PREFIX + service_name
     if len(name) <= MAX_NAME_LENGTH:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_LENGTH]
@@ -142,8 +140,8 @@ def _source_range_entries(
     if field:
         return "spec.loadBalancerSourceRanges", [e.strip() for e in field if e.strip()]
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
-    raw = annotations.get(LEGACY_ANNOTATION, "")
-    return f"annotation {LEGACY_ANNOTATION}", [e.strip() for e in raw.split(",") if e.strip()]
+    raw = annotations.get(LEGACY_SOURCE_RANGES, "")
+    return f"annotation {LEGACY_SOURCE_RANGES}", [e.strip() for e in raw.split(",") if e.strip()]
 
 
 def _parse_ranges(entries: Iterable[str]) -> tuple[list[_Network], list[str]]:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lbipam.api import LEGACY_SOURCE_RANGES as LEGACY_ANNOTATION
+from lbipam.api import MANAGED_BY_LABEL
 from lbipam.policy.build import (
-    LEGACY_ANNOTATION,
-    MANAGED_BY_LABEL,
     PolicyPlan,
     PolicyWarning,
     build_policy,

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from lbipam.policy.build import LEGACY_ANNOTATION, build_policy
+from lbipam.api import LEGACY_SOURCE_RANGES as LEGACY_ANNOTATION
+from lbipam.policy.build import build_policy
 from tests.netpol_eval import ContainerPort, External, Pod, is_allowed
 
 NAMESPACE = "shop"
