@@ -339,3 +339,27 @@ def ip_address(name: str, manager: str, namespace: str, service: str) -> dict[st
 
 def load_yaml(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def policy(api: client.NetworkingV1Api, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = api.read_namespaced_network_policy(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return dict(api.api_client.sanitize_for_serialization(found))
+
+
+def wait_policy(
+    api: client.NetworkingV1Api, namespace: str, name: str, check: Any = bool, timeout: float = 5
+) -> dict[str, Any]:
+    return eventually(
+        lambda: (p := policy(api, namespace, name)) is not None and check(p) and p,
+        timeout=timeout,
+        what=f"NetworkPolicy {namespace}/{name}",
+    )
+
+
+def wait_no_policy(api: client.NetworkingV1Api, namespace: str, name: str) -> None:
+    eventually(lambda: policy(api, namespace, name) is None, what=f"{name} to be gone")

@@ -12,6 +12,9 @@ Decisions where Kubernetes leaves room:
 - Unparseable entries are reported and skipped. When entries were given but none parses, the
   policy still exists and admits no external source: failing open would expose the Service the
   user meant to restrict.
+- With `externalTrafficPolicy: Cluster` there is no policy, only a warning: traffic forwarded
+  between nodes arrives SNATed to a node address, and a policy cannot tell allowed clients from
+  others by it (dropping them all is worse than enforcing nothing beyond kube-proxy's filter).
 - Selecting the backends isolates them for all ingress, not only the load-balancer path: ports
   of those pods that no rule here names become unreachable unless another policy admits them.
 """
@@ -86,12 +89,16 @@ def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> P
         warnings.append(
             PolicyWarning(
                 "SourceRangesNotEnforceable",
-                "With externalTrafficPolicy: Cluster, nodes SNAT load-balancer traffic, so the "
-                "backends see a node address instead of the client's and the NetworkPolicy "
-                f"{name} cannot match loadBalancerSourceRanges. Set externalTrafficPolicy: Local "
-                "to keep the client address.",
+                "With externalTrafficPolicy: Cluster, a node that forwards load-balancer or "
+                "node-port traffic to a pod on another node replaces the client's address with "
+                "its own, so a NetworkPolicy admitting only loadBalancerSourceRanges would drop "
+                "allowed clients. lbipam writes no NetworkPolicy for this Service: kube-proxy "
+                "still filters the LoadBalancer IP (ipMode VIP), but the node ports and the pod "
+                "IPs are open to every source. Set externalTrafficPolicy: Local to have lbipam "
+                "close them too.",
             )
         )
+        return PolicyPlan(name, None, tuple(warnings))
 
     ports = _target_ports(spec.get("ports") or [])
     rules: list[dict[str, Any]] = []

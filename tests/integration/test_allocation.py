@@ -65,6 +65,7 @@ def test_pool_counts_are_live_in_kubectl_get_ippools(
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "True",
         "Exhausted": "False",
+        "OverlapsServiceCIDR": "False",
     }
     row = kubectl("get", "ippools", pool).stdout.splitlines()
     assert row[0].split() == ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "READY", "AGE"]

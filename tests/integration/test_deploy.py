@@ -65,7 +65,13 @@ def test_the_operator_works_with_only_its_own_rbac(
     ).start()
     try:
         pool = pools.create([f"{subnet()}.0/28"])
-        create(core, namespace, service_manifest("web", loadBalancerSourceRanges=["192.0.2.0/24"]))
+        create(
+            core,
+            namespace,
+            service_manifest(
+                "web", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+            ),
+        )
 
         assert wait_address(core, namespace, "web")
         eventually(
