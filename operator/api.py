@@ -15,7 +15,11 @@ LEGACY_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 SERVICE_CONDITION = f"{GROUP}/AddressAllocated"
 POOL_READY = "Ready"
 POOL_EXHAUSTED = "Exhausted"
+POOL_SERVICE_CIDR = "OverlapsServiceCIDR"
 FINALIZER = f"{GROUP}/protection"
+
+# Address claims: one networking.k8s.io/v1 IPAddress per handed-out address, named by it.
+CLAIM_MANAGER_LABEL = ("ipaddress.kubernetes.io/managed-by", "lbipam.io")
 
 FIELD_MANAGER = "lbipam"
 COMPONENT = "lbipam"

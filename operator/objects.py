@@ -10,6 +10,7 @@ from lbipam.api import (
     ANNOTATION_IPS,
     ANNOTATION_POOL,
     ANNOTATION_SHARING_KEY,
+    CLAIM_MANAGER_LABEL,
     FINALIZER,
     POOL_API_VERSION,
     SERVICE_CONDITION,
@@ -201,3 +202,40 @@ def pool_spec(body: Mapping[str, Any]) -> PoolSpec:
         )
     except (ValueError, TypeError) as error:
         return PoolSpec(addresses=(), error=str(error), **common)
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """One IPAddress object: the address it claims, and for whom."""
+
+    address: str
+    uid: str
+    manager: str  # its ipaddress.kubernetes.io/managed-by label
+    parent: ServiceKey | None  # the Service in its parentRef, if a Service
+    created: str = ""  # creationTimestamp
+
+    @property
+    def ours(self) -> bool:
+        return self.manager == CLAIM_MANAGER_LABEL[1]
+
+    def describe(self) -> str:
+        """Who holds the address, for a user reading an AddressInUse condition."""
+        if self.manager == "ipallocator.k8s.io" and self.parent is not None:
+            return f"the ClusterIP of Service {self.parent}"
+        if self.ours and self.parent is not None:
+            return f"Service {self.parent}"
+        holder = f" for {self.parent}" if self.parent is not None else ""
+        return f"IPAddress {self.address}{holder} (managed by {self.manager or 'nobody'})"
+
+
+def claim_view(body: Mapping[str, Any]) -> ClaimView:
+    meta = body.get("metadata") or {}
+    parent = (body.get("spec") or {}).get("parentRef") or {}
+    is_service = parent.get("resource") == "services" and not parent.get("group")
+    return ClaimView(
+        address=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        manager=(meta.get("labels") or {}).get(CLAIM_MANAGER_LABEL[0], ""),
+        parent=ServiceKey(parent.get("namespace", ""), parent["name"]) if is_service else None,
+        created=meta.get("creationTimestamp") or "",
+    )

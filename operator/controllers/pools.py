@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from lbipam.api import FINALIZER, POOL_EXHAUSTED, POOL_READY
+from lbipam.api import FINALIZER, POOL_EXHAUSTED, POOL_READY, POOL_SERVICE_CIDR
 from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.services import ServiceController
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import PoolChange, PoolState, PoolStatus, Registry
+from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
 from lbipam.kube.errors import is_status
 from lbipam.kube.writer import Writer
 from lbipam.objects import PoolView
@@ -31,7 +31,7 @@ FLUSH_INTERVAL = 0.5
 log = logging.getLogger(__name__)
 
 
-def desired_status(pool: PoolStatus, view: PoolView) -> dict[str, Any]:
+def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
     """The status block for one pool, from the registry's numbers and state."""
     if pool.state is PoolState.READY:
         ready = condition(POOL_READY, True, "Ready", "the pool hands out addresses")
@@ -43,8 +43,19 @@ def desired_status(pool: PoolStatus, view: PoolView) -> dict[str, Any]:
     else:
         available = f"{pool.available} addresses available"
         exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
+    if pool.reserved_overlap:
+        names = ", ".join(pool.reserved_overlap)
+        overlap = condition(
+            POOL_SERVICE_CIDR,
+            True,
+            "ServiceCIDR",
+            f"overlaps ServiceCIDR {names}: addresses inside it are never handed out, "
+            "because the API server hands them out as ClusterIPs",
+        )
+    else:
+        overlap = condition(POOL_SERVICE_CIDR, False, "NoOverlap", "no ServiceCIDR overlaps")
     conditions = list(view.status.get("conditions") or [])
-    for wanted in (ready, exhausted):
+    for wanted in (ready, exhausted, overlap):
         conditions, _ = set_condition(conditions, wanted)
     return {
         "observedGeneration": view.generation,
@@ -63,14 +74,21 @@ class PoolController:
         self.writer = writer
         self.services = services
         self.views: dict[str, PoolView] = {}
+        self._service_cidrs: dict[str, Sequence[str]] = {}
         self._errors: dict[str, str] = {}
         self._blocked_reported: dict[str, tuple[str, ...]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._queue = WorkQueue("IPPool")
 
-    def rebuild(self, pools: Iterable[tuple[PoolView, PoolSpec]]) -> None:
-        """Start-up, before the Services: every pool known."""
+    def rebuild(
+        self,
+        pools: Iterable[tuple[PoolView, PoolSpec]],
+        service_cidrs: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Start-up, before the Services: every pool and every ServiceCIDR known."""
+        self._service_cidrs = dict(service_cidrs)
+        self.registry.reserve(self._service_cidrs)
         for view, spec in pools:
             self.views[view.name] = view
             self._log_error(spec)
@@ -90,6 +108,14 @@ class PoolController:
         self._log_error(spec)
         self._changed(self.registry.apply_pool(spec), name)
         await self._queue.run(name, partial(self._protect, name))
+
+    def service_cidr_changed(self, name: str, cidrs: Sequence[str] | None) -> None:
+        """The cluster's ClusterIP ranges changed: pools stop offering what lies inside."""
+        if cidrs is None:
+            self._service_cidrs.pop(name, None)
+        else:
+            self._service_cidrs[name] = tuple(cidrs)
+        self._changed(self.registry.reserve(self._service_cidrs), *self.views)
 
     async def run(self) -> None:
         """Write status and finalizers whenever pools or holdings change."""
@@ -120,7 +146,7 @@ class PoolController:
         if view.deleting:
             await self._finish_deletion(view, self.registry.holders(name))
             return
-        status = desired_status(self.registry.pool_status(name), view)
+        status = desired_status(self.registry.pool_summary(name), view)
         if {k: view.status.get(k) for k in status} != status:
             await self.writer.patch_pool(name, {"status": status}, status=True)
             self.views[name] = replace(view, status=status)

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.views import ServiceViews
 from lbipam.controllers.workqueue import WorkQueue
@@ -24,6 +25,9 @@ from lbipam.runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then
 SWEEP_EVERY = 600.0
+# Each round blocks the addresses found held elsewhere; a pool full of foreign claims ends
+# the rounds with PoolExhausted, so this bounds only a storm of concurrent claimers.
+MAX_CLAIM_ROUNDS = 16
 
 Follower = Callable[[ServiceKey], Awaitable[None]]
 
@@ -37,16 +41,18 @@ class ServiceController:
         writer: Writer,
         metrics: Metrics,
         views: ServiceViews,
+        claims: AddressClaims,
         follower: Follower,
     ) -> None:
         self.registry = registry
         self.writer = writer
         self.metrics = metrics
         self.views = views
+        self.claims = claims
         # Told of every change of a Service once its status is settled (the policy controller).
         self.follower = follower
         self.pending: set[ServiceKey] = set()
-        self.rebuilt = False
+        self.rebuilt = asyncio.Event()
         self._namespace_labels: dict[str, Mapping[str, str]] = {}
         self._first_seen: dict[ServiceKey, float] = {}
         self._queue = WorkQueue("Service")
@@ -61,7 +67,7 @@ class ServiceController:
         for view in handled:
             self.views.put(view)
         losers = self.registry.rebuild(self._with_labels(view).request for view in handled)
-        self.rebuilt = True
+        self.rebuilt.set()
         log.info(
             "rebuilt state: %d pools, %d handled Services, %d duplicate holders to move",
             len(self.registry.pool_names()),
@@ -97,14 +103,16 @@ class ServiceController:
         A Service deleted between the start-up list and Kopf's first listing sends no
         DELETED event; without this its address would stay taken until the next restart.
         """
-        delay = SWEEP_FIRST
+        await self.rebuilt.wait()
+        # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
+        self.requeue(await self.claims.collect())
+        await asyncio.sleep(SWEEP_FIRST)
         while True:
-            await asyncio.sleep(delay)
-            delay = SWEEP_EVERY
-            if self.rebuilt:
-                before = self.views.snapshot()
-                existing = {service_key(body) for body in await self.writer.list_services()}
-                await self.sweep(before, existing)
+            before = self.views.snapshot()
+            existing = {service_key(body) for body in await self.writer.list_services()}
+            await self.sweep(before, existing)
+            self.requeue(await self.claims.collect())
+            await asyncio.sleep(SWEEP_EVERY)
 
     async def sweep(
         self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]
@@ -173,8 +181,12 @@ class ServiceController:
         self._first_seen.pop(key, None)
         self.metrics.released(pools)
         shows_ours = view is not None and (view.condition is not None or view.request.held)
-        if view is not None and shows_ours and await self._write(view, (), None) and held:
-            self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        if view is not None and shows_ours:
+            if not await self._write(view, (), None):
+                return  # the status may still show them: the next event lets go
+            if held:
+                self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        await self.claims.give_back(key, held)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
             self.retry_pending()
@@ -183,8 +195,7 @@ class ServiceController:
         key = view.key
         if not view.request.held:
             self._first_seen.setdefault(key, time.monotonic())
-        # The registry completes `held` with what it recorded, so a stale event moves nothing.
-        outcome = self.registry.ensure(self._with_labels(view).request)
+        outcome = await self._decide(view)
         if outcome.displaced:
             self.requeue(outcome.displaced)
         self._pending(key, not outcome.ok)
@@ -202,6 +213,24 @@ class ServiceController:
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
+            await self.claims.give_back(key, outcome.released)
+
+    async def _decide(self, view: ServiceView) -> Outcome:
+        """The registry's decision, its addresses claimed; one held elsewhere is decided again.
+
+        The registry completes `held` with what it recorded, so a stale event moves nothing.
+        """
+        request = self._with_labels(view).request
+        for _ in range(MAX_CLAIM_ROUNDS):
+            outcome = self.registry.ensure(request)
+            refused = await self.claims.take(view.key, outcome.addresses)
+            if not refused:
+                return outcome
+            for address, holder in refused.items():
+                log.info("%s: %s is held by %s; choosing again", view.key, address, holder)
+                displaced = self.registry.block(address, holder)
+                self.requeue(k for k in displaced if k != view.key)
+        raise RuntimeError(f"every address chosen for {view.key} was claimed by someone else")
 
     async def _write(
         self, view: ServiceView, ingress: tuple[str, ...], condition: Mapping[str, Any] | None

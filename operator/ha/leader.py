@@ -32,8 +32,8 @@ class Attempt(enum.Enum):
 
 
 class LeaderElector:
-    def __init__(self, api: client.ApiClient, settings: Settings, identity: str) -> None:
-        self.leases = client.CoordinationV1Api(api)
+    def __init__(self, leases: client.CoordinationV1Api, settings: Settings, identity: str) -> None:
+        self.leases = leases
         self.settings = settings
         self.namespace = settings.namespace
         self.identity = identity

@@ -20,9 +20,11 @@ def controllers(memo: kopf.Memo, indexes: Mapping[str, Any]) -> Controllers:
     built: Controllers = memo.controllers
     if not built.rebuilt:
         pools, namespaces = indexes["pool_index"], indexes["namespace_index"]
+        cidrs = indexes["service_cidr_index"]
         built.rebuild(
             (pool for name in pools for pool in pools[name]),
             {name: labels for name in namespaces for labels in namespaces[name]},
+            {name: ranges for name in cidrs for ranges in cidrs[name]},
         )
     return built
 

@@ -181,8 +181,11 @@ class PoolRanges:
     covered: Mapping[int, list[Interval]]
 
 
-def pool_ranges(spec: PoolSpec) -> PoolRanges:
-    """The pool's ranges from its spec; PoolSpecError names the bad entry."""
+Reserved = Mapping[int, list[Interval]]
+
+
+def pool_ranges(spec: PoolSpec, reserved: Reserved) -> PoolRanges:
+    """The pool's ranges from its spec, never handing out `reserved`; PoolSpecError says why."""
     if spec.error is not None:
         raise PoolSpecError(spec.error)
     listed = parse_entries("addresses", spec.addresses, required=True)
@@ -195,6 +198,7 @@ def pool_ranges(spec: PoolSpec) -> PoolRanges:
         usable = {f: subtract(trimmed[f], excluded.get(f, [])) for f in trimmed}
     if spec.avoid_buggy_ips and 4 in usable:
         usable[4] = without_buggy_v4(usable[4])
+    usable = {f: subtract(usable[f], reserved.get(f, [])) for f in usable}
     return PoolRanges(usable, covered)
 
 
@@ -249,10 +253,16 @@ class Pool:
         }
 
     @classmethod
-    def build(cls, spec: PoolSpec, held: Iterable[IP], previous: Pool | None = None) -> Pool:
+    def build(
+        cls,
+        spec: PoolSpec,
+        held: Iterable[IP],
+        previous: Pool | None = None,
+        reserved: Reserved | None = None,
+    ) -> Pool:
         """A pool from its spec; an invalid spec keeps the previous ranges so holders stay put."""
         try:
-            return cls(spec, pool_ranges(spec), held)
+            return cls(spec, pool_ranges(spec, reserved or {}), held)
         except PoolSpecError as error:
             return cls(spec, previous.spans if previous else _NO_RANGES, held, error=str(error))
 
@@ -269,6 +279,11 @@ class Pool:
     def contains(self, ip: IP) -> bool:
         """Whether a holder of ``ip`` may keep it because of this pool."""
         return ip in self._covered
+
+    def overlaps(self, family: int, interval: Interval) -> bool:
+        """Whether any address the pool covers lies in `interval`."""
+        first, last = interval
+        return any(a <= last and first <= b for a, b in self.spans.covered.get(family, ()))
 
     def offers(self, ip: IP) -> bool:
         """Whether this pool may hand ``ip`` out."""

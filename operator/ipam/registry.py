@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .addresses import FAMILIES, IP, family_name, parse_address
+from .addresses import FAMILIES, IP, Interval, family_name, normalize, parse_address, parse_entry
 from .pool import FamilyCounts, Pool, PoolSpec
 from .requests import FAMILY_POLICIES, Outcome, Port, Reason, ServiceKey, ServiceRequest
 
@@ -30,7 +30,7 @@ class PoolState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class PoolStatus:
+class PoolSummary:
     name: str
     counts: tuple[FamilyCounts, ...]
     total: int
@@ -40,6 +40,7 @@ class PoolStatus:
     why: str  # completes "the pool ...": why it hands out nothing new, "" when Ready
     conflict_with: str | None
     error: str | None
+    reserved_overlap: tuple[str, ...] = ()  # reserved ranges (ServiceCIDRs) it overlaps
 
     @property
     def exhausted(self) -> bool:
@@ -114,6 +115,11 @@ class Registry:
         self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
         # (namespace, sharing key) -> holders in that group; never an empty set.
         self._groups: dict[tuple[str, str], set[ServiceKey]] = {}
+        # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
+        # Taken in every pool, never handed out; learned when a claim is refused.
+        self._blocked: dict[IP, str] = {}
+        # Ranges the cluster hands out itself (ServiceCIDRs), by name: never handed out here.
+        self._reserved: dict[str, tuple[tuple[int, Interval], ...]] = {}
         # Grows with every change of pools or holdings: readers compare it to know when to look.
         self.changes = 0
 
@@ -125,17 +131,64 @@ class Registry:
         if previous is not None and previous.spec == spec:
             # Status writes echo back as pool events; rebuilding would cost O(holders) each.
             return PoolChange((), ())
-        self._pools[spec.name] = Pool.build(spec, self._owners, previous)
+        self._pools[spec.name] = Pool.build(
+            spec, [*self._owners, *self._blocked], previous, self._reserved_ranges()
+        )
         return self._pools_changed(previous)
+
+    def block(self, address: str, holder: str) -> tuple[ServiceKey, ...]:
+        """The address is held outside lbipam: nobody gets it; returns who must give it up."""
+        ip = parse_address(address)
+        losers = self._owners.get(ip, ())
+        self._displace(losers, ip)
+        self._blocked[ip] = holder
+        for pool in self._containing(ip):
+            pool.take(ip)
+        self.changes += 1
+        return losers
+
+    def reserve(self, ranges: Mapping[str, Sequence[str]]) -> PoolChange:
+        """Set the ranges handed out by the cluster itself; pools stop offering them.
+
+        Holders inside them keep their addresses, as with any address a pool still covers.
+        """
+        reserved = {}
+        for name, cidrs in ranges.items():
+            entries = []
+            for text in cidrs:
+                try:
+                    entries.append(parse_entry(text))
+                except ValueError:
+                    continue  # the API server validated it; an odd one is not ours to judge
+            reserved[name] = tuple(entries)
+        if reserved == self._reserved:
+            return PoolChange((), ())
+        self._reserved = reserved
+        kept = [*self._owners, *self._blocked]
+        for name, pool in list(self._pools.items()):
+            self._pools[name] = Pool.build(pool.spec, kept, pool, self._reserved_ranges())
+        return self._pools_changed(None)
+
+    def _reserved_ranges(self) -> dict[int, list[Interval]]:
+        per_family: dict[int, list[Interval]] = {}
+        for entries in self._reserved.values():
+            for family, interval in entries:
+                per_family.setdefault(family, []).append(interval)
+        return {family: normalize(intervals) for family, intervals in per_family.items()}
 
     def remove_pool(self, name: str) -> PoolChange:
         return self._pools_changed(self._pools.pop(name, None))
 
-    def pool_status(self, name: str) -> PoolStatus:
+    def pool_summary(self, name: str) -> PoolSummary:
         pool = self._pools[name]
         counts = pool.counts()
         state, why = self._state(pool)
-        return PoolStatus(
+        overlap = tuple(
+            name
+            for name, entries in sorted(self._reserved.items())
+            if any(pool.overlaps(family, interval) for family, interval in entries)
+        )
+        return PoolSummary(
             name=name,
             counts=counts,
             total=sum(c.total for c in counts),
@@ -145,6 +198,7 @@ class Registry:
             why=why,
             conflict_with=self._conflicts.get(name),
             error=pool.error,
+            reserved_overlap=overlap,
         )
 
     def _state(self, pool: Pool) -> tuple[PoolState, str]:
@@ -302,6 +356,7 @@ class Registry:
         self._holders.clear()
         self._owners.clear()
         self._groups.clear()
+        self._blocked.clear()
         self._pools = {name: Pool(p.spec, p.spans, (), p.error) for name, p in self._pools.items()}
         self._ordered = None
         self.changes += 1
@@ -454,6 +509,8 @@ class Registry:
 
     def _claim(self, me: _Holder, ip: IP, *, may_displace: bool) -> tuple[ServiceKey, ...]:
         """Holders that must give ``ip`` up for ``me``; refuses when one of them may keep it."""
+        if ip in self._blocked:
+            raise _Refusal(Reason.ADDRESS_IN_USE, f"{ip} is already used by {self._blocked[ip]}")
         rivals = [
             self._holders[k]
             for k in self._owners.get(ip, ())

@@ -7,11 +7,12 @@ from typing import Any, Protocol
 
 from kubernetes.aio import client
 
-from lbipam.api import FIELD_MANAGER, GROUP, POOLS, VERSION
+from lbipam.api import CLAIM_MANAGER_LABEL, FIELD_MANAGER, GROUP, POOLS, VERSION
 from lbipam.ha.term import Term
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import is_status, read_json
 from lbipam.kube.events import EventPoster
+from lbipam.objects import held_addresses
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -39,6 +40,16 @@ class Writer(Protocol):
     async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None: ...
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None: ...
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]: ...
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None: ...
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None: ...
+
+    async def delete_claim(self, address: str, uid: str) -> None: ...
+
+    async def list_claims(self) -> list[dict[str, Any]]: ...
 
     def event(
         self,
@@ -203,3 +214,62 @@ class ApiWriter:
             response.release()
             return
         await read_json(response)
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        """Create the IPAddress named `address` for the Service; 409 when it exists already."""
+        self.term.check()
+        body: Any = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
+            "spec": {
+                "parentRef": {
+                    "group": "",
+                    "resource": "services",
+                    "namespace": key.namespace,
+                    "name": key.name,
+                }
+            },
+        }
+        response = await self.networking.create_ip_address_without_preload_content(body)
+        created: dict[str, Any] = await read_json(response)
+        return created
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
+        """The addresses the Service's status shows now; None when it is gone."""
+        response = await self.core.read_namespaced_service_status_without_preload_content(
+            key.name, key.namespace
+        )
+        if response.status == 404:
+            response.release()
+            return None
+        return held_addresses(await read_json(response))
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None:
+        response = await self.networking.read_ip_address_without_preload_content(address)
+        if response.status == 404:
+            response.release()
+            return None
+        claim: dict[str, Any] = await read_json(response)
+        return claim
+
+    async def delete_claim(self, address: str, uid: str) -> None:
+        """Delete only the claim with this uid: one made since for someone else survives."""
+        self.term.check()
+        options: Any = {"preconditions": {"uid": uid}}
+        response = await self.networking.delete_ip_address_without_preload_content(
+            address, body=options
+        )
+        if response.status in (404, 409):
+            response.release()
+            return
+        await read_json(response)
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        """Our IPAddresses (label selector), read in one list."""
+        selector = "=".join(CLAIM_MANAGER_LABEL)
+        response = await self.networking.list_ip_address_without_preload_content(
+            label_selector=selector
+        )
+        body = await read_json(response)
+        return list(body.get("items") or [])

@@ -11,11 +11,13 @@ import socket
 import time
 
 import kopf
+from kubernetes.aio import client
 from kubernetes.aio.client import ApiClient
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
 import lbipam.handlers.pools
+import lbipam.handlers.servicecidrs
 import lbipam.handlers.services  # noqa: F401 - importing registers the handlers with Kopf
 from lbipam import __version__
 from lbipam.ha.leader import LeaderElector
@@ -105,7 +107,8 @@ async def main(settings: Settings) -> None:
         loop.add_signal_handler(sig, shutdown.set)
     if settings.leader_election:
         identity = f"{socket.gethostname()}-{os.getpid()}"
-        elector = LeaderElector(api, settings, identity=identity)
+        leases = client.CoordinationV1Api(api)
+        elector = LeaderElector(leases, settings, identity=identity)
         work = asyncio.create_task(elector.run(operator.lead))
     else:
         work = asyncio.create_task(operator.lead(Term()))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from kubernetes.aio.client import ApiClient
 
+from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.policies import PolicyController
 from lbipam.controllers.pools import PoolController
 from lbipam.controllers.services import ServiceController
@@ -35,13 +36,17 @@ class Controllers:
         self.registry = registry
         self.writer = writer
         views = ServiceViews()
+        claims = AddressClaims(writer, registry, settings.claim_addresses)
         self.policies = PolicyController(writer, metrics, settings, views)
         self.services = ServiceController(
-            registry, writer, metrics, views, self.policies.service_changed
+            registry, writer, metrics, views, claims, self.policies.service_changed
         )
         self.pools = PoolController(registry, writer, self.services)
         self._listed: list[ServiceView] | None = listed
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = [
+            asyncio.create_task(self.pools.run()),
+            asyncio.create_task(self.services.sweep_forever()),
+        ]
 
     @classmethod
     async def start(
@@ -54,12 +59,7 @@ class Controllers:
         """
         writer = ApiWriter(api, term)
         listed = [service_view(body, settings) for body in await writer.list_services()]
-        controllers = cls(settings, Registry(), writer, metrics, listed)
-        controllers._loops = [
-            asyncio.create_task(controllers.pools.run()),
-            asyncio.create_task(controllers.services.sweep_forever()),
-        ]
-        return controllers
+        return cls(settings, Registry(), writer, metrics, listed)
 
     @property
     def rebuilt(self) -> bool:
@@ -69,11 +69,12 @@ class Controllers:
         self,
         pools: Iterable[tuple[PoolView, PoolSpec]],
         namespace_labels: Mapping[str, Mapping[str, str]],
+        service_cidrs: Mapping[str, Sequence[str]],
     ) -> None:
         """Once, before the first decision: pools, then the Services listed at start."""
         if self._listed is None:
             return
-        self.pools.rebuild(pools)
+        self.pools.rebuild(pools, service_cidrs)
         self.services.rebuild(self._listed, namespace_labels)
         self._listed = None
 

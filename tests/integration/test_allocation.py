@@ -9,6 +9,7 @@ from tests.kit import (
     Kubectl,
     Pools,
     create,
+    eventually,
     ingress_ips,
     load_yaml,
     our_condition,
@@ -64,6 +65,7 @@ def test_pool_counts_are_live_in_kubectl_get_ippools(
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "True",
         "Exhausted": "False",
+        "OverlapsServiceCIDR": "False",
     }
     row = kubectl("get", "ippools", pool).stdout.splitlines()
     assert row[0].split() == ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "READY", "AGE"]
@@ -173,6 +175,13 @@ def test_pool_choice_by_annotation_labels_namespace_and_priority(
         serviceSelector={"matchLabels": {"tier": "gold"}},
     )
     pools.create([f"{manual}.0/28"], name=f"{namespace}-manual", autoAssign=False, priority=99)
+    # A pool hands out nothing until its finalizer is on: the choice is only by priority once
+    # all four are ready.
+    for name in pools.names:
+        eventually(
+            lambda name=name: pools.condition(name, "Ready").get("status") == "True",
+            what=f"IPPool {name} ready",
+        )
 
     create(core, namespace, service_manifest("plain"))
     create(core, namespace, service_manifest("gold", labels={"tier": "gold"}))

@@ -37,6 +37,9 @@ class RecordingWriter:
     # Status codes the next status writes fail with, in order (409: the Service changed).
     status_failures: list[int] = field(default_factory=list)
     gone: set[ServiceKey] = field(default_factory=set)
+    # IPAddress objects by name, as the API server would keep them: one per address.
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claim_writes: list[tuple[str, str]] = field(default_factory=list)  # verb, address
 
     async def apply_service_status(
         self,
@@ -87,5 +90,48 @@ class RecordingWriter:
     ) -> None:
         self.events.append(Event(kind, involved["name"], reason, message, warning))
 
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        if address in self.claims:
+            raise ApiException(status=409)
+        self.claim_writes.append(("create", address))
+        self.claims[address] = claim(address, key)
+        return self.claims[address]
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None:
+        return self.claims.get(address)
+
+    async def delete_claim(self, address: str, uid: str) -> None:
+        if self.claims.get(address, {}).get("metadata", {}).get("uid") == uid:
+            self.claim_writes.append(("delete", address))
+            del self.claims[address]
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        return list(self.claims.values())
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
+        if key in self.gone:
+            return None
+        shown = [ingress for k, ingress, _ in self.statuses if k == key]
+        return shown[-1] if shown else ()
+
     def reasons(self) -> list[str]:
         return [event.reason for event in self.events]
+
+
+def claim(address: str, key: ServiceKey, manager: str = "lbipam.io") -> dict[str, Any]:
+    """An IPAddress as the API server returns it."""
+    return {
+        "metadata": {
+            "name": address,
+            "uid": f"uid-{address}",
+            "labels": {"ipaddress.kubernetes.io/managed-by": manager},
+        },
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": key.namespace,
+                "name": key.name,
+            }
+        },
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lbipam.api import FINALIZER
+from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.pools import PoolController
 from lbipam.controllers.services import ServiceController
 from lbipam.controllers.views import ServiceViews
@@ -33,8 +34,9 @@ class Harness:
     def __init__(self) -> None:
         self.registry = Registry()
         self.writer = RecordingWriter()
+        claims = AddressClaims(self.writer, self.registry, enabled=False)
         services = ServiceController(
-            self.registry, self.writer, Metrics(), ServiceViews(), self.ignore
+            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.ignore
         )
         services.rebuild([], {})
         self.pools = PoolController(self.registry, self.writer, services)

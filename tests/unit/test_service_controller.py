@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.services import ServiceController
 from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
@@ -15,7 +16,7 @@ from lbipam.ipam.requests import ServiceKey
 from lbipam.objects import ServiceView, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
-from tests.unit.fakes import RecordingWriter
+from tests.unit.fakes import RecordingWriter, claim
 
 SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "x"})
 
@@ -45,8 +46,9 @@ class Harness:
             self.registry.apply_pool(pool)
         self.writer = RecordingWriter()
         self.followed: list[ServiceKey] = []
+        claims = AddressClaims(self.writer, self.registry, enabled=True)
         self.controller = ServiceController(
-            self.registry, self.writer, Metrics(), ServiceViews(), self.follow
+            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.follow
         )
         self.controller.rebuild([], {})
 
@@ -165,7 +167,7 @@ async def test_only_services_gone_from_the_cluster_and_unchanged_since_are_relea
     assert h.registry.held_by(ServiceKey("shop", "kept")) == ("10.0.0.0",)
     assert h.registry.held_by(ServiceKey("shop", "deleted")) == ()
     assert h.registry.held_by(ServiceKey("shop", "recreated")) == ("10.0.0.2",)
-    assert h.registry.pool_status("public").allocated == 2
+    assert h.registry.pool_summary("public").allocated == 2
 
 
 @pytest.mark.parametrize(
@@ -193,3 +195,56 @@ async def test_a_service_waiting_only_for_a_pool_to_be_protected_sees_no_failure
 
     assert h.writer.statuses == [] and h.writer.events == []
     assert h.controller.pending == {ServiceKey("shop", "web")}
+
+
+async def test_every_address_is_claimed_before_the_status_shows_it_and_released_after() -> None:
+    h = Harness(PUBLIC)
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    assert h.writer.claim_writes == [("create", "198.18.0.1")]
+
+    await h.controller.observe(ServiceKey("shop", "web"), None)
+
+    assert h.writer.claim_writes[-1] == ("delete", "198.18.0.1")
+    assert h.writer.claims == {}
+
+
+async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_names_the_holder() -> (
+    None
+):
+    h = Harness(PUBLIC)
+    kubernetes = ServiceKey("default", "kubernetes")
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", kubernetes, "ipallocator.k8s.io")
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.controller.observe(
+        ServiceKey("shop", "fix"), service("fix", loadBalancerIP="198.18.0.1")
+    )
+
+    (_, web, _), (_, fix, condition) = h.writer.statuses
+    assert (web, fix) == (("198.18.0.2",), ())
+    assert condition is not None and condition["reason"] == "AddressInUse"
+    assert "the ClusterIP of Service default/kubernetes" in condition["message"]
+
+
+async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
+    h = Harness(PUBLIC)
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"))
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    [(_, ingress, _)] = h.writer.statuses
+    assert ingress == ("198.18.0.1",)
+    parent = h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"]
+    assert parent == "web"
+
+
+async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
+    h = Harness(PUBLIC)
+    h.controller.rebuild([service("web", held="198.18.0.3")], {})
+    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+
+    again = await h.controller.claims.collect()
+
+    assert "198.18.0.5" not in h.writer.claims and again == []
+    await h.controller.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
+    assert "198.18.0.3" in h.writer.claims
