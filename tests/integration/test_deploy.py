@@ -6,10 +6,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
@@ -33,14 +31,6 @@ SHORT_LEASE = {
     "LBIPAM_RENEW_DEADLINE": "4",
     "LBIPAM_RETRY_PERIOD": "1",
 }
-
-
-@pytest.fixture
-def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
-    """These tests run their own replicas; the shared one steps aside meanwhile."""
-    operator.stop()
-    yield
-    operator.start()
 
 
 def test_the_base_applies_and_every_object_is_there(
