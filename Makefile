@@ -44,6 +44,7 @@ bench: controlplane
 	$(BIN)/python bench/ipam.py
 	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
 	$(BIN)/python -m bench.splitbrain
+	$(BIN)/python -m bench.guardrails
 
 # With KUBECONFIG: the operator against that cluster. Without: a local control plane with the
 # CRD and deploy/examples/ applied, and the operator in the foreground.

@@ -16,6 +16,7 @@ from tests.kit import (  # noqa: F401 - fixtures, registered here once for every
     operator,
     operator_kubeconfig,
     pools,
+    without_session_operator,
 )
 
 

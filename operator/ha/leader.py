@@ -145,11 +145,14 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Clear our holdership so a follower need not wait for the Lease to expire."""
-        patch = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
         try:
             lease = await self.leases.read(LEASE_NAME)
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                await self.leases.patch(LEASE_NAME, patch)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") == self.identity:
+                spec.update(holderIdentity=None, renewTime=None, acquireTime=None)
+                # An update carrying the resourceVersion just read: the one verb the Role grants
+                # on the Lease, and a compare-and-swap that leaves a Lease taken meanwhile alone.
+                await self.leases.replace(LEASE_NAME, lease)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lbipam.kube.client import MERGE_PATCH, Api
+from lbipam.kube.client import Api
 
 
 class Leases:
@@ -24,6 +24,3 @@ class Leases:
     async def replace(self, name: str, body: dict[str, Any]) -> None:
         """A compare-and-swap when `body` carries the resourceVersion read."""
         await self.api.request("PUT", f"{self.path}/{name}", body)
-
-    async def patch(self, name: str, patch: dict[str, Any]) -> None:
-        await self.api.request("PATCH", f"{self.path}/{name}", patch, content_type=MERGE_PATCH)

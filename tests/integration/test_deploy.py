@@ -6,10 +6,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
@@ -33,14 +31,6 @@ SHORT_LEASE = {
     "LBIPAM_RENEW_DEADLINE": "4",
     "LBIPAM_RETRY_PERIOD": "1",
 }
-
-
-@pytest.fixture
-def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
-    """These tests run their own replicas; the shared one steps aside meanwhile."""
-    operator.stop()
-    yield
-    operator.start()
 
 
 def test_the_base_applies_and_every_object_is_there(
@@ -92,8 +82,12 @@ def test_the_operator_works_with_only_its_own_rbac(
         lease = client.CoordinationV1Api(api).read_namespaced_lease("lbipam-leader", SYSTEM)
         assert lease.spec.holder_identity.endswith(f"-{replica.popen.pid}")  # type: ignore[union-attr]
         eventually(lambda: leader_of([replica]), what="the replica to report leading")
+        replica.stop()  # SIGTERM: on the way out a leader hands its Lease over
         logs = replica.logs(lines=10_000)
         assert "Forbidden" not in logs and " 403" not in logs, logs
+        assert "released the Lease" in logs
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("lbipam-leader", SYSTEM)
+        assert not lease.spec.holder_identity  # type: ignore[union-attr]
     finally:
         replica.cleanup()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from typing import Any
 
@@ -32,7 +33,7 @@ class Leases:
         await asyncio.sleep(0)  # let another candidate read the same version meanwhile
         if lease is None:
             raise ApiError(404)
-        return lease
+        return copy.deepcopy(lease)  # the server hands out copies
 
     async def create(self, body: dict[str, Any]) -> None:
         if self.lease is not None:
