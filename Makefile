@@ -37,6 +37,7 @@ bench: controlplane
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/ipam.py
 	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
+	$(BIN)/python -m bench.image
 
 # With KUBECONFIG: the operator against that cluster. Without: a local control plane with the
 # CRD and deploy/examples/ applied, and the operator in the foreground.

@@ -10,10 +10,12 @@ from kubernetes import client, config
 from tests.controlplane import ControlPlane, running_control_plane
 from tests.kit import (  # noqa: F401 - fixtures, registered here once for every folder
     crds,
+    installed,
     kubectl,
     namespace,
     operator,
     pools,
+    without_session_operator,
 )
 
 

@@ -24,6 +24,14 @@ from tests.operator_process import OperatorProcess
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
 CONDITION = "lbipam.io/AddressAllocated"
+SYSTEM = "lbipam-system"
+# Short enough for a quick failover test, long enough for a loaded 2-core machine.
+SHORT_LEASE = {
+    "LBIPAM_LEADER_ELECTION": "true",
+    "LBIPAM_LEASE_DURATION": "6",
+    "LBIPAM_RENEW_DEADLINE": "4",
+    "LBIPAM_RETRY_PERIOD": "1",
+}
 _subnets = itertools.count(1)
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -67,6 +75,34 @@ def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProces
     process = OperatorProcess(control_plane).start()
     yield process
     process.cleanup()
+
+
+@pytest.fixture(scope="session")
+def installed(kubectl: Kubectl, crds: None) -> None:
+    """The base as a cluster admin applies it (its Deployment never runs: there are no nodes)."""
+    # A server-side dry run cannot create namespaced objects in a namespace it only pretends
+    # to create, so the namespace goes first.
+    kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
+    dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
+    assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
+    kubectl("apply", "-k", str(REPO / "deploy"))
+
+
+@pytest.fixture
+def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
+    """For tests that run their own replicas: the shared one steps aside meanwhile."""
+    operator.stop()
+    yield
+    operator.start()
+
+
+def service_account_token(core: client.CoreV1Api) -> str:
+    """A token of the operator's own ServiceAccount, as the kubelet would project it."""
+    request = client.AuthenticationV1TokenRequest(spec={"audiences": []})
+    token: str = core.create_namespaced_service_account_token(
+        "lbipam", SYSTEM, request
+    ).status.token
+    return token
 
 
 @pytest.fixture

@@ -3,58 +3,29 @@
 from __future__ import annotations
 
 import base64
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.kit import (
-    REPO,
+    SHORT_LEASE,
+    SYSTEM,
     Kubectl,
     Pools,
     create,
     eventually,
     ingress_ips,
+    service_account_token,
     service_manifest,
     subnet,
     wait_address,
 )
-from tests.operator_process import OperatorProcess
-
-SYSTEM = "lbipam-system"
-# Short enough for a quick failover test, long enough for a loaded 2-core machine.
-SHORT_LEASE = {
-    "LBIPAM_LEADER_ELECTION": "true",
-    "LBIPAM_LEASE_DURATION": "6",
-    "LBIPAM_RENEW_DEADLINE": "4",
-    "LBIPAM_RETRY_PERIOD": "1",
-}
-
-
-@pytest.fixture(scope="module")
-def installed(kubectl: Kubectl, crds: None) -> None:
-    """The base as a cluster admin applies it (the image never runs: there are no nodes)."""
-    # A server-side dry run cannot create namespaced objects in a namespace it only pretends
-    # to create, so the namespace goes first.
-    kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
-    dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
-    assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
-    kubectl("apply", "-k", str(REPO / "deploy"))
-
-
-@pytest.fixture
-def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
-    """These tests run their own replicas; the shared one steps aside meanwhile."""
-    operator.stop()
-    yield
-    operator.start()
+from tests.operator_process import OperatorProcess, leader_of
 
 
 def test_the_base_applies_and_every_object_is_there(
@@ -72,9 +43,7 @@ def test_the_base_applies_and_every_object_is_there(
 
 def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
     """A kubeconfig holding a token of the operator's own ServiceAccount."""
-    token = core.create_namespaced_service_account_token(
-        "lbipam", SYSTEM, client.AuthenticationV1TokenRequest(spec={"audiences": []})
-    ).status.token
+    token = service_account_token(core)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -133,12 +102,6 @@ def test_the_operator_works_with_only_its_own_rbac(
         assert "Forbidden" not in logs and " 403" not in logs, logs
     finally:
         replica.cleanup()
-
-
-def leader_of(replicas: list[OperatorProcess]) -> OperatorProcess | None:
-    leading = [r for r in replicas if re.search(r"^lbipam_leader 1\.0$", r.metrics(), re.M)]
-    assert len(leading) <= 1, "two replicas claim to lead"
-    return leading[0] if leading else None
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
