@@ -162,12 +162,18 @@ class LeaderElector:
         return Attempt.HELD
 
     async def _release(self) -> None:
-        """Clear our holdership so a follower need not wait for the Lease to expire."""
-        patch: Any = {"spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}}
+        """Clear our holdership so a follower need not wait for the Lease to expire.
+
+        An update carrying the resourceVersion read, as every Lease write here: it cannot
+        clear a holder that took over meanwhile, and it needs no verb beyond the Role's.
+        """
         try:
             lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
             if lease.spec.holder_identity == self.identity:
-                await self.leases.patch_namespaced_lease(LEASE_NAME, self.namespace, patch)
+                lease.spec.holder_identity = None
+                lease.spec.renew_time = None
+                lease.spec.acquire_time = None
+                await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, lease)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)
