@@ -11,6 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.aio import client, config
+
+# The client loads each API module on first use, and CoreV1Api's is 6 MB of generated code:
+# imported here, that pause falls in start-up instead of in the first term of leadership,
+# where it held up Lease renewals for seconds.
+from kubernetes.aio.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
 from kubernetes.aio.client.exceptions import ApiException
 
 from lbipam.ha.term import Term
@@ -77,9 +82,9 @@ class Kube:
     ) -> None:
         self.api = api
         self.term = term
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.networking = client.NetworkingV1Api(api)
+        self.core = CoreV1Api(api)
+        self.custom = CustomObjectsApi(api)
+        self.networking = NetworkingV1Api(api)
         self.events_namespace = events_namespace
         self._background: set[asyncio.Task[None]] = set()
 
