@@ -33,7 +33,8 @@ from tests.kit import (
 )
 from tests.operator_process import leader_of
 
-pytestmark = pytest.mark.image
+# The first test pays for the build: minutes on a cold, loaded machine.
+pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 MB = 1_000_000
 
 
