@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit integration faults bench run controlplane clean
+.PHONY: test lint unit integration faults chaos bench run controlplane clean
 
 $(BIN)/lbipam: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ unit: install
 
 faults: lint controlplane
 	$(BIN)/pytest -q -m faults tests/faults
+
+# A long randomized run: STEPS steps from SEED (random when empty; printed at the end).
+STEPS ?= 500
+SEED ?=
+chaos: lint controlplane
+	LBIPAM_CHAOS_STEPS=$(STEPS) LBIPAM_CHAOS_SEED=$(SEED) $(BIN)/pytest -q -m chaos tests/faults/test_chaos.py
 
 # Not part of `make test`: prints numbers (bench/README.md). BENCH_ARGS=--large adds N=20,000.
 bench: controlplane

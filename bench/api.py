@@ -22,20 +22,29 @@ POOLS = "/apis/lbipam.io/v1alpha1/ippools"
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where the API server is and the admin's client certificate (files of the test PKI)."""
+    """Where the API server is and the admin's client certificate (files of the test PKI).
+
+    With a `token` (a ServiceAccount's), requests carry it instead of the certificate: the API
+    server would take the certificate first.
+    """
 
     server: str
     ca: str
     cert: str
     key: str
+    token: str = ""
 
     def args(self) -> list[str]:
         return [self.server, self.ca, self.cert, self.key]
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca)
-        context.load_cert_chain(self.cert, self.key)
+        if not self.token:
+            context.load_cert_chain(self.cert, self.key)
         return context
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 class ApiError(Exception):
@@ -100,6 +109,7 @@ class Api:
         self._session = aiohttp.ClientSession(
             base_url=self.credentials.server,
             connector=connector,
+            headers=self.credentials.headers(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         return self

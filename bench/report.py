@@ -36,12 +36,19 @@ def _per_service(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """The machine a benchmark ran on, as `bench.cluster.machine` describes it."""
+    return (
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}, Linux {m['kernel']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; commit {m.get('commit', '?')}."
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     out = [
-        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
-        f"Python {m['python']}, Linux {m['kernel']}; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; commit {m.get('commit', '?')}.",
+        machine_line(m),
         f"Requests in flight: at most {report['concurrency']} (the operator's connection pool). "
         f"Latency: from the {report['latency_from']} to the first watch event with an address.",
         "",

@@ -1,4 +1,4 @@
-"""Kubernetes objects (plain dicts as Kopf delivers them) to the dataclasses `ipam` decides on."""
+"""Kubernetes objects (plain dicts, as Kopf delivers them) to views and `ipam` requests."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lbipam.api import (
+    ANNOTATION_IPS,
+    ANNOTATION_POOL,
+    ANNOTATION_SHARING_KEY,
+    CLAIM_MANAGER_LABEL,
+    FINALIZER,
+    POOL_API_VERSION,
+    SERVICE_CONDITION,
+)
+from lbipam.ipam.addresses import FAMILY_NAMES
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
 from lbipam.ipam.selectors import Selector
 from lbipam.settings import Settings
 
-GROUP = "lbipam.io"
-VERSION = "v1alpha1"
-POOLS = "ippools"
-ANNOTATION_IPS = f"{GROUP}/ips"
-ANNOTATION_POOL = f"{GROUP}/pool"
-ANNOTATION_SHARING_KEY = f"{GROUP}/sharing-key"
-CONDITION_TYPE = f"{GROUP}/AddressAllocated"
-FAMILIES = {"IPv4": 4, "IPv6": 6}
+_FAMILY_NUMBERS = {name: family for family, name in FAMILY_NAMES.items()}
 # What a view keeps of metadata: managedFields and the rest would keep each whole object alive.
 _KEPT_METADATA = (
     "name",
@@ -86,7 +89,7 @@ def held_addresses(body: Mapping[str, Any]) -> tuple[str, ...]:
 
 def our_condition(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for condition in (body.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == CONDITION_TYPE:
+        if condition.get("type") == SERVICE_CONDITION:
             return dict(condition)
     return None
 
@@ -97,7 +100,9 @@ def service_request(
     meta = body["metadata"]
     spec = body.get("spec") or {}
     annotations = meta.get("annotations") or {}
-    families = tuple(FAMILIES[f] for f in spec.get("ipFamilies") or ["IPv4"] if f in FAMILIES)
+    families = tuple(
+        _FAMILY_NUMBERS[f] for f in spec.get("ipFamilies") or ["IPv4"] if f in _FAMILY_NUMBERS
+    )
     ports = frozenset(
         Port(int(p["port"]), p.get("protocol") or "TCP")
         for p in spec.get("ports") or []
@@ -119,15 +124,14 @@ def service_request(
     )
 
 
-def service_view(
-    body: Mapping[str, Any], settings: Settings, namespace_labels: Mapping[str, str] | None
-) -> ServiceView:
+def service_view(body: Mapping[str, Any], settings: Settings) -> ServiceView:
+    """The view of a Service; its namespace's labels are added by the Service controller."""
     meta = body["metadata"]
     return ServiceView(
         key=service_key(body),
         uid=meta.get("uid", ""),
         handled=is_handled(body, settings),
-        request=service_request(body, namespace_labels),
+        request=service_request(body),
         condition=our_condition(body),
         body={
             "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
@@ -140,19 +144,98 @@ def _selector(raw: Any) -> Selector | None:
     return None if raw is None else Selector.from_dict(raw)
 
 
+@dataclass(frozen=True)
+class PoolView:
+    """What the operator keeps of one IPPool object besides its spec."""
+
+    name: str
+    uid: str
+    generation: int
+    deleting: bool
+    finalizers: tuple[str, ...]
+    resource_version: str
+    status: Mapping[str, Any]
+
+    @property
+    def reference(self) -> dict[str, str]:
+        """The pool as an Event's involvedObject."""
+        return {"apiVersion": POOL_API_VERSION, "name": self.name, "uid": self.uid}
+
+
+def pool_view(body: Mapping[str, Any]) -> PoolView:
+    meta = body["metadata"]
+    return PoolView(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        resource_version=meta.get("resourceVersion", ""),
+        status=dict(body.get("status") or {}),
+    )
+
+
 def pool_spec(body: Mapping[str, Any]) -> PoolSpec:
-    """The registry's view of an IPPool; a pool being deleted hands out nothing new."""
+    """The registry's view of an IPPool; never raises: a spec it cannot read carries `error`.
+
+    A pool being deleted hands out nothing new; one without our finalizer is not protected.
+    """
     meta = body["metadata"]
     spec = body.get("spec") or {}
-    return PoolSpec(
-        name=meta["name"],
-        addresses=tuple(spec.get("addresses") or ()),
-        exclude=tuple(spec.get("exclude") or ()),
-        avoid_buggy_ips=bool(spec.get("avoidBuggyIPs", False)),
-        auto_assign=bool(spec.get("autoAssign", True)),
-        disabled=bool(spec.get("disabled", False)) or bool(meta.get("deletionTimestamp")),
-        priority=int(spec.get("priority", 0)),
-        service_selector=_selector(spec.get("serviceSelector")),
-        namespace_selector=_selector(spec.get("namespaceSelector")),
+    common = {
+        "name": meta["name"],
+        "created": meta.get("creationTimestamp") or "",
+        "disabled": bool(spec.get("disabled", False)) or bool(meta.get("deletionTimestamp")),
+        "protected": FINALIZER in (meta.get("finalizers") or ()),
+    }
+    try:
+        return PoolSpec(
+            addresses=tuple(spec.get("addresses") or ()),
+            exclude=tuple(spec.get("exclude") or ()),
+            avoid_buggy_ips=bool(spec.get("avoidBuggyIPs", False)),
+            allow_first_last_ips=bool(spec.get("allowFirstLastIPs", False)),
+            auto_assign=bool(spec.get("autoAssign", True)),
+            priority=int(spec.get("priority", 0)),
+            service_selector=_selector(spec.get("serviceSelector")),
+            namespace_selector=_selector(spec.get("namespaceSelector")),
+            **common,
+        )
+    except (ValueError, TypeError) as error:
+        return PoolSpec(addresses=(), error=str(error), **common)
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """One IPAddress object: the address it claims, and for whom."""
+
+    address: str
+    uid: str
+    manager: str  # its ipaddress.kubernetes.io/managed-by label
+    parent: ServiceKey | None  # the Service in its parentRef, if a Service
+    created: str = ""  # creationTimestamp
+
+    @property
+    def ours(self) -> bool:
+        return self.manager == CLAIM_MANAGER_LABEL[1]
+
+    def describe(self) -> str:
+        """Who holds the address, for a user reading an AddressInUse condition."""
+        if self.manager == "ipallocator.k8s.io" and self.parent is not None:
+            return f"the ClusterIP of Service {self.parent}"
+        if self.ours and self.parent is not None:
+            return f"Service {self.parent}"
+        holder = f" for {self.parent}" if self.parent is not None else ""
+        return f"IPAddress {self.address}{holder} (managed by {self.manager or 'nobody'})"
+
+
+def claim_view(body: Mapping[str, Any]) -> ClaimView:
+    meta = body.get("metadata") or {}
+    parent = (body.get("spec") or {}).get("parentRef") or {}
+    is_service = parent.get("resource") == "services" and not parent.get("group")
+    return ClaimView(
+        address=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        manager=(meta.get("labels") or {}).get(CLAIM_MANAGER_LABEL[0], ""),
+        parent=ServiceKey(parent.get("namespace", ""), parent["name"]) if is_service else None,
         created=meta.get("creationTimestamp") or "",
     )

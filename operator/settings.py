@@ -81,6 +81,13 @@ class Settings:
         parse_bool,
         "let in-cluster pods through source-range policies",
     )
+    address_claims: str = _setting(
+        "ipaddress",
+        "LBIPAM_ADDRESS_CLAIMS",
+        _choice("ipaddress", "off"),
+        "claim each handed-out address as a networking.k8s.io/v1 IPAddress, which the API "
+        "server keeps unique (ipaddress), or not, for clusters without that API (off)",
+    )
     leader_election: bool = _setting(
         True, "LBIPAM_LEADER_ELECTION", parse_bool, "elect one active replica with a Lease"
     )
@@ -106,6 +113,10 @@ class Settings:
     @property
     def enforce_source_ranges(self) -> bool:
         return self.source_ranges == "networkpolicy"
+
+    @property
+    def claim_addresses(self) -> bool:
+        return self.address_claims == "ipaddress"
 
     @classmethod
     def load(

@@ -14,6 +14,7 @@ from tests.kit import (  # noqa: F401 - fixtures, registered here once for every
     kubectl,
     namespace,
     operator,
+    operator_kubeconfig,
     pools,
     without_session_operator,
 )

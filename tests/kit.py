@@ -6,6 +6,7 @@ folder's conftest importing them) would make a second session operator that comp
 
 from __future__ import annotations
 
+import base64
 import itertools
 import subprocess
 import time
@@ -23,8 +24,8 @@ from tests.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
-CONDITION = "lbipam.io/AddressAllocated"
 SYSTEM = "lbipam-system"
+CONDITION = "lbipam.io/AddressAllocated"
 # Short enough for a quick failover test, long enough for a loaded 2-core machine.
 SHORT_LEASE = {
     "LBIPAM_LEADER_ELECTION": "true",
@@ -71,21 +72,57 @@ def crds(kubectl: Kubectl) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(control_plane).start()
-    yield process
-    process.cleanup()
-
-
-@pytest.fixture(scope="session")
 def installed(kubectl: Kubectl, crds: None) -> None:
-    """The base as a cluster admin applies it (its Deployment never runs: there are no nodes)."""
+    """The base as a cluster admin applies it (the image never runs: there are no nodes)."""
     # A server-side dry run cannot create namespaced objects in a namespace it only pretends
     # to create, so the namespace goes first.
     kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
     dry = kubectl("apply", "-k", str(REPO / "deploy"), "--dry-run=server")
     assert "deployment.apps/lbipam created (server dry run)" in dry.stdout
     kubectl("apply", "-k", str(REPO / "deploy"))
+
+
+def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
+    """A kubeconfig holding a token of the operator's own ServiceAccount (TokenRequest)."""
+    token = service_account_token(core)
+    ca = base64.b64encode(plane.pki.ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "test", "cluster": {"server": plane.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "lbipam", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "lbipam"}}],
+        "current-context": "test",
+    }
+    path = folder / "lbipam.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    installed: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """Credentials of lbipam's ServiceAccount: its RBAC and guardrails from deploy/ apply."""
+    return service_account_kubeconfig(control_plane, core, tmp_path_factory.mktemp("lbipam-sa"))
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, operator_kubeconfig: Path) -> Iterator[OperatorProcess]:
+    """The shared operator, as deployed: its own ServiceAccount, under the guardrails."""
+    process = OperatorProcess(
+        control_plane, KUBECONFIG=str(operator_kubeconfig), LBIPAM_NAMESPACE=SYSTEM
+    ).start()
+    yield process
+    # Every write the suite made it do must have passed deploy/guardrails.yaml.
+    refused = [line for line in process.logs(10**7).splitlines() if "denied request" in line]
+    process.cleanup()
+    assert not refused, "the guardrails refused the operator:\n" + "\n".join(refused[:20])
 
 
 @pytest.fixture
@@ -97,8 +134,10 @@ def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
 
 
 def service_account_token(core: client.CoreV1Api) -> str:
-    """A token of the operator's own ServiceAccount, as the kubelet would project it."""
-    request = client.AuthenticationV1TokenRequest(spec={"audiences": []})
+    """A TokenRequest token of the operator's own ServiceAccount, as a kubelet projects one."""
+    # A day: the session operator lives as long as the whole suite.
+    spec = {"audiences": [], "expirationSeconds": 24 * 3600}
+    request = client.AuthenticationV1TokenRequest(spec=spec)
     token: str = core.create_namespaced_service_account_token(
         "lbipam", SYSTEM, request
     ).status.token
@@ -132,6 +171,9 @@ class Pools:
     def create(self, addresses: list[str], name: str | None = None, **spec: Any) -> str:
         name = name or f"{self.namespace}-{len(self.names)}"
         spec.setdefault("namespaceSelector", {"matchLabels": {"lbipam-test": self.namespace}})
+        # Stories count every address of their CIDRs; the default that skips IPv4 network
+        # and broadcast addresses has stories of its own (test_pools.py).
+        spec.setdefault("allowFirstLastIPs", True)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "IPPool",
@@ -283,5 +325,46 @@ def create(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> 
     return core.create_namespaced_service(namespace, manifest)
 
 
+def ip_address(name: str, manager: str, namespace: str, service: str) -> dict[str, Any]:
+    """An IPAddress claim (networking.k8s.io/v1) of `manager` on behalf of a Service."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IPAddress",
+        "metadata": {"name": name, "labels": {"ipaddress.kubernetes.io/managed-by": manager}},
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": namespace,
+                "name": service,
+            }
+        },
+    }
+
+
 def load_yaml(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def policy(api: client.NetworkingV1Api, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = api.read_namespaced_network_policy(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return dict(api.api_client.sanitize_for_serialization(found))
+
+
+def wait_policy(
+    api: client.NetworkingV1Api, namespace: str, name: str, check: Any = bool, timeout: float = 5
+) -> dict[str, Any]:
+    return eventually(
+        lambda: (p := policy(api, namespace, name)) is not None and check(p) and p,
+        timeout=timeout,
+        what=f"NetworkPolicy {namespace}/{name}",
+    )
+
+
+def wait_no_policy(api: client.NetworkingV1Api, namespace: str, name: str) -> None:
+    eventually(lambda: policy(api, namespace, name) is None, what=f"{name} to be gone")

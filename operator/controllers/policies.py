@@ -1,4 +1,4 @@
-"""Keeps each Service's source-range NetworkPolicy equal to what `netpol.build_policy` says."""
+"""Policy controller: each Service's source-range NetworkPolicy equals what `policy.build` says."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from lbipam.controllers.workqueue import KeyedRunner
+from lbipam.api import MANAGED_BY_LABEL
+from lbipam.controllers.views import ServiceLookup
+from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube.writer import Kube
+from lbipam.kube.writer import Writer
 from lbipam.objects import ServiceView
-from lbipam.policy.build import MANAGED_BY_LABEL, PolicyWarning, build_policy, policy_name
+from lbipam.policy.build import PolicyWarning, build_policy, policy_name
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 
@@ -39,24 +41,30 @@ def _differs(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return any(old.get(field) != new.get(field) for field in _COMPARED)
 
 
-class PolicyReconciler:
+class PolicyController:
     """Creates, updates, restores and deletes the NetworkPolicies lbipam manages."""
 
-    def __init__(self, kube: Kube, metrics: Metrics, settings: Settings) -> None:
-        self.kube = kube
+    def __init__(
+        self, writer: Writer, metrics: Metrics, settings: Settings, views: ServiceLookup
+    ) -> None:
+        self.writer = writer
         self.metrics = metrics
         self.settings = settings
-        self.views: Mapping[ServiceKey, ServiceView] = {}
+        self.views = views
+        # Service -> name of the managed policy it has (or had, until we saw it go).
         self.managed: dict[ServiceKey, str] = {}
         self._warned: dict[ServiceKey, tuple[PolicyWarning, ...]] = {}
-        self.runner = KeyedRunner("NetworkPolicy for Service")
+        self._queue = WorkQueue("NetworkPolicy for Service")
 
-    async def service_event(self, key: ServiceKey) -> None:
-        """Make the policy of this Service (as `views` now shows it) what it should be."""
-        await self.runner.run(key, partial(self._sync, key))
+    async def service_changed(self, key: ServiceKey) -> None:
+        """Make the policy of this Service (as the views now show it) what it should be."""
+        view = self.views.get(key)
+        if key not in self.managed and (view is None or not view.handled):
+            return  # not ours, and no policy of ours: nothing to look at
+        await self._queue.run(key, partial(self._sync, key))
         self.metrics.policies.set(len(self.managed))
 
-    async def policy_event(self, policy: Mapping[str, Any], deleted: bool) -> None:
+    async def policy_changed(self, policy: Mapping[str, Any], deleted: bool) -> None:
         """Someone (maybe us) changed or deleted a managed policy: make it right again."""
         key = owner_key(policy)
         if key is None:
@@ -66,7 +74,7 @@ class PolicyReconciler:
         else:
             # Seen at start-up too: a policy whose Service no longer wants one gets removed.
             self.managed.setdefault(key, policy["metadata"]["name"])
-        await self.service_event(key)
+        await self.service_changed(key)
 
     def _plan(self, view: ServiceView | None) -> tuple[str | None, Any]:
         if view is None or not view.handled or not self.settings.enforce_source_ranges:
@@ -86,7 +94,7 @@ class PolicyReconciler:
         if wanted is None and key not in self.managed:
             return  # nothing wanted, nothing of ours to remove: no API call
         name = name or self.managed.get(key) or policy_name(key.name)
-        existing = await self.kube.get_policy(key.namespace, name)
+        existing = await self.writer.get_policy(key.namespace, name)
         if existing is not None and not is_managed(existing):
             if wanted is not None and view is not None:
                 self._event(
@@ -100,7 +108,7 @@ class PolicyReconciler:
             return
         if wanted is None:
             if existing is not None:
-                await self.kube.delete_policy(key.namespace, name, existing["metadata"]["uid"])
+                await self.writer.delete_policy(key.namespace, name, existing["metadata"]["uid"])
                 log.info("%s: deleted NetworkPolicy %s", key, name)
             self.managed.pop(key, None)
             return
@@ -114,8 +122,8 @@ class PolicyReconciler:
                         "resourceVersion": existing["metadata"]["resourceVersion"],
                     },
                 }
-            await self.kube.put_policy(wanted, existing is not None)
+            await self.writer.put_policy(wanted, existing is not None)
             log.info("%s: %s NetworkPolicy %s", key, "updated" if existing else "created", name)
 
     def _event(self, view: ServiceView, reason: str, message: str) -> None:
-        self.kube.event(view.reference, "Service", reason, message, warning=True)
+        self.writer.event(view.reference, "Service", reason, message, warning=True)

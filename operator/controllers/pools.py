@@ -1,122 +1,133 @@
-"""IPPool status and deletion: counts and conditions written in batches, the finalizer kept."""
+"""Pool controller: IPPools into the registry, their status, and the protection finalizer.
+
+A pool hands out nothing before it carries `lbipam.io/protection` (the registry sees it as
+not protected), so a pool that holds addresses can never be deleted under its holders.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from lbipam.ipam.registry import PoolStatus, Registry
-from lbipam.kube.writer import Fenced, Kube, is_status, now
+from lbipam.api import FINALIZER, POOL_EXHAUSTED, POOL_READY, POOL_SERVICE_CIDR
+from lbipam.controllers.conditions import condition, set_condition
+from lbipam.controllers.services import ServiceController
+from lbipam.controllers.workqueue import WorkQueue
+from lbipam.ha.term import Fenced
+from lbipam.ipam.pool import PoolSpec
+from lbipam.ipam.registry import PoolChange, PoolState, PoolStatus, Registry
+from lbipam.kube.errors import is_status
+from lbipam.kube.writer import Writer
+from lbipam.objects import PoolView
 
-FINALIZER = "lbipam.io/protection"
-# Allocations mark pools dirty; one write per pool per interval keeps status writes off the
+# Allocations change counts; one write per pool per interval keeps status writes off the
 # allocation path while `kubectl get ippools` stays live.
 FLUSH_INTERVAL = 0.5
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PoolView:
-    """What the operator keeps of one IPPool object."""
-
-    name: str
-    uid: str
-    generation: int
-    deleting: bool
-    finalizers: tuple[str, ...]
-    resource_version: str
-    status: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any]) -> PoolView:
-        meta = body["metadata"]
-        return cls(
-            name=meta["name"],
-            uid=meta.get("uid", ""),
-            generation=int(meta.get("generation") or 0),
-            deleting=bool(meta.get("deletionTimestamp")),
-            finalizers=tuple(meta.get("finalizers") or ()),
-            resource_version=meta.get("resourceVersion", ""),
-            status=dict(body.get("status") or {}),
-        )
-
-
-def _condition(kind: str, ok: bool, reason: str, message: str, old: Mapping[str, Any]) -> Any:
-    status = "True" if ok else "False"
-    previous = {c.get("type"): c for c in old.get("conditions") or []}.get(kind, {})
-    unchanged = previous.get("status") == status
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": previous.get("lastTransitionTime") if unchanged else now(),
-    }
-
-
 def desired_status(pool: PoolStatus, view: PoolView) -> dict[str, Any]:
-    """The status block for one pool, from the registry's numbers."""
-    if pool.error:
-        ready = (False, "InvalidSpec", pool.error)
-    elif pool.conflict_with:
-        ready = (
-            False,
-            "Conflict",
-            f"overlaps IPPool {pool.conflict_with}, which is older; "
-            "this pool hands out nothing until the overlap is removed",
-        )
-    elif pool.disabled:
-        ready = (False, "Disabled", "spec.disabled is true or the pool is being deleted")
+    """The status block for one pool, from the registry's numbers and state."""
+    if pool.state is PoolState.READY:
+        ready = condition(POOL_READY, True, "Ready", "the pool hands out addresses")
     else:
-        ready = (True, "Ready", "the pool hands out addresses")
-    exhausted = (
-        (True, "Exhausted", "no address left")
-        if pool.exhausted
-        else (False, "Available", f"{pool.available} addresses available")
-    )
-    old = view.status
+        message = f"the pool {pool.why}; it hands out no new address until that changes"
+        ready = condition(POOL_READY, False, pool.state.value, message)
+    if pool.exhausted:
+        exhausted = condition(POOL_EXHAUSTED, True, "Exhausted", "no address left")
+    else:
+        available = f"{pool.available} addresses available"
+        exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
+    if pool.reserved_overlap:
+        names = ", ".join(pool.reserved_overlap)
+        overlap = condition(
+            POOL_SERVICE_CIDR,
+            True,
+            "ServiceCIDR",
+            f"overlaps ServiceCIDR {names}: addresses inside it are never handed out, "
+            "because the API server hands them out as ClusterIPs",
+        )
+    else:
+        overlap = condition(POOL_SERVICE_CIDR, False, "NoOverlap", "no ServiceCIDR overlaps")
+    conditions = list(view.status.get("conditions") or [])
+    for wanted in (ready, exhausted, overlap):
+        conditions, _ = set_condition(conditions, wanted)
     return {
         "observedGeneration": view.generation,
         "total": str(pool.total),
         "allocated": str(pool.allocated),
         "available": str(pool.available),
-        "conditions": [
-            _condition("Ready", *ready, old),
-            _condition("Exhausted", *exhausted, old),
-        ],
+        "conditions": conditions,
     }
 
 
-class PoolStatusWriter:
-    """Keeps each IPPool's status and finalizer equal to what the registry says."""
+class PoolController:
+    """Owns the pool views, the pool side of the registry, pool status and the finalizer."""
 
-    def __init__(self, registry: Registry, kube: Kube) -> None:
+    def __init__(self, registry: Registry, writer: Writer, services: ServiceController) -> None:
         self.registry = registry
-        self.kube = kube
+        self.writer = writer
+        self.services = services
         self.views: dict[str, PoolView] = {}
-        self._dirty: set[str] = set()
-        self._all = False
-        self._wake = asyncio.Event()
+        self._service_cidrs: dict[str, Sequence[str]] = {}
+        self._errors: dict[str, str] = {}
         self._blocked_reported: dict[str, tuple[str, ...]] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._queue = WorkQueue("IPPool")
 
-    def mark(self, *names: str) -> None:
-        self._dirty.update(names)
-        self._wake.set()
+    def rebuild(
+        self,
+        pools: Iterable[tuple[PoolView, PoolSpec]],
+        service_cidrs: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Start-up, before the Services: every pool and every ServiceCIDR known."""
+        self._service_cidrs = dict(service_cidrs)
+        self.registry.reserve(self._service_cidrs)
+        for view, spec in pools:
+            self.views[view.name] = view
+            self._log_error(spec)
+            self.registry.apply_pool(spec)
+        self._mark(*self.views)
 
-    def mark_all(self) -> None:
-        self._all = True
-        self._wake.set()
+    async def observe(self, name: str, pool: tuple[PoolView, PoolSpec] | None) -> None:
+        """A pool was added or changed (its view and spec) or deleted (None)."""
+        if pool is None:
+            self.views.pop(name, None)
+            self._errors.pop(name, None)
+            self._blocked_reported.pop(name, None)
+            self._changed(self.registry.remove_pool(name))
+            return
+        view, spec = pool
+        self.views[name] = view
+        self._log_error(spec)
+        self._changed(self.registry.apply_pool(spec), name)
+        await self._queue.run(name, partial(self._protect, name))
+
+    def service_cidr_changed(self, name: str, cidrs: Sequence[str] | None) -> None:
+        """The cluster's ClusterIP ranges changed: pools stop offering what lies inside."""
+        if cidrs is None:
+            self._service_cidrs.pop(name, None)
+        else:
+            self._service_cidrs[name] = tuple(cidrs)
+        self._changed(self.registry.reserve(self._service_cidrs), *self.views)
 
     async def run(self) -> None:
+        """Write status and finalizers whenever pools or holdings change."""
+        seen = -1
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
             self._wake.clear()
-            names = set(self.views) if self._all else self._dirty & set(self.views)
-            self._all = False
-            self._dirty.clear()
+            if self.registry.changes != seen:
+                seen = self.registry.changes
+                self._dirty.update(self.views)  # counts may have moved in any pool
+            names, self._dirty = self._dirty, set()
             for name in sorted(names):
                 try:
                     await self.sync(name)
@@ -124,22 +135,47 @@ class PoolStatusWriter:
                     return
                 except Exception:
                     log.exception("IPPool %s: status update failed; retrying", name)
-                    self.mark(name)
+                    self._dirty.add(name)
             await asyncio.sleep(FLUSH_INTERVAL)
 
     async def sync(self, name: str) -> None:
+        """Make one pool's finalizer and status what the registry says."""
         view = self.views.get(name)
         if view is None or name not in self.registry.pool_names():
             return
         if view.deleting:
             await self._finish_deletion(view, self.registry.holders(name))
             return
-        if FINALIZER not in view.finalizers:
-            await self._set_finalizers(view, (*view.finalizers, FINALIZER))
         status = desired_status(self.registry.pool_status(name), view)
         if {k: view.status.get(k) for k in status} != status:
-            await self.kube.patch_pool(name, {"status": status}, status=True)
+            await self.writer.patch_pool(name, {"status": status}, status=True)
             self.views[name] = replace(view, status=status)
+
+    def cancel(self) -> None:
+        self._queue.cancel()
+
+    def _changed(self, change: PoolChange, *names: str) -> None:
+        self._mark(*names, *change.conflicts)
+        self.services.requeue(change.revoked)
+        self.services.retry_pending()
+
+    def _mark(self, *names: str) -> None:
+        self._dirty.update(names)
+        self._wake.set()
+
+    def _log_error(self, spec: PoolSpec) -> None:
+        """Bad pools are logged once per error, not once per event."""
+        if spec.error is None:
+            self._errors.pop(spec.name, None)
+        elif self._errors.get(spec.name) != spec.error:
+            self._errors[spec.name] = spec.error
+            log.error("IPPool %s: %s", spec.name, spec.error)
+
+    async def _protect(self, name: str) -> None:
+        """Put the finalizer on a live pool; until it shows, the pool hands out nothing."""
+        view = self.views.get(name)
+        if view is not None and not view.deleting and FINALIZER not in view.finalizers:
+            await self._set_finalizers(view, (*view.finalizers, FINALIZER))
 
     async def _finish_deletion(self, view: PoolView, holders: tuple[Any, ...]) -> None:
         if holders:
@@ -147,8 +183,8 @@ class PoolStatusWriter:
             if self._blocked_reported.get(view.name) != names:
                 self._blocked_reported[view.name] = names
                 shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
-                self.kube.event(
-                    {"apiVersion": "lbipam.io/v1alpha1", "name": view.name, "uid": view.uid},
+                self.writer.event(
+                    view.reference,
                     "IPPool",
                     "DeletionBlocked",
                     f"{len(names)} Services still hold addresses from this pool: {shown}; "
@@ -166,7 +202,7 @@ class PoolStatusWriter:
             "metadata": {"finalizers": list(finalizers), "resourceVersion": view.resource_version}
         }
         try:
-            await self.kube.patch_pool(view.name, patch, status=False)
+            await self.writer.patch_pool(view.name, patch, status=False)
         except Exception as error:
             if not is_status(error, 404, 409):
                 raise

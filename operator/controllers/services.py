@@ -1,62 +1,73 @@
-"""Service reconciler: latest view of each Service → decision from `ipam` → one status write."""
+"""Service controller: is this Service ours → decision from `ipam` → one status write → report."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from lbipam.controllers.pools import PoolStatusWriter
-from lbipam.controllers.workqueue import KeyedRunner
+from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers.claims import AddressClaims
+from lbipam.controllers.conditions import condition, set_condition
+from lbipam.controllers.views import ServiceViews
+from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
-from lbipam.kube.writer import Kube, is_status, now
-from lbipam.objects import CONDITION_TYPE, ServiceView, service_key
+from lbipam.kube.errors import is_status
+from lbipam.kube.writer import Writer
+from lbipam.objects import ServiceView, service_key
 from lbipam.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then
 SWEEP_EVERY = 600.0
+# Each round blocks the addresses found held elsewhere; a pool full of foreign claims ends
+# the rounds with PoolExhausted, so this bounds only a storm of concurrent claimers.
+MAX_CLAIM_ROUNDS = 16
+
+Follower = Callable[[ServiceKey], Awaitable[None]]
 
 
-class Reconciler:
-    """Owns the registry; every decision for a Service goes through `reconcile`."""
+class ServiceController:
+    """Owns the Service side of the registry and the Service views; one Service at a time."""
 
     def __init__(
-        self, registry: Registry, kube: Kube, metrics: Metrics, pools: PoolStatusWriter
+        self,
+        registry: Registry,
+        writer: Writer,
+        metrics: Metrics,
+        views: ServiceViews,
+        claims: AddressClaims,
+        follower: Follower,
     ) -> None:
         self.registry = registry
-        self.kube = kube
+        self.writer = writer
         self.metrics = metrics
-        self.pools = pools
-        self.views: dict[ServiceKey, ServiceView] = {}
+        self.views = views
+        self.claims = claims
+        # Told of every change of a Service once its status is settled (the policy controller).
+        self.follower = follower
         self.pending: set[ServiceKey] = set()
+        self.rebuilt = asyncio.Event()
+        self._namespace_labels: dict[str, Mapping[str, str]] = {}
         self._first_seen: dict[ServiceKey, float] = {}
-        self.runner = KeyedRunner("Service")
-        self.rebuilt = False
-        self.snapshot: list[ServiceView] = []
+        self._queue = WorkQueue("Service")
         self._retry_scheduled = False
-        # Kopf's live namespace-labels index, handed over by the handlers on their first call.
-        self.namespace_labels: Mapping[str, Any] | None = None
 
-    def rebuild(self, pool_specs: Iterable[Any]) -> None:
-        """Start-up: every pool and every held address is known before any decision.
-
-        The held addresses come from `snapshot`, the Services listed before Kopf started.
-        """
-        for spec in pool_specs:
-            self.registry.apply_pool(spec)
-        handled = [view for view in self.snapshot if view.handled]
-        self.snapshot = []
+    def rebuild(
+        self, services: Iterable[ServiceView], namespace_labels: Mapping[str, Mapping[str, str]]
+    ) -> None:
+        """Start-up, after the pools: every held address is known before any decision."""
+        self._namespace_labels = dict(namespace_labels)
+        handled = [view for view in services if view.handled]
         for view in handled:
-            self.views.setdefault(view.key, view)
-        losers = self.registry.rebuild(view.request for view in handled)
-        self.rebuilt = True
-        self.pools.mark_all()
+            self.views.put(view)
+        losers = self.registry.rebuild(self._with_labels(view).request for view in handled)
+        self.rebuilt.set()
         log.info(
             "rebuilt state: %d pools, %d handled Services, %d duplicate holders to move",
             len(self.registry.pool_names()),
@@ -64,13 +75,27 @@ class Reconciler:
             len(losers),
         )
 
-    async def service_event(self, view: ServiceView | None, key: ServiceKey) -> None:
-        """A Service was added, changed (view) or deleted (None)."""
+    async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
+        """A Service was added or changed (view) or deleted (None)."""
+        known = key in self.views
+        if not known and (view is None or (not view.handled and view.condition is None)):
+            await self.follower(key)  # never ours; a policy of ours may still name it
+            return
         if view is None:
-            self.views.pop(key, None)
+            self.views.remove(key)
         else:
-            self.views[key] = view
-        await self.reconcile(key)
+            self.views.put(view)
+        await self._queue.run(key, partial(self._reconcile, key))
+        await self.follower(key)
+
+    def namespace_changed(self, name: str, labels: Mapping[str, str] | None) -> None:
+        """New labels may make a pool match: pending Services of the namespace try again."""
+        if labels is None:
+            self._namespace_labels.pop(name, None)
+            return
+        if self._namespace_labels.get(name) != labels:
+            self._namespace_labels[name] = dict(labels)
+            self._retry([k for k in self.pending if k.namespace == name])
 
     async def sweep_forever(self) -> None:
         """Soon after start-up, then now and then: let go of Services deleted unseen.
@@ -78,14 +103,16 @@ class Reconciler:
         A Service deleted between the start-up list and Kopf's first listing sends no
         DELETED event; without this its address would stay taken until the next restart.
         """
-        delay = SWEEP_FIRST
+        await self.rebuilt.wait()
+        # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
+        self.requeue(await self.claims.collect())
+        await asyncio.sleep(SWEEP_FIRST)
         while True:
-            await asyncio.sleep(delay)
-            delay = SWEEP_EVERY
-            if self.rebuilt:
-                before = dict(self.views)
-                existing = {service_key(body) for body in await self.kube.list_services()}
-                await self.sweep(before, existing)
+            before = self.views.snapshot()
+            existing = {service_key(body) for body in await self.writer.list_services()}
+            await self.sweep(before, existing)
+            self.requeue(await self.claims.collect())
+            await asyncio.sleep(SWEEP_EVERY)
 
     async def sweep(
         self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]
@@ -93,41 +120,50 @@ class Reconciler:
         """Release what `before` knew of and the cluster no longer has, unless news came since."""
         gone = [k for k, view in before.items() if k not in existing and self.views.get(k) is view]
         for key in sorted(gone):
-            await self.service_event(None, key)
+            await self.observe(key, None)
         if gone:
             log.info("swept %d Services deleted while unwatched", len(gone))
 
     def requeue(self, keys: Iterable[ServiceKey]) -> None:
-        """Reconcile these Services soon, outside the caller's handler."""
+        """Reconcile these Services soon, outside the caller."""
         for key in keys:
-            self.runner.submit(key, partial(self._reconcile, key))
+            self._queue.submit(key, partial(self._reconcile, key))
+
+    def retry_pending(self) -> None:
+        """Capacity may have appeared: give pending Services another try, oldest first.
+
+        Calls coalesce into one pass per loop turn, so a burst of deletions does not retry
+        every pending Service once per deletion.
+        """
+        if not self._retry_scheduled:
+            self._retry_scheduled = True
+            asyncio.get_running_loop().call_soon(self._retry_all)
 
     def cancel(self) -> None:
         """End of a term: queued reconciles must not act on this term's decisions."""
-        self.runner.cancel()
-
-    def retry_pending(self, namespace: str | None = None) -> None:
-        """Capacity may have appeared: give pending Services another try, oldest first.
-
-        Calls for all namespaces coalesce into one pass per loop turn, so a burst of
-        deletions does not retry every pending Service once per deletion.
-        """
-        if namespace is not None:
-            self._retry([k for k in self.pending if k.namespace == namespace])
-        elif not self._retry_scheduled:
-            self._retry_scheduled = True
-            asyncio.get_running_loop().call_soon(self._retry_all)
+        self._queue.cancel()
 
     def _retry_all(self) -> None:
         self._retry_scheduled = False
         self._retry(list(self.pending))
 
     def _retry(self, keys: list[ServiceKey]) -> None:
-        keys.sort(key=lambda k: (self.views[k].request.created, k) if k in self.views else ("", k))
-        self.requeue(keys)
+        def age(key: ServiceKey) -> tuple[str, ServiceKey]:
+            view = self.views.get(key)
+            return (view.request.created if view else "", key)
 
-    async def reconcile(self, key: ServiceKey) -> None:
-        await self.runner.run(key, partial(self._reconcile, key))
+        self.requeue(sorted(keys, key=age))
+
+    def _with_labels(self, view: ServiceView) -> ServiceView:
+        labels = self._namespace_labels.get(view.key.namespace, {})
+        return replace(view, request=replace(view.request, namespace_labels=labels))
+
+    def _pending(self, key: ServiceKey, pending: bool) -> None:
+        if pending:
+            self.pending.add(key)
+        else:
+            self.pending.discard(key)
+        self.metrics.pending.set(len(self.pending))
 
     async def _reconcile(self, key: ServiceKey) -> None:
         view = self.views.get(key)
@@ -141,48 +177,60 @@ class Reconciler:
         held = self.registry.held_by(key)
         pools = [self.registry.pool_of(address) for address in held]
         freed = self.registry.release(key)
-        self.pending.discard(key)
+        self._pending(key, False)
         self._first_seen.pop(key, None)
-        self.metrics.pending.set(len(self.pending))
         self.metrics.released(pools)
         shows_ours = view is not None and (view.condition is not None or view.request.held)
-        if view is not None and shows_ours and await self._write(view, (), None) and held:
-            self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        if view is not None and shows_ours:
+            if not await self._write(view, (), None):
+                return  # the status may still show them: the next event lets go
+            if held:
+                self._event(view, "AddressReleased", f"released {', '.join(held)}")
+        await self.claims.give_back(key, held)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
-            self.pools.mark_all()
             self.retry_pending()
-
-    def _labels_of(self, namespace: str) -> Mapping[str, str]:
-        index = self.namespace_labels
-        if index is None or namespace not in index:
-            return {}
-        for labels in index[namespace]:
-            return dict(labels)
-        return {}
 
     async def _allocate(self, view: ServiceView) -> None:
         key = view.key
         if not view.request.held:
             self._first_seen.setdefault(key, time.monotonic())
-        # The registry completes `held` with what it recorded, so a stale event moves nothing.
-        request = replace(view.request, namespace_labels=self._labels_of(key.namespace))
-        outcome = self.registry.ensure(request)
-        if outcome.allocated or outcome.released:
-            self.pools.mark_all()
+        outcome = await self._decide(view)
         if outcome.displaced:
             self.requeue(outcome.displaced)
-        if outcome.ok:
-            self.pending.discard(key)
-        else:
-            self.pending.add(key)
-        self.metrics.pending.set(len(self.pending))
-
-        condition = self._condition(view, outcome)
-        if outcome.addresses == view.request.held and condition is None:
+        self._pending(key, not outcome.ok)
+        if outcome.waiting and not outcome.addresses and not outcome.released:
+            return  # the pool's protection event retries it; a failure now would only flash
+        wanted = condition(
+            SERVICE_CONDITION,
+            outcome.ok,
+            outcome.reason.value,
+            outcome.message,
+            view.body["metadata"].get("generation"),
+        )
+        (written, *_), changed = set_condition([view.condition] if view.condition else [], wanted)
+        if outcome.addresses == view.request.held and not changed:
             return  # already as it should be: level-triggered, nothing to write
-        if await self._write(view, outcome.addresses, condition or view.condition):
+        if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
+            await self.claims.give_back(key, outcome.released)
+
+    async def _decide(self, view: ServiceView) -> Outcome:
+        """The registry's decision, its addresses claimed; one held elsewhere is decided again.
+
+        The registry completes `held` with what it recorded, so a stale event moves nothing.
+        """
+        request = self._with_labels(view).request
+        for _ in range(MAX_CLAIM_ROUNDS):
+            outcome = self.registry.ensure(request)
+            refused = await self.claims.take(view.key, outcome.addresses)
+            if not refused:
+                return outcome
+            for address, holder in refused.items():
+                log.info("%s: %s is held by %s; choosing again", view.key, address, holder)
+                displaced = self.registry.block(address, holder)
+                self.requeue(k for k in displaced if k != view.key)
+        raise RuntimeError(f"every address chosen for {view.key} was claimed by someone else")
 
     async def _write(
         self, view: ServiceView, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
@@ -193,59 +241,33 @@ class Reconciler:
         here; the registry keeps the decision, so the next write carries the same addresses.
         """
         try:
-            await self.kube.apply_service_status(
+            await self.writer.apply_service_status(
                 view.key, view.resource_version, ingress, condition
             )
         except Exception as error:
-            if is_status(error, 409) or await self.kube.service_gone(view.key, error):
+            if is_status(error, 409) or await self.writer.service_gone(view.key, error):
                 return False
             raise
         return True
-
-    def _condition(self, view: ServiceView, outcome: Outcome) -> dict[str, Any] | None:
-        """Our status condition, or None when the one the Service shows is still right."""
-        status = "True" if outcome.ok else "False"
-        current = view.condition or {}
-        if (
-            current.get("status") == status
-            and current.get("reason") == outcome.reason.value
-            and current.get("message") == outcome.message
-        ):
-            return None
-        generation = view.body.get("metadata", {}).get("generation")
-        condition: dict[str, Any] = {
-            "type": CONDITION_TYPE,
-            "status": status,
-            "reason": outcome.reason.value,
-            "message": outcome.message,
-            "lastTransitionTime": (
-                current["lastTransitionTime"]
-                if current.get("status") == status and current.get("lastTransitionTime")
-                else now()
-            ),
-        }
-        if generation is not None:
-            condition["observedGeneration"] = generation
-        return condition
 
     def _report(self, view: ServiceView, outcome: Outcome) -> None:
         """Events, metrics and logs for a status just written."""
         key = view.key
         self.metrics.record(outcome, view.request.pools)
-        if outcome.ok:
-            if outcome.allocated:
-                pool = ",".join(sorted(set(outcome.pools)))
-                started = self._first_seen.pop(key, None)
-                if started is not None:
-                    self.metrics.latency.observe(time.monotonic() - started)
-                log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
-                self._event(view, "AddressAllocated", outcome.message)
-            self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
-            for address in outcome.released:
-                self._released(view, address, outcome.message)
-        else:
+        if not outcome.ok:
             log.warning("%s: %s: %s", key, outcome.reason.value, outcome.message)
             self._event(view, "AllocationFailed", outcome.message, warning=True)
+            return
+        if outcome.allocated:
+            pool = ",".join(sorted(set(outcome.pools)))
+            started = self._first_seen.pop(key, None)
+            if started is not None:
+                self.metrics.latency.observe(time.monotonic() - started)
+            log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
+            self._event(view, "AddressAllocated", outcome.message)
+        self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
+        for address in outcome.released:
+            self._released(view, address, outcome.message)
 
     def _released(self, view: ServiceView, address: str, message: str) -> None:
         """Say why an address went: revoked (a Warning) unless the Service asked for the change."""
@@ -262,4 +284,4 @@ class Reconciler:
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False
     ) -> None:
-        self.kube.event(view.reference, "Service", reason, message, warning=warning)
+        self.writer.event(view.reference, "Service", reason, message, warning=warning)

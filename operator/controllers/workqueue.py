@@ -1,4 +1,4 @@
-"""Per-object serialisation and retries for the reconcilers.
+"""Per-object serialisation and retries for the controllers.
 
 Work on one object never overlaps, a failure is retried with back-off instead of waiting for
 the object's next change, and nothing runs once this term of leadership is fenced off.
@@ -11,19 +11,22 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable
 
-from lbipam.kube.writer import Fenced
+from lbipam.background import Background
+from lbipam.ha.term import Fenced
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 log = logging.getLogger(__name__)
 
 
-class KeyedRunner:
+class WorkQueue:
+    """Runs work per key, one at a time, retrying failures with back-off."""
+
     def __init__(self, what: str) -> None:
         self.what = what
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._users: defaultdict[Hashable, int] = defaultdict(int)
         self._failures: dict[Hashable, int] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._later = Background()
 
     async def run(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` for `key` alone; on error log it and try again later."""
@@ -58,10 +61,8 @@ class KeyedRunner:
                 await asyncio.sleep(delay)
             await self.run(key, work)
 
-        task = asyncio.create_task(later())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._later.start(later())
 
     def cancel(self) -> None:
-        for task in self._background:
-            task.cancel()
+        """End of a term: queued work must not act on this term's decisions."""
+        self._later.cancel()

@@ -8,7 +8,6 @@ replica may take the Lease over.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import enum
 import logging
 import time
@@ -17,8 +16,9 @@ from typing import Any
 
 from kubernetes.aio import client
 
+from lbipam.clock import timestamp
 from lbipam.ha.term import Term
-from lbipam.kube.writer import is_status
+from lbipam.kube.errors import is_status
 from lbipam.settings import Settings
 
 LEASE_NAME = "lbipam-leader"
@@ -31,13 +31,9 @@ class Attempt(enum.Enum):
     FAILED = "failed"  # the API server did not answer as it should
 
 
-def _micro_time() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LeaderElector:
-    def __init__(self, api: client.ApiClient, settings: Settings, identity: str) -> None:
-        self.leases = client.CoordinationV1Api(api)
+    def __init__(self, leases: client.CoordinationV1Api, settings: Settings, identity: str) -> None:
+        self.leases = leases
         self.settings = settings
         self.namespace = settings.namespace
         self.identity = identity
@@ -115,7 +111,7 @@ class LeaderElector:
 
     async def _try_once(self) -> Attempt:
         duration = int(self.settings.lease_duration)
-        stamp = _micro_time()
+        stamp = timestamp(micro=True)
         try:
             lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
         except Exception as error:

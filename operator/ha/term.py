@@ -7,6 +7,10 @@ import math
 import time
 
 
+class Fenced(Exception):
+    """A write was attempted after this replica stopped leading."""
+
+
 class Term:
     """Writes are allowed until the term ends or its Lease may have run out.
 
@@ -26,3 +30,8 @@ class Term:
 
     def active(self) -> bool:
         return not self.ended.is_set() and time.monotonic() < self._valid_until
+
+    def check(self) -> None:
+        """Raise Fenced unless this term may still write."""
+        if not self.active():
+            raise Fenced("this replica is no longer leading; nothing more is written")

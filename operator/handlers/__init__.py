@@ -1,1 +1,1 @@
-"""Thin Kopf handlers: parse, delegate to ipam, write once."""
+"""Kopf glue: each handler parses what Kopf hands it and calls the one controller that owns it."""

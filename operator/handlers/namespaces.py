@@ -1,4 +1,4 @@
-"""Namespace label index: pools' namespaceSelector matches against it."""
+"""Namespaces: their labels, which pools' namespaceSelectors match against."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ from typing import Any
 
 import kopf
 
-from lbipam.handlers.startup import rebuilt_state
+from lbipam.handlers.startup import controllers
 
 
 @kopf.index("", "v1", "namespaces")
-async def namespace_labels(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+async def namespace_index(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
     return {body["metadata"]["name"]: dict(body["metadata"].get("labels") or {})}
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_event(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
-    """New labels may make a pool match: pending Services of the namespace try again."""
+async def namespace_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+) -> None:
     # Namespaces always exist, so this is also what rebuilds an otherwise empty cluster.
-    state = rebuilt_state(memo, indexes)
-    state.reconciler.retry_pending(body["metadata"]["name"])
+    owner = controllers(memo, indexes)
+    meta = body["metadata"]
+    labels = None if event["type"] == "DELETED" else dict(meta.get("labels") or {})
+    owner.services.namespace_changed(meta["name"], labels)

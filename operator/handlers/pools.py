@@ -1,51 +1,26 @@
-"""IPPool index and event handler: keep the registry current, then let pending Services retry."""
+"""IPPools: an index so no Service is judged before every pool is known, and their events."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 
-from lbipam.controllers.pools import PoolView
-from lbipam.handlers.startup import rebuilt_state
-from lbipam.objects import GROUP, POOLS, VERSION, pool_spec
-
-log = logging.getLogger(__name__)
+from lbipam.api import GROUP, POOLS, VERSION
+from lbipam.handlers.startup import controllers
+from lbipam.ipam.pool import PoolSpec
+from lbipam.objects import PoolView, pool_spec, pool_view
 
 
 @kopf.index(GROUP, VERSION, POOLS)
-async def pool_specs(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-    """Every pool, so no Service is judged before all pools are known."""
-    try:
-        spec = pool_spec(body)
-    except ValueError as error:
-        log.error("IPPool %s: %s", body["metadata"]["name"], error)
-        return None
-    return {spec.name: spec}
+async def pool_index(body: kopf.Body, **_: Any) -> dict[str, tuple[PoolView, PoolSpec]]:
+    return {body["metadata"]["name"]: (pool_view(body), pool_spec(body))}
 
 
 @kopf.on.event(GROUP, VERSION, POOLS)
 async def pool_event(
-    event: kopf.RawEvent,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    **indexes: Any,
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
 ) -> None:
-    state = rebuilt_state(memo, indexes)
-    name = body["metadata"]["name"]
-    if event["type"] == "DELETED":
-        state.pools.views.pop(name, None)
-        change = state.registry.remove_pool(name)
-    else:
-        try:
-            spec = pool_spec(body)
-        except ValueError as error:
-            log.error("IPPool %s: %s", name, error)
-            return
-        state.pools.views[name] = PoolView.of(body)
-        change = state.registry.apply_pool(spec)
-        state.pools.mark(name)
-    state.pools.mark(*change.conflicts)
-    state.reconciler.requeue(change.revoked)
-    state.reconciler.retry_pending()
+    owner = controllers(memo, indexes)
+    pool = None if event["type"] == "DELETED" else (pool_view(body), pool_spec(body))
+    await owner.pools.observe(body["metadata"]["name"], pool)

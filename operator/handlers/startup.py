@@ -1,52 +1,32 @@
-"""What every handler shares, Kopf's settings, and the one-time rebuild from the indexes."""
+"""Kopf's settings, and the one rebuild from the indexes before the first handler acts."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from lbipam.controllers.policies import PolicyReconciler
-from lbipam.controllers.pools import PoolStatusWriter
-from lbipam.controllers.services import Reconciler
-from lbipam.ipam.registry import Registry
-from lbipam.kube.writer import Kube
-from lbipam.runtime.metrics import Metrics
-from lbipam.settings import Settings
+from lbipam.runtime.wiring import Controllers
 
 
-@dataclass
-class State:
-    """Built once at start-up by the app; handlers reach it through Kopf's memo."""
-
-    settings: Settings
-    registry: Registry
-    kube: Kube
-    metrics: Metrics
-    pools: PoolStatusWriter
-    reconciler: Reconciler
-    policies: PolicyReconciler
-
-
-def _values(index: kopf.Index[Any, Any]) -> list[Any]:
-    return [value for key in index for value in index[key]]
-
-
-def rebuilt_state(memo: kopf.Memo, indexes: Mapping[str, Any]) -> State:
-    """The shared state; on the first handler call, rebuilt first.
+def controllers(memo: kopf.Memo, indexes: Mapping[str, Any]) -> Controllers:
+    """This term's controllers; on the first handler call, rebuilt first.
 
     Kopf runs no handler before the pool and namespace indexes have their initial listing,
-    and the Services were listed before Kopf started: at this point the registry learns every
-    pool and every address held in the cluster before anything new is handed out.
+    and the Services were listed before Kopf started: at this point every pool and every
+    address held in the cluster is known before anything new is handed out.
     """
-    state: State = memo.state
-    if state.reconciler.rebuilt:
-        return state
-    state.reconciler.namespace_labels = indexes["namespace_labels"]
-    state.reconciler.rebuild(_values(indexes["pool_specs"]))
-    return state
+    built: Controllers = memo.controllers
+    if not built.rebuilt:
+        pools, namespaces = indexes["pool_index"], indexes["namespace_index"]
+        cidrs = indexes["service_cidr_index"]
+        built.rebuild(
+            (pool for name in pools for pool in pools[name]),
+            {name: labels for name in namespaces for labels in namespaces[name]},
+            {name: ranges for name in cidrs for ranges in cidrs[name]},
+        )
+    return built
 
 
 @kopf.on.startup()
@@ -66,6 +46,5 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     The term's end is also the stop flag given to Kopf. Left unset, Kopf's shutdown waits
     5 s for its own waiter on that flag, and every rolling update would pay for it.
     """
-    term = memo.state.kube.term
-    if term is not None:
-        term.ended.set()
+    owner: Controllers = memo.controllers
+    owner.writer.term.ended.set()

@@ -15,7 +15,9 @@ MAX_ENTRIES = 64
 MAX_BUGGY_AVOIDING_V4 = 1 << 24
 
 Interval = tuple[int, int]
-FAMILIES = (4, 6)
+# The one family table: Kubernetes' names for the families `ipam` numbers 4 and 6.
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+FAMILIES = tuple(FAMILY_NAMES)
 
 _FORMS = "use a single address (192.168.10.7), a CIDR (192.168.10.0/24) or a range (a-b)"
 
@@ -41,7 +43,7 @@ def format_address(family: int, value: int) -> str:
 
 
 def family_name(family: int) -> str:
-    return f"IPv{family}"
+    return FAMILY_NAMES[family]
 
 
 def parse_address(text: str) -> IP:
@@ -92,9 +94,13 @@ def _parse_cidr(text: str) -> tuple[int, Interval]:
 
 
 def parse_entries(
-    field: str, entries: Sequence[object], *, required: bool
+    field: str, entries: Sequence[object], *, required: bool, skip_v4_ends: bool = False
 ) -> dict[int, list[Interval]]:
-    """Entries of ``field`` (e.g. ``addresses``) as normalized intervals per family."""
+    """Entries of ``field`` (e.g. ``addresses``) as normalized intervals per family.
+
+    With ``skip_v4_ends``, IPv4 CIDRs of four or more addresses lose their network and
+    broadcast addresses, which a LAN does not route; ranges and single addresses stay as written.
+    """
     if required and not entries:
         raise PoolSpecError(f"{field}: must list at least one address, CIDR or range")
     if len(entries) > MAX_ENTRIES:
@@ -110,6 +116,9 @@ def parse_entries(
             family, interval = parse_entry(entry)
         except ValueError as error:
             raise PoolSpecError(f'{field}[{index}] "{entry}": {error}') from None
+        first, last = interval
+        if skip_v4_ends and family == 4 and "/" in entry and last - first >= 3:
+            interval = (first + 1, last - 1)
         per_family.setdefault(family, []).append(interval)
     return {family: normalize(per_family[family]) for family in FAMILIES if family in per_family}
 

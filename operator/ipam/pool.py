@@ -52,23 +52,6 @@ class FreeIntervals:
     def lowest(self) -> int | None:
         return self._firsts[0] if self._firsts else None
 
-    def take_lowest(self) -> int | None:
-        """Hand out the lowest free address; the common path only bumps the first start."""
-        if not self._firsts:
-            return None
-        starts = self._starts[0]
-        first = starts[0]
-        if first == self._ends[0][0]:
-            self._remove(0, 0)
-        else:
-            starts[0] = self._firsts[0] = first + 1
-        self._free -= 1
-        return first
-
-    def is_free(self, value: int) -> bool:
-        chunk, index = self._find(value)
-        return chunk >= 0 and value <= self._ends[chunk][index]
-
     def take(self, value: int) -> bool:
         """Reserve ``value``; False when it is not free."""
         chunk, index = self._find(value)
@@ -159,12 +142,18 @@ class PoolSpec:
     addresses: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     avoid_buggy_ips: bool = False
+    allow_first_last_ips: bool = False
     auto_assign: bool = True
     disabled: bool = False
     priority: int = 0
     service_selector: Selector | None = None
     namespace_selector: Selector | None = None
     created: str = ""
+    # False until the pool's deletion is guarded: until then it hands out nothing new, so a
+    # pool that holds addresses can never vanish under its holders.
+    protected: bool = True
+    # Why the spec could not be read (a bad selector, say); the pool then hands out nothing.
+    error: str | None = None
 
     @property
     def seniority(self) -> tuple[str, str]:
@@ -180,36 +169,83 @@ class FamilyCounts:
     available: int
 
 
-def usable_ranges(spec: PoolSpec) -> dict[int, list[Interval]]:
-    """Addresses the pool may hand out, per family: ranges minus exclude minus buggy ones."""
-    ranges = parse_entries("addresses", spec.addresses, required=True)
+@dataclass(frozen=True)
+class PoolRanges:
+    """Per family: what the pool hands out, and what it covers (holders there stay put).
+
+    ``covered`` adds what the pool keeps but never hands out: IPv4 network and broadcast
+    addresses and, with avoidBuggyIPs, x.x.x.0/255. A Service holding one keeps it.
+    """
+
+    usable: Mapping[int, list[Interval]]
+    covered: Mapping[int, list[Interval]]
+
+
+Reserved = Mapping[int, list[Interval]]
+
+
+def pool_ranges(spec: PoolSpec, reserved: Reserved) -> PoolRanges:
+    """The pool's ranges from its spec, never handing out `reserved`; PoolSpecError says why."""
+    if spec.error is not None:
+        raise PoolSpecError(spec.error)
+    listed = parse_entries("addresses", spec.addresses, required=True)
     excluded = parse_entries("exclude", spec.exclude, required=False)
-    usable = {family: subtract(ranges[family], excluded.get(family, [])) for family in ranges}
+    covered = {family: subtract(listed[family], excluded.get(family, [])) for family in listed}
+    if spec.allow_first_last_ips:
+        usable = dict(covered)
+    else:
+        trimmed = parse_entries("addresses", spec.addresses, required=True, skip_v4_ends=True)
+        usable = {f: subtract(trimmed[f], excluded.get(f, [])) for f in trimmed}
     if spec.avoid_buggy_ips and 4 in usable:
         usable[4] = without_buggy_v4(usable[4])
-    return usable
+    usable = {f: subtract(usable[f], reserved.get(f, [])) for f in usable}
+    return PoolRanges(usable, covered)
+
+
+class _Spans:
+    """Membership in sorted, disjoint intervals by bisection."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, ranges: Mapping[int, list[Interval]]) -> None:
+        self._starts = {family: [first for first, _ in r] for family, r in ranges.items()}
+        self._ends = {family: [last for _, last in r] for family, r in ranges.items()}
+
+    def __contains__(self, ip: IP) -> bool:
+        starts = self._starts.get(ip.family)
+        if not starts:
+            return False
+        index = bisect_right(starts, ip.value) - 1
+        return index >= 0 and ip.value <= self._ends[ip.family][index]
+
+
+_NO_RANGES = PoolRanges({}, {})
 
 
 class Pool:
-    """A pool's usable ranges and, per family, the addresses of them nobody holds."""
+    """A pool's ranges and, per family, the usable addresses of them nobody holds."""
 
-    __slots__ = ("_ends", "_free", "_starts", "error", "ranges", "spec")
+    __slots__ = ("_covered", "_free", "_usable", "error", "ranges", "spans", "spec")
 
     def __init__(
         self,
         spec: PoolSpec,
-        ranges: Mapping[int, list[Interval]],
+        spans: PoolRanges,
         held: Iterable[IP] = (),
         error: str | None = None,
     ) -> None:
         self.spec = spec
         self.error = error
-        self.ranges = {family: ranges[family] for family in FAMILIES if ranges.get(family)}
-        self._starts = {family: [first for first, _ in r] for family, r in self.ranges.items()}
-        self._ends = {family: [last for _, last in r] for family, r in self.ranges.items()}
+        self.spans = spans
+        # Hand-out ranges: counted in status, compared for overlaps, allocated from.
+        self.ranges = {
+            family: spans.usable[family] for family in FAMILIES if spans.usable.get(family)
+        }
+        self._usable = _Spans(self.ranges)
+        self._covered = _Spans(spans.covered)
         taken: dict[int, list[Interval]] = {family: [] for family in self.ranges}
         for ip in held:
-            if self.contains(ip):
+            if ip in self._usable:
                 taken[ip.family].append((ip.value, ip.value))
         self._free = {
             family: FreeIntervals(subtract(r, normalize(taken[family])))
@@ -217,20 +253,22 @@ class Pool:
         }
 
     @classmethod
-    def build(cls, spec: PoolSpec, held: Iterable[IP], previous: Pool | None = None) -> Pool:
+    def build(
+        cls,
+        spec: PoolSpec,
+        held: Iterable[IP],
+        previous: Pool | None = None,
+        reserved: Reserved | None = None,
+    ) -> Pool:
         """A pool from its spec; an invalid spec keeps the previous ranges so holders stay put."""
         try:
-            return cls(spec, usable_ranges(spec), held)
+            return cls(spec, pool_ranges(spec, reserved or {}), held)
         except PoolSpecError as error:
-            return cls(spec, previous.ranges if previous else {}, held, error=str(error))
+            return cls(spec, previous.spans if previous else _NO_RANGES, held, error=str(error))
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def families(self) -> tuple[int, ...]:
-        return tuple(self.ranges)
 
     def accepts(self, labels: Mapping[str, str], namespace_labels: Mapping[str, str]) -> bool:
         service, namespace = self.spec.service_selector, self.spec.namespace_selector
@@ -239,28 +277,32 @@ class Pool:
         )
 
     def contains(self, ip: IP) -> bool:
-        starts = self._starts.get(ip.family)
-        if not starts:
-            return False
-        index = bisect_right(starts, ip.value) - 1
-        return index >= 0 and ip.value <= self._ends[ip.family][index]
+        """Whether a holder of ``ip`` may keep it because of this pool."""
+        return ip in self._covered
 
-    def is_free(self, ip: IP) -> bool:
-        free = self._free.get(ip.family)
-        return free is not None and free.is_free(ip.value)
+    def overlaps(self, family: int, interval: Interval) -> bool:
+        """Whether any address the pool covers lies in `interval`."""
+        first, last = interval
+        return any(a <= last and first <= b for a, b in self.spans.covered.get(family, ()))
+
+    def offers(self, ip: IP) -> bool:
+        """Whether this pool may hand ``ip`` out."""
+        return ip in self._usable
 
     def lowest_free(self, family: int) -> IP | None:
         free = self._free.get(family)
         value = free.lowest() if free is not None else None
         return None if value is None else IP(family, value)
 
-    def take(self, ip: IP) -> bool:
-        """Mark a held address used; False when it is not free here."""
+    def take(self, ip: IP) -> None:
+        """Count a held address as used; addresses the pool only covers are not counted."""
         free = self._free.get(ip.family)
-        return free is not None and free.take(ip.value)
+        if free is not None:
+            free.take(ip.value)
 
     def give_back(self, ip: IP) -> None:
-        self._free[ip.family].give_back(ip.value)
+        if ip in self._usable:
+            self._free[ip.family].give_back(ip.value)
 
     def counts(self) -> tuple[FamilyCounts, ...]:
         result = []

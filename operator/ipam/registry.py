@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import enum
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .addresses import FAMILIES, IP, family_name, parse_address
+from .addresses import FAMILIES, IP, Interval, family_name, normalize, parse_address, parse_entry
 from .pool import FamilyCounts, Pool, PoolSpec
 from .requests import FAMILY_POLICIES, Outcome, Port, Reason, ServiceKey, ServiceRequest
 
+_NOT_OFFERED = (
+    "never hands it out (the network or broadcast address of an IPv4 CIDR, unless "
+    "allowFirstLastIPs is true; or x.x.x.0/255 with avoidBuggyIPs)"
+)
 # Reasons a PreferDualStack Service shrugs off for its second family: nothing to hand out.
 _SOFT_REASONS = (Reason.POOL_EXHAUSTED, Reason.NO_MATCHING_POOL)
+
+
+class PoolState(enum.StrEnum):
+    """Whether a pool hands out new addresses, and if not, why (the pool's Ready reason)."""
+
+    READY = "Ready"
+    INVALID_SPEC = "InvalidSpec"
+    CONFLICT = "Conflict"
+    DISABLED = "Disabled"
+    PROTECTING = "Protecting"
 
 
 @dataclass(frozen=True)
@@ -21,17 +36,15 @@ class PoolStatus:
     total: int
     allocated: int
     available: int
+    state: PoolState
+    why: str  # completes "the pool ...": why it hands out nothing new, "" when Ready
     conflict_with: str | None
     error: str | None
-    disabled: bool
+    reserved_overlap: tuple[str, ...] = ()  # reserved ranges (ServiceCIDRs) it overlaps
 
     @property
     def exhausted(self) -> bool:
         return self.available == 0
-
-    @property
-    def ready(self) -> bool:
-        return not self.disabled and self.conflict_with is None and self.error is None
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,12 @@ class _Holder:
 
 
 class _Refusal(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, *, waiting: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # A pool that could serve is only waiting for its protection: not a verdict yet.
+        self.waiting = waiting
 
 
 @dataclass(frozen=True)
@@ -88,12 +103,25 @@ class Registry:
     """The in-memory truth between the cluster's IPPools and Services' status addresses."""
 
     def __init__(self) -> None:
+        # Every pool by name; each pool's free intervals exclude exactly the keys of _owners.
         self._pools: dict[str, Pool] = {}
+        # Pool -> the oldest pool it overlaps; such a pool hands out nothing new.
         self._conflicts: dict[str, str] = {}
+        # _pools by (priority desc, name), or None after any pool change.
         self._ordered: list[Pool] | None = None
+        # Services holding at least one address; a holder's addresses are keys of _owners.
         self._holders: dict[ServiceKey, _Holder] = {}
+        # Address -> its holders: one, or several that can all share it; never empty.
         self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
+        # (namespace, sharing key) -> holders in that group; never an empty set.
         self._groups: dict[tuple[str, str], set[ServiceKey]] = {}
+        # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
+        # Taken in every pool, never handed out; learned when a claim is refused.
+        self._blocked: dict[IP, str] = {}
+        # Ranges the cluster hands out itself (ServiceCIDRs), by name: never handed out here.
+        self._reserved: dict[str, tuple[tuple[int, Interval], ...]] = {}
+        # Grows with every change of pools or holdings: readers compare it to know when to look.
+        self.changes = 0
 
     # ---- pools -------------------------------------------------------------------------
 
@@ -103,8 +131,50 @@ class Registry:
         if previous is not None and previous.spec == spec:
             # Status writes echo back as pool events; rebuilding would cost O(holders) each.
             return PoolChange((), ())
-        self._pools[spec.name] = Pool.build(spec, self._owners, previous)
+        self._pools[spec.name] = Pool.build(
+            spec, [*self._owners, *self._blocked], previous, self._reserved_ranges()
+        )
         return self._pools_changed(previous)
+
+    def block(self, address: str, holder: str) -> tuple[ServiceKey, ...]:
+        """The address is held outside lbipam: nobody gets it; returns who must give it up."""
+        ip = parse_address(address)
+        losers = self._owners.get(ip, ())
+        self._displace(losers, ip)
+        self._blocked[ip] = holder
+        for pool in self._containing(ip):
+            pool.take(ip)
+        self.changes += 1
+        return losers
+
+    def reserve(self, ranges: Mapping[str, Sequence[str]]) -> PoolChange:
+        """Set the ranges handed out by the cluster itself; pools stop offering them.
+
+        Holders inside them keep their addresses, as with any address a pool still covers.
+        """
+        reserved = {}
+        for name, cidrs in ranges.items():
+            entries = []
+            for text in cidrs:
+                try:
+                    entries.append(parse_entry(text))
+                except ValueError:
+                    continue  # the API server validated it; an odd one is not ours to judge
+            reserved[name] = tuple(entries)
+        if reserved == self._reserved:
+            return PoolChange((), ())
+        self._reserved = reserved
+        kept = [*self._owners, *self._blocked]
+        for name, pool in list(self._pools.items()):
+            self._pools[name] = Pool.build(pool.spec, kept, pool, self._reserved_ranges())
+        return self._pools_changed(None)
+
+    def _reserved_ranges(self) -> dict[int, list[Interval]]:
+        per_family: dict[int, list[Interval]] = {}
+        for entries in self._reserved.values():
+            for family, interval in entries:
+                per_family.setdefault(family, []).append(interval)
+        return {family: normalize(intervals) for family, intervals in per_family.items()}
 
     def remove_pool(self, name: str) -> PoolChange:
         return self._pools_changed(self._pools.pop(name, None))
@@ -112,16 +182,36 @@ class Registry:
     def pool_status(self, name: str) -> PoolStatus:
         pool = self._pools[name]
         counts = pool.counts()
+        state, why = self._state(pool)
+        overlap = tuple(
+            name
+            for name, entries in sorted(self._reserved.items())
+            if any(pool.overlaps(family, interval) for family, interval in entries)
+        )
         return PoolStatus(
             name=name,
             counts=counts,
             total=sum(c.total for c in counts),
             allocated=sum(c.allocated for c in counts),
             available=sum(c.available for c in counts),
+            state=state,
+            why=why,
             conflict_with=self._conflicts.get(name),
             error=pool.error,
-            disabled=pool.spec.disabled,
+            reserved_overlap=overlap,
         )
+
+    def _state(self, pool: Pool) -> tuple[PoolState, str]:
+        """The one place that says whether a pool may hand out anything new."""
+        if pool.error is not None:
+            return PoolState.INVALID_SPEC, f"has an invalid spec: {pool.error}"
+        if pool.name in self._conflicts:
+            return PoolState.CONFLICT, f'overlaps the older pool "{self._conflicts[pool.name]}"'
+        if pool.spec.disabled:
+            return PoolState.DISABLED, "is disabled or being deleted"
+        if not pool.spec.protected:
+            return PoolState.PROTECTING, "is not yet protected against deletion while in use"
+        return PoolState.READY, ""
 
     def pool_names(self) -> list[str]:
         return sorted(self._pools)
@@ -151,6 +241,7 @@ class Registry:
 
     def _pools_changed(self, previous: Pool | None) -> PoolChange:
         self._ordered = None
+        self.changes += 1
         revoked: set[ServiceKey] = set()
         if previous is not None:
             for ip in [ip for ip in self._owners if previous.contains(ip)]:
@@ -205,6 +296,8 @@ class Registry:
         """Record a holder's addresses, reserving and freeing them in every pool they lie in."""
         old = self._holders.pop(holder.key, None)
         old_addresses = old.addresses if old else ()
+        if old_addresses != holder.addresses:
+            self.changes += 1
         if old is not None and old.group is not None:
             self._groups[old.group].discard(holder.key)
             if not self._groups[old.group]:
@@ -263,8 +356,10 @@ class Registry:
         self._holders.clear()
         self._owners.clear()
         self._groups.clear()
-        self._pools = {name: Pool(p.spec, p.ranges, (), p.error) for name, p in self._pools.items()}
+        self._blocked.clear()
+        self._pools = {name: Pool(p.spec, p.spans, (), p.error) for name, p in self._pools.items()}
         self._ordered = None
+        self.changes += 1
         losers: set[ServiceKey] = set()
         for request in sorted(requests, key=lambda r: r.seniority):
             me = _Holder.of(request)
@@ -414,6 +509,8 @@ class Registry:
 
     def _claim(self, me: _Holder, ip: IP, *, may_displace: bool) -> tuple[ServiceKey, ...]:
         """Holders that must give ``ip`` up for ``me``; refuses when one of them may keep it."""
+        if ip in self._blocked:
+            raise _Refusal(Reason.ADDRESS_IN_USE, f"{ip} is already used by {self._blocked[ip]}")
         rivals = [
             self._holders[k]
             for k in self._owners.get(ip, ())
@@ -456,15 +553,20 @@ class Registry:
     ) -> None:
         """Refuse a static address outside every pool this Service may use."""
         reasons = []
+        waiting = False
         for pool in self._by_priority():
             if not pool.contains(ip):
                 continue
+            waiting = waiting or (pool.offers(ip) and self._protecting(pool, request, named))
             why = self._unusable(pool, request, named)
-            if why is None:
+            if why is None and pool.offers(ip):
                 return
-            reasons.append(f'pool "{pool.name}" {why}')
-        where = "; ".join(reasons) if reasons else "not inside any IPPool"
-        raise _Refusal(Reason.ADDRESS_NOT_IN_POOL, f"{ip} is {where}")
+            reasons.append(f'pool "{pool.name}" {why or _NOT_OFFERED}')
+        if not reasons:
+            raise _Refusal(Reason.ADDRESS_NOT_IN_POOL, f"{ip} is not inside any IPPool")
+        where = "; ".join(reasons)
+        message = f"{ip} cannot be handed out: {where}"
+        raise _Refusal(Reason.ADDRESS_NOT_IN_POOL, message, waiting=waiting)
 
     def _unusable(
         self, pool: Pool, request: ServiceRequest, named: tuple[Pool, ...] | None
@@ -474,13 +576,8 @@ class Registry:
             return "is not named in lbipam.io/pool"
         if named is None and not pool.accepts(request.labels, request.namespace_labels):
             return "has selectors that do not match this Service"
-        if pool.error is not None:
-            return "has an invalid spec"
-        if pool.spec.disabled:
-            return "is disabled"
-        if pool.name in self._conflicts:
-            return f'overlaps pool "{self._conflicts[pool.name]}"'
-        return None
+        state, why = self._state(pool)
+        return None if state is PoolState.READY else why
 
     def _allocate(self, request: ServiceRequest, family: int, named: tuple[Pool, ...] | None) -> IP:
         """Lowest free address of the first usable pool that has one."""
@@ -496,10 +593,14 @@ class Registry:
             ip = pool.lowest_free(family)
             if ip is not None:
                 return ip
+        waiting = any(
+            family in p.ranges and self._protecting(p, request, named) for p in candidates
+        )
         if usable:
             raise _Refusal(
                 Reason.POOL_EXHAUSTED,
                 f"no free {family_name(family)} address in {_pool_list(p.name for p in usable)}",
+                waiting=waiting,
             )
         lacking = f"has no {family_name(family)} addresses"
         why = [
@@ -512,7 +613,18 @@ class Registry:
         raise _Refusal(
             Reason.NO_MATCHING_POOL,
             f"no {scope} can hand out an {family_name(family)} address{detail}",
+            waiting=waiting,
         )
+
+    def _protecting(
+        self, pool: Pool, request: ServiceRequest, named: tuple[Pool, ...] | None
+    ) -> bool:
+        """Whether the pool would serve this Service but for its protection, not yet on."""
+        if named is not None and pool not in named:
+            return False
+        if named is None and not pool.accepts(request.labels, request.namespace_labels):
+            return False
+        return self._state(pool)[0] is PoolState.PROTECTING
 
     def _commit(
         self,
@@ -547,6 +659,7 @@ class Registry:
             allocated=tuple(str(ip) for ip in final if ip not in held),
             released=tuple(str(ip) for ip in before if ip not in final),
             displaced=tuple(sorted({k for c in choices.values() for k in c.displace})),
+            waiting=refusal is not None and refusal.waiting,
         )
 
     def _pool_of(self, ip: IP, request: ServiceRequest, named: tuple[Pool, ...] | None) -> str:

@@ -73,6 +73,8 @@ class Outcome:
     allocated: tuple[str, ...] = ()
     released: tuple[str, ...] = ()
     displaced: tuple[ServiceKey, ...] = ()
+    # Refused only because a pool that would serve is not yet protected: retried, not reported.
+    waiting: bool = False
 
     @property
     def ok(self) -> bool:

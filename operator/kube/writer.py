@@ -1,58 +1,70 @@
-"""The async Kubernetes client, set up once, and every write the operator makes."""
+"""What the controllers need from the cluster (`Writer`) and its implementation on the API."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import json
-import logging
-import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from kubernetes.aio import client, config
+from kubernetes.aio import client
 
 # The client loads each API module on first use, and CoreV1Api's is 6 MB of generated code:
 # imported here, that pause falls in start-up instead of in the first term of leadership,
 # where it held up Lease renewals for seconds.
 from kubernetes.aio.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
-from kubernetes.aio.client.exceptions import ApiException
 
+from lbipam.api import CLAIM_MANAGER_LABEL, FIELD_MANAGER, GROUP, POOLS, VERSION
 from lbipam.ha.term import Term
 from lbipam.ipam.requests import ServiceKey
-from lbipam.objects import GROUP, POOLS, VERSION
+from lbipam.kube.errors import is_status, read_json
+from lbipam.kube.events import EventPoster
+from lbipam.objects import held_addresses
 
-FIELD_MANAGER = "lbipam"
-COMPONENT = "lbipam"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
-log = logging.getLogger(__name__)
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class Writer(Protocol):
+    """Every read and write the controllers make; tests record them with a fake."""
 
+    async def apply_service_status(
+        self,
+        key: ServiceKey,
+        version: str | None,
+        ingress: tuple[str, ...],
+        condition: Mapping[str, Any] | None,
+    ) -> None: ...
 
-def _kubeconfig() -> str | None:
-    path = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
-    path = os.path.expanduser(path)
-    return path if os.path.exists(path) else None
+    async def service_gone(self, key: ServiceKey, error: BaseException) -> bool: ...
 
+    async def list_services(self, page: int = 500) -> list[dict[str, Any]]: ...
 
-async def connect() -> client.ApiClient:
-    """A client for $KUBECONFIG when set (or ~/.kube/config), else the in-cluster account."""
-    kubeconfig = _kubeconfig()
-    if kubeconfig is not None:
-        await config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig
-        )
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    configuration = client.Configuration.get_default_copy()
-    # With trust_env, aiohttp reads the proxy variables and ~/.netrc in a thread on every
-    # request; the API server is reached directly (a kubeconfig proxy-url still applies).
-    configuration.client_session_kwargs = {"trust_env": False}
-    return client.ApiClient(configuration)
+    async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None: ...
+
+    async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None: ...
+
+    async def delete_policy(self, namespace: str, name: str, uid: str) -> None: ...
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]: ...
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None: ...
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None: ...
+
+    async def delete_claim(self, address: str, uid: str) -> None: ...
+
+    async def list_claims(self) -> list[dict[str, Any]]: ...
+
+    def event(
+        self,
+        involved: Mapping[str, str],
+        kind: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+    ) -> None: ...
 
 
 def yaml_safe(text: str, limit: int = 1024) -> str:
@@ -66,36 +78,26 @@ def yaml_safe(text: str, limit: int = 1024) -> str:
     return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
 
 
-class Fenced(Exception):
-    """A write was attempted after this replica stopped leading."""
+class ApiWriter:
+    """`Writer` on the API server; every write is fenced by the term of leadership."""
 
-
-def is_status(error: BaseException, *codes: int) -> bool:
-    return isinstance(error, ApiException) and error.status in codes
-
-
-class Kube:
-    """Writers for Service status, IPPool status and finalizers, Events and NetworkPolicies."""
-
-    def __init__(
-        self, api: client.ApiClient, events_namespace: str, term: Term | None = None
-    ) -> None:
-        self.api = api
+    def __init__(self, api: client.ApiClient, term: Term) -> None:
         self.term = term
         self.core = CoreV1Api(api)
         self.custom = CustomObjectsApi(api)
         self.networking = NetworkingV1Api(api)
-        self.events_namespace = events_namespace
-        self._background: set[asyncio.Task[None]] = set()
+        self.events = EventPoster(self.core, term)
 
-    async def close(self) -> None:
-        """Let queued Events go out; the ApiClient belongs to the caller."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
-
-    def _check_fence(self) -> None:
-        if self.term is not None and not self.term.active():
-            raise Fenced("this replica is no longer leading; nothing more is written")
+    def event(
+        self,
+        involved: Mapping[str, str],
+        kind: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+    ) -> None:
+        self.events.post(involved, kind, reason, message, warning)
 
     async def apply_service_status(
         self,
@@ -112,7 +114,7 @@ class Kube:
         this replica was frozen, say — fails with 409 instead of overwriting. Raises 404 (or
         422, see `service_gone`) when the Service is gone.
         """
-        self._check_fence()
+        self.term.check()
         status: dict[str, Any] = {}
         if ingress:
             status["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ingress]}
@@ -136,7 +138,7 @@ class Kube:
             force=True,
             _content_type=APPLY,
         )
-        await _check(response)
+        await read_json(response)
 
     async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
         """Every Service in the cluster, read in pages."""
@@ -146,7 +148,7 @@ class Kube:
             response = await self.core.list_service_for_all_namespaces_without_preload_content(
                 limit=page, _continue=token
             )
-            body = await _check(response)
+            body = await read_json(response)
             services.extend(body.get("items") or [])
             token = (body.get("metadata") or {}).get("continue")
             if not token:
@@ -169,63 +171,14 @@ class Kube:
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         """JSON merge patch of an IPPool (custom resources take no strategic merge)."""
-        self._check_fence()
+        self.term.check()
         method = (
             self.custom.patch_cluster_custom_object_status_without_preload_content
             if status
             else self.custom.patch_cluster_custom_object_without_preload_content
         )
         response = await method(GROUP, VERSION, POOLS, name, dict(patch), _content_type=MERGE)
-        await _check(response)
-
-    def event(
-        self,
-        involved: Mapping[str, str],
-        kind: str,
-        reason: str,
-        message: str,
-        *,
-        warning: bool = False,
-    ) -> None:
-        """Post a core Event in the background: an Event must never delay an allocation.
-
-        `involved` has apiVersion, name, uid and, for namespaced objects, namespace.
-        """
-        if self.term is not None and not self.term.active():
-            return
-        task = asyncio.create_task(self._post_event(involved, kind, reason, message, warning))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _post_event(
-        self, involved: Mapping[str, str], kind: str, reason: str, message: str, warning: bool
-    ) -> None:
-        # Cluster-scoped objects' Events live in "default", where `kubectl describe` looks.
-        namespace = involved.get("namespace") or "default"
-        stamp = now()
-        # The generated client types bodies as its models; it sends plain dicts as they are.
-        body: Any = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
-            "involvedObject": {"kind": kind, **involved},
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": f"{GROUP}/{COMPONENT}",
-            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        try:
-            response = await self.core.create_namespaced_event_without_preload_content(
-                namespace, body
-            )
-            await _check(response)
-        except Exception as error:
-            log.warning("could not post %s Event on %s: %s", reason, involved.get("name"), error)
+        await read_json(response)
 
     async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         response = await self.networking.read_namespaced_network_policy_without_preload_content(
@@ -234,11 +187,11 @@ class Kube:
         if response.status == 404:
             response.release()
             return None
-        policy: dict[str, Any] = await _check(response)
+        policy: dict[str, Any] = await read_json(response)
         return policy
 
     async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None:
-        self._check_fence()
+        self.term.check()
         namespace = manifest["metadata"]["namespace"]
         body: Any = dict(manifest)
         if existing:
@@ -253,11 +206,11 @@ class Kube:
                     namespace, body
                 )
             )
-        await _check(response)
+        await read_json(response)
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None:
         """Delete only the policy with this uid, so a foreign one of the same name survives."""
-        self._check_fence()
+        self.term.check()
         options: Any = {"preconditions": {"uid": uid}}
         response = await self.networking.delete_namespaced_network_policy_without_preload_content(
             name, namespace, body=options
@@ -265,12 +218,63 @@ class Kube:
         if response.status in (404, 409):
             response.release()
             return
-        await _check(response)
+        await read_json(response)
 
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        """Create the IPAddress named `address` for the Service; 409 when it exists already."""
+        self.term.check()
+        body: Any = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
+            "spec": {
+                "parentRef": {
+                    "group": "",
+                    "resource": "services",
+                    "namespace": key.namespace,
+                    "name": key.name,
+                }
+            },
+        }
+        response = await self.networking.create_ip_address_without_preload_content(body)
+        created: dict[str, Any] = await read_json(response)
+        return created
 
-async def _check(response: Any) -> Any:
-    """Raise ApiException for an error response; return the decoded body otherwise."""
-    data = await response.read()
-    if response.status >= 400:
-        raise ApiException(status=response.status, reason=response.reason, body=data.decode())
-    return json.loads(data) if data else None
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
+        """The addresses the Service's status shows now; None when it is gone."""
+        response = await self.core.read_namespaced_service_status_without_preload_content(
+            key.name, key.namespace
+        )
+        if response.status == 404:
+            response.release()
+            return None
+        return held_addresses(await read_json(response))
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None:
+        response = await self.networking.read_ip_address_without_preload_content(address)
+        if response.status == 404:
+            response.release()
+            return None
+        claim: dict[str, Any] = await read_json(response)
+        return claim
+
+    async def delete_claim(self, address: str, uid: str) -> None:
+        """Delete only the claim with this uid: one made since for someone else survives."""
+        self.term.check()
+        options: Any = {"preconditions": {"uid": uid}}
+        response = await self.networking.delete_ip_address_without_preload_content(
+            address, body=options
+        )
+        if response.status in (404, 409):
+            response.release()
+            return
+        await read_json(response)
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        """Our IPAddresses (label selector), read in one list."""
+        selector = "=".join(CLAIM_MANAGER_LABEL)
+        response = await self.networking.list_ip_address_without_preload_content(
+            label_selector=selector
+        )
+        body = await read_json(response)
+        return list(body.get("items") or [])

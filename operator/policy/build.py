@@ -12,6 +12,9 @@ Decisions where Kubernetes leaves room:
 - Unparseable entries are reported and skipped. When entries were given but none parses, the
   policy still exists and admits no external source: failing open would expose the Service the
   user meant to restrict.
+- With `externalTrafficPolicy: Cluster` there is no policy, only a warning: traffic forwarded
+  between nodes arrives SNATed to a node address, and a policy cannot tell allowed clients from
+  others by it (dropping them all is worse than enforcing nothing beyond kube-proxy's filter).
 - Selecting the backends isolates them for all ingress, not only the load-balancer path: ports
   of those pods that no rule here names become unreachable unless another policy admits them.
 """
@@ -24,10 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "lbipam")
-LEGACY_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+from lbipam.api import LEGACY_SOURCE_RANGES, MANAGED_BY_LABEL, POLICY_PREFIX
 
-NAME_PREFIX = "lbipam-"
 MAX_NAME_LENGTH = 253  # DNS subdomain, the limit for object names
 _HASH_LENGTH = 10
 
@@ -49,7 +50,7 @@ class PolicyPlan:
 
 def policy_name(service_name: str) -> str:
     """`lbipam-<service-name>`, shortened with a stable hash of the full name beyond 253 chars."""
-    name = NAME_PREFIX + service_name
+    name = POLICY_PREFIX + service_name
     if len(name) <= MAX_NAME_LENGTH:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_LENGTH]
@@ -88,12 +89,16 @@ def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> P
         warnings.append(
             PolicyWarning(
                 "SourceRangesNotEnforceable",
-                "With externalTrafficPolicy: Cluster, nodes SNAT load-balancer traffic, so the "
-                "backends see a node address instead of the client's and the NetworkPolicy "
-                f"{name} cannot match loadBalancerSourceRanges. Set externalTrafficPolicy: Local "
-                "to keep the client address.",
+                "With externalTrafficPolicy: Cluster, a node that forwards load-balancer or "
+                "node-port traffic to a pod on another node replaces the client's address with "
+                "its own, so a NetworkPolicy admitting only loadBalancerSourceRanges would drop "
+                "allowed clients. lbipam writes no NetworkPolicy for this Service: kube-proxy "
+                "still filters the LoadBalancer IP (ipMode VIP), but the node ports and the pod "
+                "IPs are open to every source. Set externalTrafficPolicy: Local to have lbipam "
+                "close them too.",
             )
         )
+        return PolicyPlan(name, None, tuple(warnings))
 
     ports = _target_ports(spec.get("ports") or [])
     rules: list[dict[str, Any]] = []
@@ -142,8 +147,8 @@ def _source_range_entries(
     if field:
         return "spec.loadBalancerSourceRanges", [e.strip() for e in field if e.strip()]
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
-    raw = annotations.get(LEGACY_ANNOTATION, "")
-    return f"annotation {LEGACY_ANNOTATION}", [e.strip() for e in raw.split(",") if e.strip()]
+    raw = annotations.get(LEGACY_SOURCE_RANGES, "")
+    return f"annotation {LEGACY_SOURCE_RANGES}", [e.strip() for e in raw.split(",") if e.strip()]
 
 
 def _parse_ranges(entries: Iterable[str]) -> tuple[list[_Network], list[str]]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lbipam.ipam.addresses import FAMILY_NAMES
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome
 
-FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 # Allocation normally takes milliseconds; the tail covers a slow or restarting API server.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -19,9 +20,8 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 class _PoolCollector(Collector):
     """Pool capacity read from the registry at scrape time, so it cannot drift."""
 
-    def __init__(self, registry: Registry, reporting: Callable[[], bool]) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.source = registry
-        self._reporting = reporting
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["pool", "family"]
@@ -36,21 +36,19 @@ class _PoolCollector(Collector):
         available = GaugeMetricFamily(
             "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
         )
-        # Only the leader reports capacity: sums over replicas then stay right.
-        if self._reporting():
-            for name in self.source.pool_names():
-                for counts in self.source.pool_status(name).counts:
-                    key = [name, FAMILY_NAMES[counts.family]]
-                    total.add_metric(key, float(counts.total))
-                    allocated.add_metric(key, float(counts.allocated))
-                    available.add_metric(key, float(counts.available))
+        for name in self.source.pool_names():
+            for counts in self.source.pool_status(name).counts:
+                key = [name, FAMILY_NAMES[counts.family]]
+                total.add_metric(key, float(counts.total))
+                allocated.add_metric(key, float(counts.allocated))
+                available.add_metric(key, float(counts.available))
         yield from (total, allocated, available)
 
 
 class Metrics:
     """Every metric of API.md, in a registry of its own."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.allocations = Counter(
             "lbipam_allocations",
@@ -86,17 +84,20 @@ class Metrics:
         self.leader = Gauge(
             "lbipam_leader", "1 on the replica that is leading.", registry=self.registry
         )
-        self.leading = False
-        self._pools = _PoolCollector(registry, lambda: self.leading)
-        self.registry.register(self._pools)
 
-    def use(self, registry: Registry) -> None:
-        """Report the pools of this registry (a new one per term of leadership)."""
-        self._pools.source = registry
-
-    def set_leader(self, leading: bool) -> None:
-        self.leading = leading
-        self.leader.set(1 if leading else 0)
+    @contextmanager
+    def leading_with(self, registry: Registry) -> Iterator[None]:
+        """While leading, report this term's pools; only the leader reports capacity, so
+        sums over replicas stay right."""
+        pools = _PoolCollector(registry)
+        self.registry.register(pools)
+        self.leader.set(1)
+        try:
+            yield
+        finally:
+            self.registry.unregister(pools)
+            self.leader.set(0)
+            self.pending.set(0)
 
     def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
         """Count one written decision: an allocation per pool it drew from, or a failure."""

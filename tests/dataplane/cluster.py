@@ -23,8 +23,9 @@ from tests.dataplane.fabric import Fabric, Host, NodeNet
 from tests.dataplane.tcp import Server, api_relay, name_server
 from tests.kit import eventually
 
-POD_PORT = 8080
-POD_PORT_NAME = "web"
+# Every pod answers on both; only the first is what the tests' Services target.
+POD_PORT, POD_PORT_NAME = 8080, "web"
+OTHER_PORT, OTHER_PORT_NAME = 9090, "metrics"
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Pod:
     name: str
     node: Node
     host: Host
-    server: Server
+    servers: tuple[Server, ...]
 
     @property
     def ipv4(self) -> str:
@@ -125,11 +126,11 @@ class DataPlane:
         self.core.patch_node_status(name, {"status": status})
 
     def add_pod(self, namespace: str, name: str, labels: dict[str, str], node: int = 0) -> Pod:
-        """A running, ready pod on `node` that answers its name on port 8080 ("web")."""
+        """A running, ready pod on `node` that answers its name on ports "web" and "metrics"."""
         host_node = self.nodes[node]
         host = self.fabric.add_pod(host_node.net, f"{namespace}-{name}")
-        server = name_server(host.netns, POD_PORT, name)
-        pod = Pod(namespace, name, host_node, host, server)
+        servers = tuple(name_server(host.netns, port, name) for port in (POD_PORT, OTHER_PORT))
+        pod = Pod(namespace, name, host_node, host, servers)
         self.pods.append(pod)
         manifest = {
             "metadata": {"name": name, "labels": labels},
@@ -140,7 +141,10 @@ class DataPlane:
                     {
                         "name": "app",
                         "image": "name-server",
-                        "ports": [{"name": POD_PORT_NAME, "containerPort": POD_PORT}],
+                        "ports": [
+                            {"name": POD_PORT_NAME, "containerPort": POD_PORT},
+                            {"name": OTHER_PORT_NAME, "containerPort": OTHER_PORT},
+                        ],
                     }
                 ],
             },
@@ -177,13 +181,15 @@ class DataPlane:
 
     def remove_pods(self, namespace: str) -> None:
         for pod in [p for p in self.pods if p.namespace == namespace]:
-            pod.server.close()
+            for server in pod.servers:
+                server.close()
             self.fabric.remove(pod.host.netns)
             self.pods.remove(pod)
 
     def close(self) -> None:
         for pod in list(self.pods):
-            pod.server.close()
+            for server in pod.servers:
+                server.close()
         for node in self.nodes:
             node.kube_router.stop()
             node.kube_proxy.stop()

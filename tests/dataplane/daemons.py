@@ -3,6 +3,8 @@ run inside the node's namespace and talking to the API server through the node's
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -57,7 +59,44 @@ def kube_proxy(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) -> 
     return Process("kube-proxy", _in(netns, binary, f"--config={path}", "--v=2"), folder)
 
 
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is missing: install Debian's iptables and ipset")
+    return found
+
+
+def _workarounds(folder: Path) -> Path:
+    """A folder of wrappers, first on kube-router's PATH, for two flaws of kube-router v2.1.0.
+
+    1. Each IP family's handler restores every ipset it saw at its last `ipset save`, the other
+       family's included, so an update to one family's sets (a new range, a new pod) is reverted
+       by the other family's restore. With `ipset save` showing nothing, each handler restores
+       only the sets it has just computed. (Its clean-up then never finds unused sets to destroy;
+       they go with the node's namespace.)
+    2. IPv6 ipsets are created as `inet6:KUBE-…` but named `KUBE-…` in the ip6tables rules, so no
+       IPv6 rule can be restored and no IPv6 NetworkPolicy is enforced
+       (cloudnativelabs/kube-router#1653). ip6tables-restore gets the rename the upstream fix makes.
+    """
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    ipset, restore = _tool("ipset"), _tool("ip6tables-restore")
+    wrappers = {
+        "ipset": f'[ "$1" = save ] && exit 0\nexec {ipset} "$@"',
+        "ip6tables-restore": (
+            f"sed 's/--match-set KUBE-/--match-set inet6:KUBE-/g' | exec {restore} \"$@\""
+        ),
+    }
+    for name, body in wrappers.items():
+        wrapper = bin_dir / name
+        wrapper.write_text(f"#!/bin/sh\n{body}\n")
+        wrapper.chmod(0o755)
+    return bin_dir
+
+
 def kube_router(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) -> Process:
+    """kube-router's firewall only, both IP families, with `_workarounds` on its PATH."""
+    path = f"PATH={_workarounds(folder)}:{os.environ.get('PATH', '')}"
     args = [
         f"--kubeconfig={kubeconfig}",
         f"--hostname-override={node_name}",
@@ -70,7 +109,8 @@ def kube_router(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) ->
         *(f"--service-cluster-ip-range={cidr}" for cidr in SERVICE_CIDRS.split(",")),
         "--v=1",
     ]
-    return Process("kube-router", _in(netns, ensure_kube_router(), *args), folder)
+    argv = ["ip", "netns", "exec", netns.name, "env", path, str(ensure_kube_router()), *args]
+    return Process("kube-router", argv, folder)
 
 
 def wait_for_chain(netns: Netns, chain: str, *, family: int = 4, timeout: float = 60) -> None:

@@ -93,13 +93,13 @@ def api_relay(netns: Netns, port: int, target: tuple[str, int]) -> Server:
     return Server(_listener(netns, "127.0.0.1", port), relay)
 
 
-def probe(client: Netns, address: str, port: int) -> str:
+def probe(client: Netns, address: str, port: int, timeout: float = PROBE_TIMEOUT) -> str:
     """Connect from `client` and read the answer: a pod name, REFUSED or SILENT."""
 
     def connect() -> socket.socket:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(PROBE_TIMEOUT)
+        sock.settimeout(timeout)
         return sock
 
     with client.inside(connect) as sock:
@@ -115,8 +115,10 @@ def probe(client: Netns, address: str, port: int) -> str:
             return REFUSED
 
 
-def probe_all(probes: dict[K, tuple[Netns, str, int]]) -> dict[K, str]:
+def probe_all(
+    probes: dict[K, tuple[Netns, str, int]], timeout: float = PROBE_TIMEOUT
+) -> dict[K, str]:
     """Run several probes at once (a dropped one costs a full timeout); results by key."""
     with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
-        futures = {key: pool.submit(probe, *args) for key, args in probes.items()}
+        futures = {key: pool.submit(probe, *args, timeout) for key, args in probes.items()}
         return {key: future.result() for key, future in futures.items()}

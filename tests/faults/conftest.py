@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.burst import Burst
+from tests.faults.chaos import Env
 from tests.faults.checker import Held, Monitor, Snapshot, Verdict, converge, snapshot
 from tests.operator_process import OperatorProcess
 
@@ -35,6 +35,7 @@ class CaseReport:
 
 
 REPORTS: list[CaseReport] = []
+CHAOS_REPORTS: list[str] = []  # one line per chaos run: seed, steps, steps/min, failures
 
 
 class Case:
@@ -127,10 +128,29 @@ def healthy_afterwards(control_plane: ControlPlane, operator: OperatorProcess) -
     operator.wait_ready()
 
 
+@pytest.fixture
+def chaos(
+    control_plane: ControlPlane,
+    api: client.ApiClient,
+    operator: OperatorProcess,
+    operator_kubeconfig: Path,
+) -> Iterator[Env]:
+    """The cluster without the session operator: each chaos episode brings two replicas."""
+    operator.stop()
+    try:
+        yield Env(control_plane, api, operator_kubeconfig)
+    finally:
+        operator.start()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    write = terminalreporter.write_line
+    if CHAOS_REPORTS:
+        terminalreporter.section("chaos")
+        for line in CHAOS_REPORTS:
+            write(line)
     if not REPORTS:
         return
-    write = terminalreporter.write_line
     terminalreporter.section("fault cases")
     write(f"{'case':60} {'Services':>8} {'violations':>10} {'converge':>9} {'(fault)':>8}  faults")
     for r in REPORTS:
@@ -139,22 +159,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{r.converge_seconds:>8.1f}s {r.since_fault:>7.1f}s  {'; '.join(r.faults)}"
             + (f"  [{r.notes}]" if r.notes else "")
         )
-
-
-def identity(process: OperatorProcess) -> str:
-    """The replica's name in the Lease: host name and process id."""
-    assert process.popen is not None
-    return f"{socket.gethostname()}-{process.popen.pid}"
-
-
-def leading(process: OperatorProcess) -> bool:
-    try:
-        return any(
-            line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
-            for line in process.metrics().splitlines()
-        )
-    except OSError:
-        return False
 
 
 def log_text(process: OperatorProcess, offset: int = 0) -> str:

@@ -12,19 +12,12 @@ import pytest
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
-from tests.faults.conftest import Case, identity, leading, log_size, log_text
+from tests.faults.conftest import Case, log_size, log_text
+from tests.faults.replicas import Replicas, identity, leading, wait_for
 from tests.kit import Pools, subnet
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.faults
-
-LEASE = "lbipam-leader"
-ELECTION = {
-    "LBIPAM_LEADER_ELECTION": "true",
-    "LBIPAM_LEASE_DURATION": "4",
-    "LBIPAM_RENEW_DEADLINE": "3",
-    "LBIPAM_RETRY_PERIOD": "0.5",
-}
 
 
 def test_a_killed_operator_restarted_after_a_pause_moves_nobody(
@@ -47,29 +40,16 @@ def test_a_killed_operator_restarted_after_a_pause_moves_nobody(
 @pytest.fixture
 def replicas(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
-) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
+) -> Iterator[Replicas]:
     """Two replicas electing a leader in the test's namespace; the session operator rests."""
     operator.stop()
-    settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace)
-    first = OperatorProcess(control_plane, **settings).start()
-    second = OperatorProcess(control_plane, **settings)
+    pair = Replicas(control_plane, namespace)
     try:
-        _wait(lambda: leading(first), "the first replica to lead")
-        second.start()
-        yield first, second
+        pair.start()
+        yield pair
     finally:
-        for replica in (first, second):
-            replica.cleanup()
+        pair.cleanup()
         operator.start()
-
-
-def _wait(probe: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -109,26 +89,20 @@ def test_a_leader_whose_lease_is_stolen_stops_before_anyone_else_starts(
     case: Case,
     pools: Pools,
     namespace: str,
-    replicas: tuple[OperatorProcess, OperatorProcess],
+    replicas: Replicas,
     api: client.ApiClient,
 ) -> None:
-    leader, follower = replicas
+    leader, follower = replicas.all
     pools.create([f"{subnet()}.0/24"])
     burst = case.burst(creates=250)
     burst.wait_created(80)
 
     before = case.snapshot()
-    leases = client.CoordinationV1Api(api)
-    lease = leases.read_namespaced_lease(LEASE, namespace)
-    stamp = datetime.datetime.now(datetime.UTC)
-    lease.spec.holder_identity = "intruder"
-    lease.spec.renew_time = stamp
-    lease.spec.acquire_time = stamp
-    leases.replace_namespaced_lease(LEASE, namespace, lease)
+    replicas.steal_lease(api)
     case.fault("Lease overwritten with holder 'intruder'")
 
-    _wait(lambda: not leading(leader), "the leader to stop leading", timeout=10)
-    _wait(lambda: leading(leader) or leading(follower), "a new leader", timeout=30)
+    wait_for(lambda: not leading(leader), "the leader to stop leading", timeout=10)
+    wait_for(lambda: leading(leader) or leading(follower), "a new leader", timeout=30)
     case.fault("leader stepped down; a replica took over after expiry")
 
     verdict = case.converge(before, context=lambda: leader.logs(25) + "\n" + follower.logs(25))
@@ -141,9 +115,9 @@ def test_a_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
     case: Case,
     pools: Pools,
     namespace: str,
-    replicas: tuple[OperatorProcess, OperatorProcess],
+    replicas: Replicas,
 ) -> None:
-    leader, follower = replicas
+    leader, follower = replicas.all
     assert leader.popen is not None
     pools.create([f"{subnet()}.0/24"])
     burst = case.burst(creates=250, rate=80)
@@ -152,7 +126,7 @@ def test_a_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
     leader.popen.send_signal(signal.SIGSTOP)
     frozen_at = time.monotonic()
     case.fault("leader SIGSTOPped for 8s (lease 4s)")
-    _wait(lambda: leading(follower), "the follower to take over", timeout=20)
+    wait_for(lambda: leading(follower), "the follower to take over", timeout=20)
     time.sleep(max(0.0, 8 - (time.monotonic() - frozen_at)))
     # What the new leader decided while the old one slept is what must stay.
     made_while_frozen = burst.created_since(frozen_at)

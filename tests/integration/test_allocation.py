@@ -24,11 +24,12 @@ from tests.kit import (
 def test_the_guides_three_services_get_their_addresses(
     core: client.CoreV1Api, kubectl: Kubectl, pools: Pools, namespace: str
 ) -> None:
-    pools.create(["192.168.10.0/24"], exclude=["192.168.10.1"])
+    pools.create(["192.168.10.0/24"], exclude=["192.168.10.1"], allowFirstLastIPs=False)
     expected = {
-        "sample-lb": ["192.168.10.0"],
+        # .0 is the network address, .1 excluded: the lowest usable address is .2.
+        "sample-lb": ["192.168.10.2"],
         "sample-lb-fixip": ["192.168.10.100"],
-        "sample-lb-fw": ["192.168.10.2"],
+        "sample-lb-fw": ["192.168.10.3"],
     }
     for doc in load_yaml(REPO / "deploy/examples/services.yaml"):
         doc["metadata"]["namespace"] = namespace
@@ -63,6 +64,7 @@ def test_pool_counts_are_live_in_kubectl_get_ippools(
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "True",
         "Exhausted": "False",
+        "OverlapsServiceCIDR": "False",
     }
     row = kubectl("get", "ippools", pool).stdout.splitlines()
     assert row[0].split() == ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "READY", "AGE"]

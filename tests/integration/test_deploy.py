@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import yaml
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
@@ -20,7 +18,6 @@ from tests.kit import (
     create,
     eventually,
     ingress_ips,
-    service_account_token,
     service_manifest,
     subnet,
     wait_address,
@@ -41,32 +38,6 @@ def test_the_base_applies_and_every_object_is_there(
     kubectl("get", "service/lbipam-metrics", "poddisruptionbudget/lbipam", "-n", SYSTEM)
 
 
-def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
-    """A kubeconfig holding a token of the operator's own ServiceAccount."""
-    token = service_account_token(core)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "test",
-                "cluster": {
-                    "server": plane.server,
-                    "certificate-authority-data": base64.b64encode(
-                        plane.pki.ca_cert.read_bytes()
-                    ).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "lbipam", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "lbipam"}}],
-        "current-context": "test",
-    }
-    path = folder / "lbipam.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_the_operator_works_with_only_its_own_rbac(
     installed: None,
     without_session_operator: None,
@@ -76,18 +47,23 @@ def test_the_operator_works_with_only_its_own_rbac(
     api: client.ApiClient,
     pools: Pools,
     namespace: str,
-    tmp_path: Path,
+    operator_kubeconfig: Path,
 ) -> None:
-    kubeconfig = service_account_kubeconfig(control_plane, core, tmp_path)
     replica = OperatorProcess(
         control_plane,
-        KUBECONFIG=str(kubeconfig),
+        KUBECONFIG=str(operator_kubeconfig),
         LBIPAM_NAMESPACE=SYSTEM,
         LBIPAM_LEADER_ELECTION="true",
     ).start()
     try:
         pool = pools.create([f"{subnet()}.0/28"])
-        create(core, namespace, service_manifest("web", loadBalancerSourceRanges=["192.0.2.0/24"]))
+        create(
+            core,
+            namespace,
+            service_manifest(
+                "web", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+            ),
+        )
 
         assert wait_address(core, namespace, "web")
         eventually(

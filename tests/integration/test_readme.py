@@ -123,9 +123,11 @@ def test_make_run_without_a_cluster_starts_one_and_prints_how_to_watch_it() -> N
     try:
         assert demo.stdout is not None
         deadline = time.monotonic() + 120
+        awaited = {"allocated 192.168.10.100", "created NetworkPolicy lbipam-sample-lb-fw"}
         for line in demo.stdout:
             seen.append(line)
-            if "created NetworkPolicy lbipam-sample-lb-fw" in line or time.monotonic() > deadline:
+            awaited = {text for text in awaited if text not in line}
+            if not awaited or time.monotonic() > deadline:
                 break
     finally:
         os.killpg(demo.pid, signal.SIGINT)

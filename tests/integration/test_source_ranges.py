@@ -13,36 +13,15 @@ from tests.kit import (
     create,
     eventually,
     load_yaml,
+    policy,
     service_manifest,
     subnet,
     wait_address,
     wait_event,
+    wait_no_policy,
+    wait_policy,
 )
 from tests.operator_process import OperatorProcess
-
-
-def policy(api: client.NetworkingV1Api, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found = api.read_namespaced_network_policy(name, namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return dict(api.api_client.sanitize_for_serialization(found))
-
-
-def wait_policy(
-    api: client.NetworkingV1Api, namespace: str, name: str, check: Any = bool, timeout: float = 5
-) -> dict[str, Any]:
-    return eventually(
-        lambda: (p := policy(api, namespace, name)) is not None and check(p) and p,
-        timeout=timeout,
-        what=f"NetworkPolicy {namespace}/{name}",
-    )
-
-
-def wait_no_policy(api: client.NetworkingV1Api, namespace: str, name: str) -> None:
-    eventually(lambda: policy(api, namespace, name) is None, what=f"{name} to be gone")
 
 
 def fw_service(namespace: str, core: client.CoreV1Api) -> Any:
@@ -131,7 +110,13 @@ def test_a_hand_deleted_or_edited_policy_comes_back(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     original = wait_policy(networking, namespace, "lbipam-fw")
 
     networking.patch_namespaced_network_policy(
@@ -156,7 +141,13 @@ def test_deleting_the_service_lets_the_garbage_collector_remove_the_policy(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     wait_policy(networking, namespace, "lbipam-fw")
 
     core.delete_namespaced_service("fw", namespace)
@@ -177,7 +168,13 @@ def test_a_foreign_policy_with_our_name_is_left_alone(
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     }
     networking.create_namespaced_network_policy(namespace, foreign)
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
 
     warning = wait_event(core, namespace, "fw", "PolicyNameTaken")
 
@@ -192,7 +189,9 @@ def test_warnings_tell_the_user_what_cannot_be_enforced(
     core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    no_selector = service_manifest("headless-fw", loadBalancerSourceRanges=["192.0.2.0/24"])
+    no_selector = service_manifest(
+        "headless-fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+    )
     del no_selector["spec"]["selector"]
     create(core, namespace, no_selector)
     create(core, namespace, service_manifest("snat", loadBalancerSourceRanges=["192.0.2.0/24"]))
@@ -200,7 +199,7 @@ def test_warnings_tell_the_user_what_cannot_be_enforced(
     assert wait_event(core, namespace, "headless-fw", "NoSelector").type == "Warning"
     snat = wait_event(core, namespace, "snat", "SourceRangesNotEnforceable")
     assert "externalTrafficPolicy: Local" in snat.message
-    wait_policy(networking, namespace, "lbipam-snat")
+    assert policy(networking, namespace, "lbipam-snat") is None
     assert policy(networking, namespace, "lbipam-headless-fw") is None
 
 
@@ -213,7 +212,13 @@ def test_turning_the_feature_off_removes_managed_policies_and_on_brings_them_bac
     control_plane: ControlPlane,
 ) -> None:
     pools.create([f"{subnet()}.0/28"])
-    create(core, namespace, service_manifest("fw", loadBalancerSourceRanges=["192.0.2.0/24"]))
+    create(
+        core,
+        namespace,
+        service_manifest(
+            "fw", loadBalancerSourceRanges=["192.0.2.0/24"], externalTrafficPolicy="Local"
+        ),
+    )
     wait_policy(networking, namespace, "lbipam-fw")
 
     operator.stop()

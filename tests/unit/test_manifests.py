@@ -99,6 +99,8 @@ def test_namespaced_objects_live_in_the_operator_namespace() -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     for path, obj in _objects():
         if obj["kind"] not in cluster_scoped:
@@ -135,6 +137,11 @@ def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
             ("networking.k8s.io", "networkpolicies", v)
             for v in ("get", "list", "watch", "create", "update", "patch", "delete")
         }
+        | {
+            ("networking.k8s.io", "ipaddresses", v)
+            for v in ("get", "list", "watch", "create", "delete")
+        }
+        | {("networking.k8s.io", "servicecidrs", v) for v in ("get", "list", "watch")}
         | {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
         | {
             ("apiextensions.k8s.io", "customresourcedefinitions", v)
@@ -331,6 +338,8 @@ def test_kustomize_renders_the_base_into_the_operator_namespace() -> None:
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     } <= kinds
     (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
     assert deployment["metadata"]["namespace"] == NAMESPACE

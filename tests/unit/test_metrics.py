@@ -19,8 +19,9 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 def test_capacity_gauges_follow_the_registry_and_counters_count_what_happened() -> None:
     registry = Registry()
     registry.apply_pool(PoolSpec("small", ("10.0.0.0/31", "fd00::/126")))
-    metrics = Metrics(registry)
-    metrics.set_leader(True)
+    metrics = Metrics()
+    leading = metrics.leading_with(registry)
+    leading.__enter__()
 
     for name in ("a", "b"):
         metrics.record(registry.ensure(request(name)))
@@ -40,12 +41,15 @@ def test_capacity_gauges_follow_the_registry_and_counters_count_what_happened() 
     assert sample(metrics, "lbipam_allocation_failures_total", reason="PoolExhausted") == 2
     assert sample(metrics, "lbipam_releases_total", pool="small") == 1
     assert sample(metrics, "lbipam_leader") == 1
+    leading.__exit__(None, None, None)
+    assert sample(metrics, "lbipam_pool_addresses_total", **v4) is None
+    assert sample(metrics, "lbipam_leader") == 0
 
 
 def test_a_follower_reports_no_pool_gauges_so_sums_over_replicas_stay_right() -> None:
     registry = Registry()
     registry.apply_pool(PoolSpec("small", ("10.0.0.0/30",)))
-    metrics = Metrics(registry)
+    metrics = Metrics()
 
     assert sample(metrics, "lbipam_pool_addresses_total", pool="small", family="IPv4") is None
     assert sample(metrics, "lbipam_leader") == 0
@@ -54,9 +58,9 @@ def test_a_follower_reports_no_pool_gauges_so_sums_over_replicas_stay_right() ->
 def test_an_ipv6_slash_64_is_reported_as_a_float_gauge() -> None:
     registry = Registry()
     registry.apply_pool(PoolSpec("huge", ("2001:db8::/64",)))
-    metrics = Metrics(registry)
-    metrics.set_leader(True)
+    metrics = Metrics()
 
-    total = sample(metrics, "lbipam_pool_addresses_total", pool="huge", family="IPv6")
+    with metrics.leading_with(registry):
+        total = sample(metrics, "lbipam_pool_addresses_total", pool="huge", family="IPv6")
 
     assert total == float(2**64)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lbipam.api import LEGACY_SOURCE_RANGES as LEGACY_ANNOTATION
+from lbipam.api import MANAGED_BY_LABEL
 from lbipam.policy.build import (
-    LEGACY_ANNOTATION,
-    MANAGED_BY_LABEL,
     PolicyPlan,
     PolicyWarning,
     build_policy,
@@ -371,15 +371,17 @@ def test_a_service_without_selector_gets_a_warning_and_no_policy(
 
 
 @pytest.mark.parametrize("traffic_policy", ["Cluster", None], ids=["cluster", "unset"])
-def test_cluster_traffic_policy_warns_that_snat_hides_clients_but_still_makes_the_policy(
+def test_cluster_traffic_policy_makes_no_policy_and_says_what_stays_open(
     traffic_policy: str | None,
 ) -> None:
     plan = build_policy(service(ranges=["10.0.0.0/8"], traffic_policy=traffic_policy))
 
-    assert cidrs(plan) == ["10.0.0.0/8"]
+    assert plan.manifest is None
+    assert plan.name == "lbipam-web"
     [warning] = plan.warnings
     assert warning.reason == "SourceRangesNotEnforceable"
-    assert "SNAT" in warning.message
+    assert "kube-proxy still filters the LoadBalancer IP" in warning.message
+    assert "node ports and the pod IPs are open" in warning.message
     assert "externalTrafficPolicy: Local" in warning.message
 
 

@@ -16,9 +16,20 @@ def ip(text: str) -> IP:
     return parse_address(text)
 
 
+def take_lowest(free: FreeIntervals) -> int | None:
+    value = free.lowest()
+    if value is not None:
+        assert free.take(value)
+    return value
+
+
+def is_free(free: FreeIntervals, value: int) -> bool:
+    return any(first <= value <= last for first, last in free)
+
+
 def test_the_lowest_free_address_goes_first_and_the_free_list_stays_one_interval() -> None:
     free = FreeIntervals([(10, 13)])
-    assert [free.take_lowest() for _ in range(5)] == [10, 11, 12, 13, None]
+    assert [take_lowest(free) for _ in range(5)] == [10, 11, 12, 13, None]
     assert free.free == 0
     assert list(free) == []
 
@@ -46,7 +57,7 @@ def test_many_fragments_behave_like_a_plain_set() -> None:
     for step in range(20_000):
         value = rng.choice(universe)
         if step % 7 == 0:
-            lowest = free.take_lowest()
+            lowest = take_lowest(free)
             assert lowest == (min(model) if model else None)
             model.discard(lowest)
         elif value in model:
@@ -57,7 +68,7 @@ def test_many_fragments_behave_like_a_plain_set() -> None:
             model.add(value)
         assert free.free == len(model)
     assert {v for first, last in free for v in range(first, last + 1)} == model
-    assert all(free.is_free(v) == (v in model) for v in universe)
+    assert all(is_free(free, v) == (v in model) for v in universe)
     intervals = list(free)
     assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(intervals))
 
@@ -84,8 +95,23 @@ def test_exclude_and_buggy_ips_are_never_counted_nor_handed_out() -> None:
     pool = Pool.build(spec, held=())
     assert [(c.family, c.total) for c in pool.counts()] == [(4, 253), (6, 4)]
     assert pool.lowest_free(4) == ip("192.168.10.2")
-    assert not pool.contains(ip("192.168.10.255"))
-    assert pool.contains(ip("2001:db8::"))
+    assert not pool.offers(ip("192.168.10.255")) and not pool.offers(ip("192.168.10.1"))
+    assert pool.contains(ip("192.168.10.255")), "a holder of a buggy address keeps it"
+    assert not pool.contains(ip("192.168.10.1")), "an excluded address leaves the pool"
+    assert pool.offers(ip("2001:db8::"))
+
+
+def test_ipv4_cidrs_skip_network_and_broadcast_unless_allowed_ranges_stay_as_written() -> None:
+    spec = PoolSpec("lan", ("192.168.10.0/24", "10.0.0.0/31", "10.1.0.0-10.1.0.3"))
+    pool = Pool.build(spec, held=())
+    assert [(c.family, c.total) for c in pool.counts()] == [(4, 254 + 2 + 4)]
+    assert not pool.offers(ip("192.168.10.0")) and not pool.offers(ip("192.168.10.255"))
+    assert pool.contains(ip("192.168.10.0")), "a Service that holds .0 keeps it"
+    assert pool.offers(ip("10.0.0.0")) and pool.offers(ip("10.1.0.0"))
+
+    allowed = Pool.build(PoolSpec("lan", ("192.168.10.0/24",), allow_first_last_ips=True), ())
+    assert allowed.lowest_free(4) == ip("192.168.10.0")
+    assert [c.total for c in allowed.counts()] == [256]
 
 
 def test_a_pool_whose_spec_turns_invalid_keeps_its_last_good_addresses() -> None:
@@ -93,7 +119,7 @@ def test_a_pool_whose_spec_turns_invalid_keeps_its_last_good_addresses() -> None
     bad = Pool.build(PoolSpec("p", ("10.0.0.3-10.0.0.0",)), held=[ip("10.0.0.1")], previous=good)
     assert bad.error is not None and "range end is below its start" in bad.error
     assert bad.contains(ip("10.0.0.1"))
-    assert [(c.total, c.allocated) for c in bad.counts()] == [(4, 1)]
+    assert [(c.total, c.allocated) for c in bad.counts()] == [(2, 1)], ".1 and .2 of the /30"
     never_good = Pool.build(PoolSpec("q", ()), held=())
     assert never_good.counts() == ()
     assert never_good.error == "addresses: must list at least one address, CIDR or range"

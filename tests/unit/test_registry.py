@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import PoolChange, Registry
+from lbipam.ipam.registry import PoolChange, PoolState, Registry
 from lbipam.ipam.requests import Outcome, Port, Reason, ServiceKey, ServiceRequest
 from lbipam.ipam.selectors import Selector
 
@@ -28,6 +28,9 @@ def service(
 
 
 def pool(name: str, *addresses: str, created: int = 0, **fields: Any) -> PoolSpec:
+    # These stories count every address of a CIDR; the default that skips IPv4 network and
+    # broadcast addresses has stories of its own below.
+    fields.setdefault("allow_first_last_ips", True)
     return PoolSpec(name, addresses, created=at(created), **fields)
 
 
@@ -209,12 +212,15 @@ def test_a_disabled_pool_hands_out_nothing_new_but_holders_stay() -> None:
     refused = reg.ensure(service("api", pools=("public",)))
     assert (refused.reason, refused.message) == (
         Reason.NO_MATCHING_POOL,
-        'no lbipam.io/pool can hand out an IPv4 address (pool "public" is disabled)',
+        "no lbipam.io/pool can hand out an IPv4 address "
+        '(pool "public" is disabled or being deleted)',
     )
     static = reg.ensure(service("static", load_balancer_ip="10.0.0.5"))
-    assert static.message == '10.0.0.5 is pool "public" is disabled'
+    assert static.message == (
+        '10.0.0.5 cannot be handed out: pool "public" is disabled or being deleted'
+    )
     status = reg.pool_status("public")
-    assert (status.disabled, status.ready, status.allocated) == (True, False, 1)
+    assert (status.state, status.allocated) == (PoolState.DISABLED, 1)
 
 
 def test_a_held_address_stays_when_selectors_stop_matching() -> None:
@@ -436,7 +442,7 @@ def test_an_invalid_pool_update_is_recorded_and_moves_nobody() -> None:
         'addresses[0] "10.0.0.9-10.0.0.1": range end is below its start; '
         'write it as "10.0.0.1-10.0.0.9"'
     )
-    assert not status.ready and status.allocated == 1
+    assert status.state is PoolState.INVALID_SPEC and status.allocated == 1
     assert again(reg, service("web"), first).addresses == first.addresses
     assert reg.ensure(service("api", created=1)).reason is Reason.NO_MATCHING_POOL
     with pytest.raises(KeyError):
@@ -452,11 +458,16 @@ def test_the_later_pool_of_two_overlapping_ones_is_in_conflict_and_hands_out_not
     change = reg.apply_pool(pool("new", "10.0.0.0/31", created=1))
     assert change.conflicts == ("new",)
     new = reg.pool_status("new")
-    assert (new.conflict_with, new.ready, new.allocated, new.available) == ("old", False, 1, 1)
+    assert (new.conflict_with, new.state, new.allocated, new.available) == (
+        "old",
+        PoolState.CONFLICT,
+        1,
+        1,
+    )
     named = reg.ensure(service("api", created=1, pools=("new",)))
     assert (
-        named.message
-        == 'no lbipam.io/pool can hand out an IPv4 address (pool "new" overlaps pool "old")'
+        named.message == "no lbipam.io/pool can hand out an IPv4 address "
+        '(pool "new" overlaps the older pool "old")'
     )
     reg.apply_pool(pool("new", "10.0.1.0/31", created=1))
     assert reg.pool_status("new").conflict_with is None
@@ -556,3 +567,40 @@ def test_conflicts_among_many_pools_match_a_pairwise_check() -> None:
         older = [o for o in by_age[:index] if addresses(o) & addresses(spec)]
         expected = older[0].name if older else None
         assert reg.pool_status(spec.name).conflict_with == expected, spec.name
+
+
+def test_a_fresh_slash_24_never_hands_out_its_network_or_broadcast_address() -> None:
+    reg = registry(pool("lan", "192.168.10.0/24", allow_first_last_ips=False))
+    got = [reg.ensure(service(f"s{i}", created=i)).addresses for i in range(255)]
+    assert got[0] == ("192.168.10.1",) and got[253] == ("192.168.10.254",)
+    assert got[254] == (), "254 usable addresses, then exhausted"
+    assert all(a not in (("192.168.10.0",), ("192.168.10.255",)) for a in got)
+    refused = reg.ensure(service("static", load_balancer_ip="192.168.10.255"))
+    assert refused.reason is Reason.ADDRESS_NOT_IN_POOL
+    assert "allowFirstLastIPs" in refused.message
+
+
+def test_a_held_network_address_is_kept_and_reported_as_held_not_revoked() -> None:
+    reg = registry(pool("lan", "192.168.10.0/24", allow_first_last_ips=False))
+    web = service("web", held=("192.168.10.0",))
+    assert reg.rebuild([web]) == ()
+    kept = reg.ensure(web)
+    assert (kept.reason, kept.addresses, kept.released) == (
+        Reason.ALLOCATED,
+        ("192.168.10.0",),
+        (),
+    )
+    assert reg.pool_status("lan").total == 254
+
+
+def test_a_pool_not_yet_protected_hands_out_nothing_until_it_is() -> None:
+    reg = registry(pool("new", "10.0.0.0/29", protected=False))
+    waiting = reg.ensure(service("web"))
+    assert (waiting.reason, waiting.waiting) == (Reason.NO_MATCHING_POOL, True)
+    assert "not yet protected" in waiting.message
+    static = reg.ensure(service("static", load_balancer_ip="10.0.0.3"))
+    assert (static.reason, static.waiting) == (Reason.ADDRESS_NOT_IN_POOL, True)
+    assert reg.pool_status("new").state is PoolState.PROTECTING
+    reg.apply_pool(pool("new", "10.0.0.0/29"))
+    assert reg.ensure(service("web")).addresses == ("10.0.0.0",)
+    assert reg.pool_status("new").state is PoolState.READY

@@ -25,6 +25,7 @@ WEB_ONLY = Selector.from_dict({"matchLabels": {"app": "web"}})
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "p4": [
         {"addresses": ("10.0.0.0/29",)},
+        {"addresses": ("10.0.0.0/29",), "allow_first_last_ips": True},
         {"addresses": ("10.0.0.0/30",)},
         {"addresses": ("10.0.0.2-10.0.0.9",), "exclude": ("10.0.0.5",)},
         {"addresses": ("10.0.0.0/29",), "avoid_buggy_ips": True},
@@ -74,11 +75,14 @@ requests = st.builds(
 )
 
 
-def expand(entry: str) -> set[IP]:
+def expand(entry: str, skip_ends: bool = False) -> set[IP]:
     """Every address of one entry, the slow obvious way."""
     if "/" in entry:
         network = ipaddress.ip_network(entry)
-        return {IP(network.version, int(a)) for a in network}
+        every = list(network)
+        if skip_ends and network.version == 4 and len(every) >= 4:
+            every = every[1:-1]
+        return {IP(network.version, int(a)) for a in every}
     first_text, _, last_text = entry.partition("-")
     first = ipaddress.ip_address(first_text)
     last = ipaddress.ip_address(last_text or first_text)
@@ -87,16 +91,20 @@ def expand(entry: str) -> set[IP]:
     return {IP(first.version, v) for v in range(int(first), int(last) + 1)}
 
 
-def members(spec: PoolSpec) -> set[IP] | None:
-    """The addresses a valid spec hands out; None when the spec is invalid."""
+def members(spec: PoolSpec) -> tuple[set[IP], set[IP]] | None:
+    """What a valid spec hands out and what it covers (holders keep); None when invalid."""
+    skip = not spec.allow_first_last_ips
     try:
-        chosen = set().union(*map(expand, spec.addresses))
+        covered = set().union(*map(expand, spec.addresses))
+        chosen = set().union(*(expand(entry, skip) for entry in spec.addresses))
     except ValueError:
         return None
-    chosen -= set().union(*map(expand, spec.exclude))
+    excluded = set().union(*map(expand, spec.exclude))
+    covered -= excluded
+    chosen -= excluded
     if spec.avoid_buggy_ips:
         chosen = {ip for ip in chosen if ip.family == 6 or ip.value % 256 not in (0, 255)}
-    return chosen
+    return chosen, covered
 
 
 class RegistryMachine(RuleBasedStateMachine):
@@ -105,7 +113,8 @@ class RegistryMachine(RuleBasedStateMachine):
         self.registry = Registry()
         self.specs: dict[str, PoolSpec] = {}
         self.last_valid: dict[str, PoolSpec] = {}
-        self.model: dict[str, set[IP]] = {}
+        self.model: dict[str, set[IP]] = {}  # what each pool hands out
+        self.covered: dict[str, set[IP]] = {}  # what each pool lets its holders keep
         self.status: dict[ServiceKey, tuple[str, ...]] = {}
         self.requests: dict[ServiceKey, ServiceRequest] = {}
 
@@ -114,7 +123,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     def in_some_pool(self, text: str) -> bool:
         ip = ipaddress.ip_address(text)
-        return any(IP(ip.version, int(ip)) in pool for pool in self.model.values())
+        return any(IP(ip.version, int(ip)) in pool for pool in self.covered.values())
 
     def change_pools(self, name: str, spec: PoolSpec | None) -> None:
         before = self.holdings()
@@ -123,13 +132,17 @@ class RegistryMachine(RuleBasedStateMachine):
             self.specs.pop(name, None)
             self.last_valid.pop(name, None)
             self.model.pop(name, None)
+            self.covered.pop(name, None)
         else:
             change = self.registry.apply_pool(spec)
             self.specs[name] = spec
             addresses = members(spec)
             if addresses is not None:
                 self.last_valid[name] = spec
-            self.model[name] = self.model.get(name, set()) if addresses is None else addresses
+                self.model[name], self.covered[name] = addresses
+            else:
+                self.model.setdefault(name, set())
+                self.covered.setdefault(name, set())
         after = self.holdings()
         lost = {k: set(held) - set(after.get(k, ())) for k, held in before.items()}
         assert all(not self.in_some_pool(a) for gone in lost.values() for a in gone)

@@ -1,0 +1,138 @@
+"""Address claims: each address in a Service's status is also an IPAddress object.
+
+The API server refuses a second IPAddress of one name, so no two Services can hold one
+address even if lbipam's memory is wrong (two leaders, a bug), and an address the API
+server's own allocator holds (a ClusterIP) is never handed out. A cluster-scoped IPAddress
+cannot be owned by a namespaced Service (the garbage collector ignores such owners), so
+claims whose Service let go are collected here: after each status write, at start-up and
+by the periodic sweep.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import ServiceKey
+from lbipam.kube.errors import is_status
+from lbipam.kube.writer import Writer
+from lbipam.objects import ClaimView, claim_view
+
+log = logging.getLogger(__name__)
+# Seconds a claim may go without its Service's status showing the address: the time between
+# creating a claim and writing the status, with a wide margin.
+CLAIM_GRACE = 60.0
+
+
+class AddressClaims:
+    """Our IPAddress claims, by address; a no-op when claims are off."""
+
+    def __init__(self, writer: Writer, registry: Registry, enabled: bool) -> None:
+        self.writer = writer
+        self.registry = registry
+        self.enabled = enabled
+        self._ours: dict[str, ClaimView] = {}
+
+    def rebuild(self, claims: Iterable[ClaimView]) -> None:
+        self._ours = {claim.address: claim for claim in claims if claim.ours}
+
+    async def take(self, key: ServiceKey, addresses: Sequence[str]) -> dict[str, str]:
+        """Claim each address for the Service; returns who holds those someone else has."""
+        refused: dict[str, str] = {}
+        if not self.enabled:
+            return refused
+        for address in addresses:
+            known = self._ours.get(address)
+            if known is not None and self._may_use(key, known):
+                continue
+            holder = await self._claim(key, address)
+            if holder is not None:
+                refused[address] = holder
+        return refused
+
+    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> None:
+        """The Service's status no longer shows these: release the claims that are its own."""
+        for address in addresses:
+            claim = self._ours.get(address)
+            if claim is None or claim.parent != key or self.registry.owners_of(address):
+                continue  # not ours to drop, or a sharer still holds it (and the claim)
+            self._ours.pop(address, None)
+            await self.writer.delete_claim(address, claim.uid)
+
+    async def collect(self) -> list[ServiceKey]:
+        """Release claims nobody holds; returns holders that must claim their address again."""
+        if not self.enabled:
+            return []
+        self.rebuild(claim_view(body) for body in await self.writer.list_claims())
+        again: list[ServiceKey] = []
+        for address, claim in sorted(self._ours.items()):
+            owners = self.registry.owners_of(address)
+            if claim.parent in owners or not await self._stale(claim):
+                continue
+            self._ours.pop(address)
+            await self.writer.delete_claim(address, claim.uid)
+            log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
+            again.extend(owners)
+        return again
+
+    def _may_use(self, key: ServiceKey, claim: ClaimView) -> bool:
+        """The claim's Service is this one, or shares the address with it."""
+        owners = self.registry.owners_of(claim.address)
+        return claim.parent == key or (key in owners and claim.parent in owners)
+
+    async def _claim(self, key: ServiceKey, address: str) -> str | None:
+        """Create the claim; None when it is ours now, else who holds the address."""
+        for _ in range(3):  # a stale claim deleted meanwhile: try again
+            try:
+                self._ours[address] = claim_view(await self.writer.create_claim(address, key))
+                return None
+            except Exception as error:
+                if is_status(error, 403, 422):
+                    # Refused by validation or admission (an address inside a ServiceCIDR).
+                    return f"the cluster (the API server refused the claim: {_reason(error)})"
+                if not is_status(error, 409):
+                    raise
+            body = await self.writer.read_claim(address)
+            if body is None:
+                continue
+            existing = claim_view(body)
+            if not existing.ours or existing.parent is None:
+                return existing.describe()
+            self._ours[address] = existing
+            if self._may_use(key, existing):
+                return None
+            if not await self._stale(existing):
+                return existing.describe()
+            self._ours.pop(address, None)
+            await self.writer.delete_claim(address, existing.uid)
+        return f"a claim on {address} that keeps changing"
+
+    async def _stale(self, claim: ClaimView) -> bool:
+        """Whether another Service's claim may go: that Service is gone, or its status has not
+        shown the address for longer than a status write can take (two replicas that both
+        think they lead must not take each other's claims in flight)."""
+        assert claim.parent is not None
+        shown = await self.writer.service_ingress(claim.parent)
+        if shown is None:
+            return True
+        return claim.address not in shown and _age(claim.created) > CLAIM_GRACE
+
+
+def _age(created: str) -> float:
+    try:
+        stamp = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return math.inf
+    return (datetime.datetime.now(datetime.UTC) - stamp).total_seconds()
+
+
+def _reason(error: BaseException) -> str:
+    """The API server's own words from a Status body."""
+    try:
+        return str(json.loads(getattr(error, "body", "") or "{}")["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(error)

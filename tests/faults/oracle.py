@@ -1,0 +1,548 @@
+"""What API.md says the cluster must look like, judged from the objects alone.
+
+Independent of the operator's code: pools are parsed here with `ipaddress`, readiness,
+admission and free space are recomputed from the IPPools and the Services' statuses. The chaos
+driver asks it after every step; each finding is a `Violation` with the invariant it breaks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tests.faults.checker import REASONS, Held, _interval, _may_share
+
+FINALIZER = "lbipam.io/protection"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "lbipam")
+FAMILIES = {"IPv4": 4, "IPv6": 6}
+Span = tuple[int, int]  # inclusive
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str  # a short name: duplicate, outside-pool, moved, pool-gone, counts, ...
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.invariant}] {self.text}"
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _subtract(spans: list[Span], holes: Iterable[Span]) -> list[Span]:
+    result = spans
+    for hole_start, hole_end in holes:
+        cut: list[Span] = []
+        for start, end in result:
+            if end < hole_start or start > hole_end:
+                cut.append((start, end))
+                continue
+            if start < hole_start:
+                cut.append((start, hole_start - 1))
+            if end > hole_end:
+                cut.append((hole_end + 1, end))
+        result = cut
+    return result
+
+
+def _entry(text: str, first_last: bool) -> tuple[int, Span]:
+    """An IPPool entry as (family, span); IPv4 CIDRs up to /30 lose both ends (API.md)."""
+    family, start, end = _interval(text)
+    cidr = family == 4 and "/" in text and not first_last
+    if cidr and ipaddress.ip_network(text.strip(), strict=False).prefixlen <= 30:
+        start, end = start + 1, end - 1
+    return family, (start, end)
+
+
+@dataclass
+class PoolModel:
+    """One IPPool as the contract reads it."""
+
+    name: str
+    body: Mapping[str, Any]
+    usable: dict[int, list[Span]]
+    conflict_with: str | None = None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> PoolModel:
+        spec = body.get("spec") or {}
+        first_last = bool(spec.get("allowFirstLastIPs"))
+        spans: dict[int, list[Span]] = defaultdict(list)
+        for text in spec.get("addresses") or []:
+            family, span = _entry(text, first_last)
+            spans[family].append(span)
+        holes: dict[int, list[Span]] = defaultdict(list)
+        for text in spec.get("exclude") or []:
+            family, start, end = _interval(text)
+            holes[family].append((start, end))
+        usable = {}
+        for family in (4, 6):
+            kept = _subtract(_merge(spans.get(family, ())), holes.get(family, ()))
+            if family == 4 and spec.get("avoidBuggyIPs"):
+                kept = _subtract(kept, _buggy(kept))
+            if kept:
+                usable[family] = kept
+        return cls(body["metadata"]["name"], body, usable)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        return self.body.get("spec") or {}
+
+    @property
+    def deleting(self) -> bool:
+        return bool(self.body["metadata"].get("deletionTimestamp"))
+
+    @property
+    def seniority(self) -> tuple[str, str]:
+        return (self.body["metadata"].get("creationTimestamp") or "", self.name)
+
+    @property
+    def ready(self) -> bool:
+        return not (self.deleting or self.spec.get("disabled") or self.conflict_with)
+
+    def contains(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(a <= int(ip) <= b for a, b in self.usable.get(ip.version, ()))
+
+    def size(self) -> int:
+        return sum(b - a + 1 for spans in self.usable.values() for a, b in spans)
+
+    def count_in(self, addresses: Iterable[str]) -> int:
+        return sum(1 for address in addresses if self.contains(address))
+
+    def free(self, family: int, held: set[str]) -> bool:
+        total = sum(b - a + 1 for a, b in self.usable.get(family, ()))
+        return total > self.count_in(a for a in held if ipaddress.ip_address(a).version == family)
+
+    def accepts(self, service: ServiceModel) -> bool:
+        """The pool's selectors match the Service and its namespace."""
+        return _matches(self.spec.get("serviceSelector"), service.labels) and _matches(
+            self.spec.get("namespaceSelector"), service.namespace_labels
+        )
+
+
+def _buggy(spans: list[Span]) -> list[Span]:
+    holes = []
+    for start, end in spans:
+        for base in range(start & ~0xFF, end + 1, 256):
+            holes += [(base, base), (base + 255, base + 255)]
+    return holes
+
+
+def _matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    if selector is None:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for rule in selector.get("matchExpressions") or []:
+        key, op, values = rule["key"], rule["operator"], rule.get("values") or []
+        ok = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def pool_models(pools: Iterable[Mapping[str, Any]]) -> dict[str, PoolModel]:
+    """Every pool, with the younger of two overlapping pools marked in conflict."""
+    models = sorted((PoolModel.of(body) for body in pools), key=lambda p: p.seniority)
+    for index, young in enumerate(models):
+        for old in models[:index]:
+            if _overlap(young, old):
+                young.conflict_with = old.name
+                break
+    return {pool.name: pool for pool in models}
+
+
+def _overlap(a: PoolModel, b: PoolModel) -> bool:
+    return any(
+        x1 <= y2 and y1 <= x2
+        for family, spans in a.usable.items()
+        for x1, x2 in spans
+        for y1, y2 in b.usable.get(family, ())
+    )
+
+
+@dataclass
+class ServiceModel:
+    """One handled Service's request, read from its object."""
+
+    held: Held
+    labels: Mapping[str, str]
+    namespace_labels: Mapping[str, str]
+    families: tuple[int, ...]  # wanted, in order
+    policy: str
+    named: tuple[str, ...]
+    statics: dict[int, str]
+    invalid: str | None
+    body: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, held: Held, body: Mapping[str, Any], ns_labels: Mapping[str, str]) -> ServiceModel:
+        meta, spec = body["metadata"], body.get("spec") or {}
+        annotations = meta.get("annotations") or {}
+        order = tuple(FAMILIES[f] for f in spec.get("ipFamilies") or ["IPv4"])
+        policy = spec.get("ipFamilyPolicy") or "SingleStack"
+        families = (
+            order[:1]
+            if policy == "SingleStack"
+            else order + tuple(f for f in (4, 6) if f not in order)
+        )
+        statics: dict[int, str] = {}
+        invalid = None
+        ips = [t.strip() for t in (annotations.get("lbipam.io/ips") or "").split(",") if t.strip()]
+        for text in ips:
+            ip = ipaddress.ip_address(text)
+            if ip.version in statics:
+                invalid = "two addresses of one family in lbipam.io/ips"
+            statics[ip.version] = str(ip)
+        if spec.get("loadBalancerIP"):
+            ip = ipaddress.ip_address(spec["loadBalancerIP"])
+            if statics.setdefault(ip.version, str(ip)) != str(ip):
+                invalid = "spec.loadBalancerIP and lbipam.io/ips disagree"
+        if any(f not in families for f in statics):
+            invalid = "a requested address of a family the Service does not have"
+        named = tuple(
+            t.strip() for t in (annotations.get("lbipam.io/pool") or "").split(",") if t.strip()
+        )
+        return cls(
+            held,
+            meta.get("labels") or {},
+            ns_labels,
+            families,
+            policy,
+            named,
+            statics,
+            invalid,
+            body,
+        )
+
+    def may_use(self, pool: PoolModel, static: bool) -> bool:
+        """The pool may hand this Service a new address (API.md "Pool choice")."""
+        if not pool.ready:
+            return False
+        if self.named:
+            return pool.name in self.named
+        return pool.accepts(self) and (static or bool(pool.spec.get("autoAssign", True)))
+
+
+@dataclass
+class Cluster:
+    """One read of everything the oracle judges."""
+
+    pools: dict[str, PoolModel]
+    services: dict[str, ServiceModel]  # handled Services, by uid
+    others: list[Held]  # Services lbipam must leave alone
+    policies: list[Mapping[str, Any]]
+
+    def holders(self) -> dict[str, list[Held]]:
+        found: dict[str, list[Held]] = defaultdict(list)
+        for service in self.services.values():
+            for address in service.held.addresses:
+                found[address].append(service.held)
+        return found
+
+    def in_some_pool(self, address: str) -> bool:
+        return any(pool.contains(address) for pool in self.pools.values())
+
+
+def cluster(
+    pools: Iterable[Mapping[str, Any]],
+    services: Iterable[tuple[Held, Mapping[str, Any]]],
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    policies: Iterable[Mapping[str, Any]],
+) -> Cluster:
+    handled: dict[str, ServiceModel] = {}
+    others = []
+    for held, body in services:
+        if held.handled:
+            labels = namespace_labels.get(held.key.split("/")[0], {})
+            handled[held.uid] = ServiceModel.of(held, body, labels)
+        else:
+            others.append(held)
+    return Cluster(pool_models(pools), handled, others, list(policies))
+
+
+# ---- the invariants ------------------------------------------------------------------------
+
+
+def judge(now: Cluster, scope: set[str]) -> list[Violation]:
+    """Every invariant that needs one read only; `scope` names the pools to check counts of."""
+    found: list[Violation] = []
+    found += duplicates(now)
+    found += addresses(now)
+    found += pending(now)
+    found += pool_statuses(now, scope)
+    found += policies(now)
+    found += untouched(now)
+    return found
+
+
+def duplicates(now: Cluster) -> list[Violation]:
+    return [
+        Violation("duplicate", f"{address} is held by {', '.join(sorted(h.key for h in held))}")
+        for address, held in now.holders().items()
+        if len(held) > 1 and not _may_share(held)
+    ]
+
+
+def addresses(now: Cluster) -> list[Violation]:
+    """Each held address lies in a pool, one per wanted family, as requested."""
+    found = []
+    for service in now.services.values():
+        key, seen = service.held.key, set()
+        for address in service.held.addresses:
+            family = ipaddress.ip_address(address).version
+            pools = [p for p in now.pools.values() if p.contains(address)]
+            if not pools:
+                found.append(Violation("outside-pool", f"{key} holds {address}, in no IPPool"))
+            elif service.named and not any(p.name in service.named for p in pools):
+                found.append(
+                    Violation("outside-pool", f"{key} holds {address}, outside its named pools")
+                )
+            if family in seen or family not in service.families:
+                found.append(Violation("families", f"{key} holds {service.held.addresses}"))
+            seen.add(family)
+            static = service.statics.get(family)
+            if static is not None and static != address and service.invalid is None:
+                found.append(Violation("static", f"{key} asked for {static} and holds {address}"))
+        condition = service.held.condition or {}
+        if condition.get("reason") not in REASONS:
+            found.append(Violation("condition", f"{key}: condition {dict(condition) or None}"))
+        elif not service.held.addresses and condition.get("status") != "False":
+            found.append(Violation("condition", f"{key}: no address but {dict(condition)}"))
+        elif service.invalid and condition.get("reason") != "InvalidRequest":
+            found.append(
+                Violation(
+                    "condition", f"{key}: {service.invalid}, but reason {condition['reason']}"
+                )
+            )
+    return found
+
+
+def new_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+    """An address a Service did not hold at the last settled read came from a pool it may use."""
+    found = []
+    holders = now.holders()
+    for uid, service in now.services.items():
+        for address in service.held.addresses:
+            if address in before.get(uid, ()):
+                continue
+            static = ipaddress.ip_address(address).version in service.statics
+            usable = [p.name for p in now.pools.values() if p.contains(address)]
+            if any(service.may_use(now.pools[n], static) for n in usable):
+                continue
+            joined = [
+                h
+                for h in holders[address]
+                if h.uid != uid and h.sharing_key and h.sharing_key == service.held.sharing_key
+            ]
+            if joined:
+                continue  # shares the address of its sharing group
+            found.append(
+                Violation(
+                    "new-address",
+                    f"{service.held.key} got {address}, but none of the pools holding it "
+                    f"({', '.join(usable) or 'none'}) is Ready and admits it",
+                )
+            )
+    return found
+
+
+def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[str]) -> str:
+    """'ok' when a pool could serve this family now, 'soft' when none can, 'hard' on a refusal.
+
+    Mirrors API.md: a named pool that does not exist, a static address in use or in no usable
+    pool, and a port conflict in a sharing group refuse the whole request (hard).
+    """
+    if any(name not in now.pools for name in service.named):
+        return "hard"
+    static = service.statics.get(family)
+    if static is not None:
+        rivals = [h for h in now.holders().get(static, []) if h.uid != service.held.uid]
+        if rivals and not _may_share([service.held, *rivals]):
+            return "hard"
+        ok = any(p.contains(static) and service.may_use(p, True) for p in now.pools.values())
+        return "ok" if ok else "hard"
+    group = _group_address(now, service, family)
+    if group is not None:
+        # The registry hands out the group's address and nothing else, or refuses with
+        # PortConflict; that address's pool need not be Ready (sharing is the user's choice).
+        rivals = [h for h in now.holders()[group] if h.uid != service.held.uid]
+        return "ok" if _may_share([service.held, *rivals]) else "hard"
+    ok = any(
+        family in p.usable and service.may_use(p, False) and p.free(family, held)
+        for p in now.pools.values()
+    )
+    return "ok" if ok else "soft"
+
+
+def pending(now: Cluster) -> list[Violation]:
+    """No Service lacks an address a pool could give it now."""
+    found = []
+    held = set(now.holders())
+    for service in now.services.values():
+        if service.invalid:
+            continue
+        have = {ipaddress.ip_address(a).version for a in service.held.addresses}
+        outcome = {f: _family_outcome(now, service, f, held) for f in service.families}
+        if service.policy == "RequireDualStack":
+            owed = list(service.families) if all(o == "ok" for o in outcome.values()) else []
+        elif service.policy == "PreferDualStack":
+            primary, secondary = service.families
+            owed = []
+            if outcome[primary] == "ok" and outcome[secondary] in ("ok", "soft"):
+                owed = [primary] + ([secondary] if outcome[secondary] == "ok" else [])
+        else:
+            owed = [service.families[0]] if outcome[service.families[0]] == "ok" else []
+        missing = [f for f in owed if f not in have]
+        if missing:
+            found.append(
+                Violation(
+                    "pending",
+                    f"{service.held.key} lacks an IPv{missing[0]} address a pool could give it "
+                    f"(holds {service.held.addresses}, condition "
+                    f"{(service.held.condition or {}).get('reason')})",
+                )
+            )
+    return found
+
+
+def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | None:
+    """The address of this family held by the oldest other member of the sharing group."""
+    me = service.held
+    if not me.sharing_key:
+        return None
+    namespace = me.key.split("/")[0]
+    candidates = sorted(
+        ((s.held.created, s.held.key), address)
+        for s in now.services.values()
+        if s.held.uid != me.uid
+        and s.held.sharing_key == me.sharing_key
+        and s.held.key.split("/")[0] == namespace
+        for address in s.held.addresses
+        if ipaddress.ip_address(address).version == family
+        and (
+            not service.named
+            or any(now.pools[n].contains(address) for n in service.named if n in now.pools)
+        )
+    )
+    return candidates[0][1] if candidates else None
+
+
+def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:
+    """Counts equal a recount from the Services; Ready says the truth; protection is on."""
+    found = []
+    held = list(now.holders())
+    for name in sorted(scope & now.pools.keys()):
+        pool = now.pools[name]
+        if pool.deleting:
+            continue
+        meta, status = pool.body["metadata"], pool.body.get("status") or {}
+        total = pool.size()
+        allocated = pool.count_in(held)
+        want = {"total": str(total), "allocated": str(allocated)}
+        want["available"] = str(total - allocated)
+        shown = {k: status.get(k) for k in want}
+        if shown != want:
+            found.append(Violation("counts", f"IPPool {name} shows {shown}, recount {want}"))
+        if status.get("observedGeneration") != meta.get("generation"):
+            found.append(Violation("pool-status", f"IPPool {name} status is of an old generation"))
+        ready = {c.get("type"): c for c in status.get("conditions") or []}.get("Ready") or {}
+        expected = "True" if pool.ready else "False"
+        if ready.get("status") != expected:
+            found.append(
+                Violation(
+                    "pool-status",
+                    f"IPPool {name} Ready={ready.get('status')}, "
+                    f"expected {expected} (conflict: {pool.conflict_with})",
+                )
+            )
+        if (pool.ready or pool.count_in(held)) and FINALIZER not in (meta.get("finalizers") or []):
+            found.append(
+                Violation("protection", f"IPPool {name} is Ready or held without {FINALIZER}")
+            )
+    return found
+
+
+def _restricting(body: Mapping[str, Any]) -> set[str] | None:
+    """The ipBlocks a Service's source ranges need, or None when they restrict nothing."""
+    spec = body.get("spec") or {}
+    ranges = spec.get("loadBalancerSourceRanges") or []
+    # README "Source ranges": only `externalTrafficPolicy: Local` gets a policy (with Cluster,
+    # SNAT hides the client, so the policy would drop allowed clients).
+    local = spec.get("externalTrafficPolicy") == "Local"
+    if not ranges or not spec.get("selector") or not local:
+        return None
+    networks = {ipaddress.ip_network(r, strict=False) for r in ranges}
+    # A /0 opens its family; nothing to enforce when every family given is open.
+    open_families = {n.version for n in networks if n.prefixlen == 0}
+    if {n.version for n in networks} <= open_families:
+        return None
+    return {str(n) for n in networks if n.version not in open_families or n.prefixlen == 0}
+
+
+def policies(now: Cluster) -> list[Violation]:
+    """Exactly one managed policy per handled Service with ranges, matching them; no other."""
+    found = []
+    wanted = {
+        s.held.uid: (s, blocks)
+        for s in now.services.values()
+        if (blocks := _restricting(s.body)) is not None
+    }
+    owned: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for policy in now.policies:
+        meta = policy["metadata"]
+        if (meta.get("labels") or {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
+            continue
+        owners = [r["uid"] for r in meta.get("ownerReferences") or [] if r.get("controller")]
+        if not owners or owners[0] not in wanted:
+            found.append(Violation("policy", f"NetworkPolicy {meta['name']} is managed, unwanted"))
+            continue
+        owned[owners[0]].append(policy)
+    for uid, (service, blocks) in wanted.items():
+        mine = owned.get(uid, [])
+        if len(mine) != 1:
+            found.append(Violation("policy", f"{service.held.key} has {len(mine)} policies"))
+            continue
+        spec = mine[0].get("spec") or {}
+        shown = {
+            peer["ipBlock"]["cidr"]
+            for rule in spec.get("ingress") or []
+            for peer in rule.get("from") or []
+            if "ipBlock" in peer
+        }
+        selector = (spec.get("podSelector") or {}).get("matchLabels")
+        if shown != blocks or selector != (service.body.get("spec") or {}).get("selector"):
+            found.append(
+                Violation(
+                    "policy",
+                    f"{service.held.key}: policy admits {sorted(shown)}, "
+                    f"ranges say {sorted(blocks)}",
+                )
+            )
+    return found
+
+
+def untouched(now: Cluster) -> list[Violation]:
+    """Services that are not ours carry nothing of ours (nothing else writes LB status here)."""
+    return [
+        Violation("not-ours", f"{held.key} is not ours but shows {held.addresses} / our condition")
+        for held in now.others
+        if held.condition is not None or held.addresses
+    ]

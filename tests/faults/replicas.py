@@ -1,0 +1,133 @@
+"""Two operator replicas electing a leader, and the faults a node can do to the one leading."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+from kubernetes import client
+
+from tests.controlplane import ControlPlane
+from tests.operator_process import OperatorProcess
+
+LEASE = "lbipam-leader"
+# Short timings so that a takeover fits in a test: a frozen leader is fenced after 3 s.
+ELECTION = {
+    "LBIPAM_LEADER_ELECTION": "true",
+    "LBIPAM_LEASE_DURATION": "4",
+    "LBIPAM_RENEW_DEADLINE": "3",
+    "LBIPAM_RETRY_PERIOD": "0.5",
+}
+LEASE_SECONDS = float(ELECTION["LBIPAM_LEASE_DURATION"])
+
+
+def identity(process: OperatorProcess) -> str:
+    """The replica's name in the Lease: host name and process id."""
+    assert process.popen is not None
+    return f"{socket.gethostname()}-{process.popen.pid}"
+
+
+def leading(process: OperatorProcess) -> bool:
+    try:
+        return any(
+            line.startswith("lbipam_leader ") and float(line.split()[1]) == 1.0
+            for line in process.metrics().splitlines()
+        )
+    except OSError:
+        return False
+
+
+def wait_for(probe: Callable[[], object], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Replicas:
+    """Two `lbipam run` processes with leader election on, their Lease in `namespace`."""
+
+    def __init__(self, plane: ControlPlane, namespace: str, **settings: str) -> None:
+        self.namespace = namespace
+        settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
+        self.all = (OperatorProcess(plane, **settings), OperatorProcess(plane, **settings))
+
+    def start(self) -> Replicas:
+        """The first starts and leads, then the second joins as the follower."""
+        first, second = self.all
+        first.start()
+        wait_for(lambda: leading(first), "the first replica to lead")
+        second.start()
+        return self
+
+    def leaders(self) -> list[OperatorProcess]:
+        return [replica for replica in self.all if leading(replica)]
+
+    def leader(self, timeout: float = 30) -> OperatorProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.leaders()
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no replica leads after {timeout}s:\n{self.logs()}")
+
+    def kill_leader(self) -> None:
+        """kill -9, then start it again at once, as the kubelet restarts a crashed pod."""
+        leader = self.leader()
+        leader.kill()
+        leader.start(wait=False)
+
+    def freeze_leader(self, seconds: float) -> None:
+        """SIGSTOP the leader for `seconds` (past its Lease), then SIGCONT."""
+        popen = self.leader().popen
+        assert popen is not None
+        popen.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            popen.send_signal(signal.SIGCONT)
+
+    def steal_lease(self, api: client.ApiClient, holder: str = "intruder") -> None:
+        """Overwrite the Lease as another candidate would, renewed just now."""
+        leases = client.CoordinationV1Api(api)
+        lease = leases.read_namespaced_lease(LEASE, self.namespace)
+        stamp = datetime.datetime.now(datetime.UTC)
+        lease.spec.holder_identity = holder
+        lease.spec.renew_time = stamp
+        lease.spec.acquire_time = stamp
+        leases.replace_namespaced_lease(LEASE, self.namespace, lease)
+
+    def ensure_running(self) -> None:
+        """Whatever a fault did, both processes run (a frozen one is woken)."""
+        for replica in self.all:
+            if replica.popen is not None and replica.popen.poll() is None:
+                replica.popen.send_signal(signal.SIGCONT)
+            else:
+                replica.start(wait=False)
+
+    def refused(self) -> list[str]:
+        """Writes the API server's admission (deploy/guardrails.yaml) refused."""
+        return [
+            line
+            for replica in self.all
+            for line in replica.logs(10**7).splitlines()
+            if "denied request" in line
+        ]
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(
+            f"--- replica {index} ({replica.log_path}):\n{replica.logs(lines)}"
+            for index, replica in enumerate(self.all)
+        )
+
+    def cleanup(self) -> None:
+        for replica in self.all:
+            if replica.popen is not None and replica.popen.poll() is None:
+                replica.popen.send_signal(signal.SIGCONT)
+            replica.cleanup()

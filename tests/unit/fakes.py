@@ -1,0 +1,137 @@
+"""A recording stand-in for `lbipam.kube.writer.Writer`: what the controllers wrote, in order.
+
+Not a mock of the Kubernetes API: it keeps only what the controllers themselves asked for, so
+table tests can say "this Service in → these writes and Events out".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from lbipam.ipam.requests import ServiceKey
+
+
+@dataclass
+class Event:
+    kind: str
+    name: str
+    reason: str
+    message: str
+    warning: bool
+
+
+@dataclass
+class RecordingWriter:
+    statuses: list[tuple[ServiceKey, tuple[str, ...], Mapping[str, Any] | None]] = field(
+        default_factory=list
+    )
+    pool_patches: list[tuple[str, Mapping[str, Any], bool]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    policy_writes: list[tuple[str, str, str]] = field(default_factory=list)  # verb, ns, name
+    services: list[dict[str, Any]] = field(default_factory=list)
+    # Status codes the next status writes fail with, in order (409: the Service changed).
+    status_failures: list[int] = field(default_factory=list)
+    gone: set[ServiceKey] = field(default_factory=set)
+    # IPAddress objects by name, as the API server would keep them: one per address.
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claim_writes: list[tuple[str, str]] = field(default_factory=list)  # verb, address
+
+    async def apply_service_status(
+        self,
+        key: ServiceKey,
+        version: str | None,
+        ingress: tuple[str, ...],
+        condition: Mapping[str, Any] | None,
+    ) -> None:
+        if self.status_failures:
+            raise ApiException(status=self.status_failures.pop(0))
+        self.statuses.append((key, ingress, condition))
+
+    async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
+        return key in self.gone
+
+    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
+        return list(self.services)
+
+    async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
+        self.pool_patches.append((name, patch, status))
+
+    async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.policies.get((namespace, name))
+
+    async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None:
+        meta = manifest["metadata"]
+        self.policy_writes.append(
+            ("replace" if existing else "create", meta["namespace"], meta["name"])
+        )
+        stored = {
+            **manifest,
+            "metadata": {**meta, "uid": f"uid-{meta['name']}", "resourceVersion": "1"},
+        }
+        self.policies[(meta["namespace"], meta["name"])] = stored
+
+    async def delete_policy(self, namespace: str, name: str, uid: str) -> None:
+        self.policy_writes.append(("delete", namespace, name))
+        self.policies.pop((namespace, name), None)
+
+    def event(
+        self,
+        involved: Mapping[str, str],
+        kind: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+    ) -> None:
+        self.events.append(Event(kind, involved["name"], reason, message, warning))
+
+    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        if address in self.claims:
+            raise ApiException(status=409)
+        self.claim_writes.append(("create", address))
+        self.claims[address] = claim(address, key)
+        return self.claims[address]
+
+    async def read_claim(self, address: str) -> dict[str, Any] | None:
+        return self.claims.get(address)
+
+    async def delete_claim(self, address: str, uid: str) -> None:
+        if self.claims.get(address, {}).get("metadata", {}).get("uid") == uid:
+            self.claim_writes.append(("delete", address))
+            del self.claims[address]
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        return list(self.claims.values())
+
+    async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
+        if key in self.gone:
+            return None
+        shown = [ingress for k, ingress, _ in self.statuses if k == key]
+        return shown[-1] if shown else ()
+
+    def reasons(self) -> list[str]:
+        return [event.reason for event in self.events]
+
+
+def claim(address: str, key: ServiceKey, manager: str = "lbipam.io") -> dict[str, Any]:
+    """An IPAddress as the API server returns it."""
+    return {
+        "metadata": {
+            "name": address,
+            "uid": f"uid-{address}",
+            "labels": {"ipaddress.kubernetes.io/managed-by": manager},
+        },
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": key.namespace,
+                "name": key.name,
+            }
+        },
+    }

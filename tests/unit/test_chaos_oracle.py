@@ -1,0 +1,108 @@
+"""The chaos oracle reads API.md right: a wrong oracle would cry wolf or stay silent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.faults.checker import _held
+from tests.faults.oracle import Cluster, PoolModel, cluster, judge, pool_models
+
+
+def pool(name: str, *addresses: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> Any:
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "generation": 1,
+            "finalizers": ["lbipam.io/protection"],
+        },
+        "spec": {"addresses": list(addresses), **spec},
+    }
+
+
+def service(name: str, *addresses: str, reason: str = "Allocated", **spec: Any) -> Any:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "a",
+            "uid": name,
+            "creationTimestamp": "t",
+            "annotations": spec.pop("annotations", {}),
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": [{"port": 80, "protocol": "TCP"}],
+            **spec,
+        },
+        "status": {
+            "loadBalancer": {"ingress": [{"ip": a} for a in addresses]},
+            "conditions": [
+                {
+                    "type": "lbipam.io/AddressAllocated",
+                    "status": "True" if addresses else "False",
+                    "reason": reason,
+                }
+            ],
+        },
+    }
+
+
+def world(pools: list[Any], services: list[Any]) -> Cluster:
+    return cluster(pools, [(_held(s), s) for s in services], {"a": {}}, [])
+
+
+def invariants(now: Cluster) -> set[str]:
+    return {v.invariant for v in judge(now, set())}
+
+
+def test_an_ipv4_cidr_up_to_a_30_hands_out_neither_end_unless_allowed() -> None:
+    assert PoolModel.of(pool("p", "10.0.0.0/30")).usable == {4: [(167772161, 167772162)]}
+    assert PoolModel.of(pool("p", "10.0.0.0/31")).size() == 2
+    assert PoolModel.of(pool("p", "10.0.0.0/30", allowFirstLastIPs=True)).size() == 4
+    assert PoolModel.of(pool("p", "10.0.0.0-10.0.0.3")).size() == 4
+
+
+def test_the_younger_of_two_overlapping_pools_is_in_conflict() -> None:
+    pools = pool_models(
+        [
+            pool("young", "10.0.0.4-10.0.0.6", created="2026-01-02T00:00:00Z"),
+            pool("old", "10.0.0.0/29"),
+            pool("apart", "10.0.0.7", created="2026-01-03T00:00:00Z"),  # the /29's broadcast
+        ]
+    )
+    assert pools["young"].conflict_with == "old"
+    assert pools["old"].conflict_with is None and pools["apart"].conflict_with is None
+
+
+def test_a_network_address_handed_out_is_outside_every_pool() -> None:
+    now = world([pool("p", "10.0.0.0/29")], [service("s", "10.0.0.0")])
+    assert "outside-pool" in invariants(now)
+
+
+def test_a_service_pending_while_a_pool_has_room_is_a_violation() -> None:
+    pending = service("s", reason="PoolExhausted")
+    assert "pending" in invariants(world([pool("p", "10.0.0.1")], [pending]))
+    full = [pending, service("t", "10.0.0.1")]
+    assert "pending" not in invariants(world([pool("p", "10.0.0.1")], full))
+
+
+def test_a_static_address_in_use_leaves_the_service_pending_without_a_violation() -> None:
+    asks = service("s", reason="AddressInUse", annotations={"lbipam.io/ips": "10.0.0.1"})
+    now = world([pool("p", "10.0.0.1-10.0.0.5")], [asks, service("t", "10.0.0.1")])
+    assert invariants(now) == set()
+
+
+def test_two_services_on_one_address_without_a_sharing_key_are_a_duplicate() -> None:
+    now = world([pool("p", "10.0.0.1")], [service("s", "10.0.0.1"), service("t", "10.0.0.1")])
+    assert "duplicate" in invariants(now)
+
+
+def test_source_ranges_need_a_policy_only_when_local_and_restricting() -> None:
+    local = {"externalTrafficPolicy": "Local"}
+    opened = service("s", "10.0.0.1", loadBalancerSourceRanges=["0.0.0.0/0", "198.18.0.0/24"])
+    assert "policy" not in invariants(world([pool("p", "10.0.0.1")], [opened]))
+    narrow = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"], **local)
+    assert "policy" in invariants(world([pool("p", "10.0.0.1")], [narrow]))
+    snat = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"])
+    assert "policy" not in invariants(world([pool("p", "10.0.0.1")], [snat]))

@@ -1,0 +1,130 @@
+"""The pool controller against a recording writer: protection first, status, deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lbipam.api import FINALIZER
+from lbipam.controllers.claims import AddressClaims
+from lbipam.controllers.pools import PoolController
+from lbipam.controllers.services import ServiceController
+from lbipam.controllers.views import ServiceViews
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import ServiceKey, ServiceRequest
+from lbipam.objects import PoolView, pool_spec, pool_view
+from lbipam.runtime.metrics import Metrics
+from tests.unit.fakes import RecordingWriter
+
+
+def ippool(*finalizers: str, deleting: bool = False, **spec: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": "public",
+        "uid": "uid-public",
+        "generation": 2,
+        "resourceVersion": "11",
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "finalizers": list(finalizers),
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    return {"metadata": meta, "spec": {"addresses": ["198.18.0.0/29"], **spec}}
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.writer = RecordingWriter()
+        claims = AddressClaims(self.writer, self.registry, enabled=False)
+        services = ServiceController(
+            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.ignore
+        )
+        services.rebuild([], {})
+        self.pools = PoolController(self.registry, self.writer, services)
+
+    async def ignore(self, key: ServiceKey) -> None:
+        return None
+
+    async def observe(self, body: dict[str, Any]) -> None:
+        await self.pools.observe("public", (pool_view(body), pool_spec(body)))
+
+    def status(self) -> dict[str, Any]:
+        [*_, (_, patch, is_status)] = self.writer.pool_patches
+        assert is_status
+        return dict(patch["status"])
+
+
+def ready(status: dict[str, Any]) -> tuple[str, str]:
+    [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    return ready["status"], ready["reason"]
+
+
+async def test_a_new_pool_gets_the_finalizer_before_anything_and_says_protecting() -> None:
+    h = Harness()
+
+    await h.observe(ippool())
+    [(name, patch, is_status)] = h.writer.pool_patches
+    assert (name, is_status) == ("public", False)
+    assert patch == {"metadata": {"finalizers": [FINALIZER], "resourceVersion": "11"}}
+    await h.pools.sync("public")
+
+    assert ready(h.status()) == ("False", "Protecting")
+    assert h.registry.ensure(ServiceRequest(ServiceKey("a", "web"), "t")).addresses == ()
+
+
+async def test_once_protected_the_pool_is_ready_and_counts_its_usable_addresses() -> None:
+    h = Harness()
+
+    await h.observe(ippool(FINALIZER))
+    await h.pools.sync("public")
+
+    status = h.status()
+    assert ready(status) == ("True", "Ready")
+    assert (status["total"], status["available"], status["observedGeneration"]) == ("6", "6", 2)
+    assert all(not patch.get("metadata") for _, patch, _ in h.writer.pool_patches)
+
+
+async def test_an_unchanged_status_is_not_written_twice() -> None:
+    h = Harness()
+    await h.observe(ippool(FINALIZER))
+    await h.pools.sync("public")
+    written = h.status()
+    body = ippool(FINALIZER)
+    body["status"] = written
+    await h.observe(body)
+
+    await h.pools.sync("public")
+
+    assert len(h.writer.pool_patches) == 1
+
+
+async def test_deleting_a_pool_in_use_waits_and_names_the_holders_then_lets_go() -> None:
+    h = Harness()
+    await h.observe(ippool(FINALIZER))
+    web = ServiceKey("shop", "web")
+    assert h.registry.ensure(ServiceRequest(web, "t")).addresses == ("198.18.0.1",)
+
+    await h.observe(ippool(FINALIZER, deleting=True))
+    await h.pools.sync("public")
+    assert h.writer.reasons() == ["DeletionBlocked"]
+    assert "shop/web" in h.writer.events[0].message
+    assert all(not patch.get("metadata") for _, patch, _ in h.writer.pool_patches)
+
+    h.registry.release(web)
+    await h.pools.sync("public")
+    [*_, (_, patch, is_status)] = h.writer.pool_patches
+    assert not is_status and patch["metadata"]["finalizers"] == []
+
+
+async def test_a_pool_whose_selector_cannot_be_read_says_so_in_its_status() -> None:
+    h = Harness()
+
+    await h.observe(ippool(FINALIZER, serviceSelector={"matchLabels": "web"}))
+    await h.pools.sync("public")
+
+    status, reason = ready(h.status())
+    assert (status, reason) == ("False", "InvalidSpec")
+
+
+def test_views_keep_what_the_controller_needs() -> None:
+    view = pool_view(ippool(FINALIZER))
+    assert view == PoolView("public", "uid-public", 2, False, (FINALIZER,), "11", {})

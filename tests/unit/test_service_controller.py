@@ -1,0 +1,250 @@
+"""The Service controller against a recording writer: a Service in → writes and Events out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers.claims import AddressClaims
+from lbipam.controllers.services import ServiceController
+from lbipam.controllers.views import ServiceViews
+from lbipam.ipam.pool import PoolSpec
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import ServiceKey
+from lbipam.objects import ServiceView, service_view
+from lbipam.runtime.metrics import Metrics
+from lbipam.settings import Settings
+from tests.unit.fakes import RecordingWriter, claim
+
+SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "x"})
+
+
+def service(
+    name: str, *, held: str | None = None, kind: str = "LoadBalancer", **spec: Any
+) -> ServiceView:
+    body: dict[str, Any] = {
+        "metadata": {
+            "namespace": "shop",
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": "7",
+            "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
+        },
+        "spec": {"type": kind, "ports": [{"port": 80}], **spec},
+    }
+    if held:
+        body["status"] = {"loadBalancer": {"ingress": [{"ip": held}]}}
+    return service_view(body, SETTINGS)
+
+
+class Harness:
+    def __init__(self, *pools: PoolSpec) -> None:
+        self.registry = Registry()
+        for pool in pools:
+            self.registry.apply_pool(pool)
+        self.writer = RecordingWriter()
+        self.followed: list[ServiceKey] = []
+        claims = AddressClaims(self.writer, self.registry, enabled=True)
+        self.controller = ServiceController(
+            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.follow
+        )
+        self.controller.rebuild([], {})
+
+    async def follow(self, key: ServiceKey) -> None:
+        self.followed.append(key)
+
+
+PUBLIC = PoolSpec("public", ("198.18.0.0/29",))
+
+
+async def test_a_new_service_gets_the_lowest_usable_address_in_one_write_and_one_event() -> None:
+    h = Harness(PUBLIC)
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    [(key, ingress, condition)] = h.writer.statuses
+    assert (key, ingress) == (ServiceKey("shop", "web"), ("198.18.0.1",))
+    assert condition is not None and condition["type"] == SERVICE_CONDITION
+    assert (condition["status"], condition["reason"]) == ("True", "Allocated")
+    assert h.writer.reasons() == ["AddressAllocated"]
+    assert h.followed == [ServiceKey("shop", "web")]
+
+
+async def test_a_service_already_showing_its_decision_is_not_written_again() -> None:
+    h = Harness(PUBLIC)
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    (_, _, condition) = h.writer.statuses[0]
+    echoed = service("web", held="198.18.0.1")
+    echoed = ServiceView(echoed.key, echoed.uid, True, echoed.request, condition, echoed.body)
+
+    await h.controller.observe(echoed.key, echoed)
+
+    assert len(h.writer.statuses) == 1
+    assert h.writer.reasons() == ["AddressAllocated"]
+
+
+async def test_no_pool_means_a_false_condition_a_warning_and_a_pending_service() -> None:
+    h = Harness()
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    [(_, ingress, condition)] = h.writer.statuses
+    assert ingress == () and condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "NoMatchingPool")
+    assert h.writer.events[0].warning and h.writer.reasons() == ["AllocationFailed"]
+    assert h.controller.pending == {ServiceKey("shop", "web")}
+
+
+async def test_a_service_that_stops_being_a_load_balancer_is_cleared_and_released() -> None:
+    h = Harness(PUBLIC)
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    (_, _, condition) = h.writer.statuses[0]
+    changed = service("web", held="198.18.0.1", kind="ClusterIP")
+    changed = ServiceView(changed.key, changed.uid, False, changed.request, condition, changed.body)
+
+    await h.controller.observe(changed.key, changed)
+
+    assert h.writer.statuses[-1] == (ServiceKey("shop", "web"), (), None)
+    assert h.writer.reasons() == ["AddressAllocated", "AddressReleased"]
+    assert h.registry.held_by(ServiceKey("shop", "web")) == ()
+
+
+async def test_a_service_that_never_was_ours_costs_no_write() -> None:
+    h = Harness(PUBLIC)
+
+    await h.controller.observe(ServiceKey("shop", "db"), service("db", kind="ClusterIP"))
+    await h.controller.observe(ServiceKey("shop", "gone"), None)
+
+    assert h.writer.statuses == [] and h.writer.events == []
+    assert h.followed == [ServiceKey("shop", "db"), ServiceKey("shop", "gone")]
+
+
+async def test_a_write_refused_as_stale_keeps_the_decision_for_the_next_event() -> None:
+    h = Harness(PUBLIC)
+    h.writer.status_failures = [409]
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",)]
+    assert h.writer.reasons() == ["AddressAllocated"]
+
+
+async def test_an_unexpected_api_error_is_retried_not_raised() -> None:
+    h = Harness(PUBLIC)
+    h.writer.status_failures = [500]
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    assert h.writer.statuses == [], "the failed write is retried later, in the background"
+    assert h.registry.held_by(ServiceKey("shop", "web")) == ("198.18.0.1",)
+
+
+async def test_an_older_holder_wins_a_duplicate_and_the_younger_is_told_why() -> None:
+    h = Harness(PUBLIC)
+    older, younger = service("a", held="198.18.0.3"), service("bbbb", held="198.18.0.3")
+    h.controller.rebuild([older, younger], {})
+
+    await h.controller.observe(younger.key, younger)
+
+    [(_, ingress, _)] = h.writer.statuses
+    assert ingress == ("198.18.0.1",)
+    [revoked] = [e for e in h.writer.events if e.reason == "AddressRevoked"]
+    assert revoked.warning and "held by the older Service shop/a" in revoked.message
+
+
+async def test_only_services_gone_from_the_cluster_and_unchanged_since_are_released() -> None:
+    h = Harness(PoolSpec("public", ("10.0.0.0/29",), allow_first_last_ips=True))
+    names = ["kept", "deleted", "recreated"]
+    h.controller.rebuild([service(n, held=f"10.0.0.{i}") for i, n in enumerate(names)], {})
+    before = h.controller.views.snapshot()
+    h.controller.views.put(service("recreated", held="10.0.0.2"))
+
+    await h.controller.sweep(before, {ServiceKey("shop", "kept")})
+
+    assert h.registry.held_by(ServiceKey("shop", "kept")) == ("10.0.0.0",)
+    assert h.registry.held_by(ServiceKey("shop", "deleted")) == ()
+    assert h.registry.held_by(ServiceKey("shop", "recreated")) == ("10.0.0.2",)
+    assert h.registry.pool_status("public").allocated == 2
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"), [({}, "NoMatchingPool"), ({"team": "a"}, "Allocated")]
+)
+async def test_namespace_labels_decide_pools_with_a_namespace_selector(
+    labels: dict[str, str], expected: str
+) -> None:
+    from lbipam.ipam.selectors import Selector
+
+    team_a = Selector.from_dict({"matchLabels": {"team": "a"}})
+    h = Harness(PoolSpec("team-a", ("198.18.1.0/29",), namespace_selector=team_a))
+    h.controller.namespace_changed("shop", labels)
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    [(_, _, condition)] = h.writer.statuses
+    assert condition is not None and condition["reason"] == expected
+
+
+async def test_a_service_waiting_only_for_a_pool_to_be_protected_sees_no_failure() -> None:
+    h = Harness(PoolSpec("fresh", ("198.18.0.0/29",), protected=False))
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    assert h.writer.statuses == [] and h.writer.events == []
+    assert h.controller.pending == {ServiceKey("shop", "web")}
+
+
+async def test_every_address_is_claimed_before_the_status_shows_it_and_released_after() -> None:
+    h = Harness(PUBLIC)
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    assert h.writer.claim_writes == [("create", "198.18.0.1")]
+
+    await h.controller.observe(ServiceKey("shop", "web"), None)
+
+    assert h.writer.claim_writes[-1] == ("delete", "198.18.0.1")
+    assert h.writer.claims == {}
+
+
+async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_names_the_holder() -> (
+    None
+):
+    h = Harness(PUBLIC)
+    kubernetes = ServiceKey("default", "kubernetes")
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", kubernetes, "ipallocator.k8s.io")
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.controller.observe(
+        ServiceKey("shop", "fix"), service("fix", loadBalancerIP="198.18.0.1")
+    )
+
+    (_, web, _), (_, fix, condition) = h.writer.statuses
+    assert (web, fix) == (("198.18.0.2",), ())
+    assert condition is not None and condition["reason"] == "AddressInUse"
+    assert "the ClusterIP of Service default/kubernetes" in condition["message"]
+
+
+async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
+    h = Harness(PUBLIC)
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"))
+
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+
+    [(_, ingress, _)] = h.writer.statuses
+    assert ingress == ("198.18.0.1",)
+    parent = h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"]
+    assert parent == "web"
+
+
+async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
+    h = Harness(PUBLIC)
+    h.controller.rebuild([service("web", held="198.18.0.3")], {})
+    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+
+    again = await h.controller.claims.collect()
+
+    assert "198.18.0.5" not in h.writer.claims and again == []
+    await h.controller.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
+    assert "198.18.0.3" in h.writer.claims
