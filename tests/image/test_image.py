@@ -104,9 +104,14 @@ def test_two_containers_elect_one_leader_that_hands_out_addresses_until_it_is_ki
     pools.create([f"{subnet()}.0/28"])
     create(core, namespace, service_manifest("web"))
     assert wait_address(core, namespace, "web")
+
     # The Deployment asks for JSON logs; the ServiceAccount's RBAC was enough for everything.
-    lines = [json.loads(line) for line in leader.logs(lines=1000).splitlines()]
-    assert any("allocated" in entry["message"].lower() for entry in lines)
+    def logged() -> list[dict[str, str]]:
+        return [json.loads(line) for line in leader.logs(lines=10_000).splitlines()]
+
+    # The address is written before the line saying so.
+    eventually(lambda: any(": allocated " in e["message"] for e in logged()), what="the log line")
+    lines = logged()
     assert not [e for e in lines if "Forbidden" in e["message"] or " 403" in e["message"]]
 
     killed = leader.signal(signal.SIGKILL)
