@@ -43,6 +43,8 @@ bench: controlplane
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/ipam.py
 	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
+	$(BIN)/python -m bench.splitbrain
+	$(BIN)/python -m bench.guardrails
 	$(BIN)/python -m bench.image
 
 # With KUBECONFIG: the operator against that cluster. Without: a local control plane with the

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,7 +128,7 @@ def operator(control_plane: ControlPlane, operator_kubeconfig: Path) -> Iterator
 
 @pytest.fixture
 def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
-    """For tests that run their own replicas: the shared one steps aside meanwhile."""
+    """A test that runs its own replicas: the shared one steps aside meanwhile."""
     operator.stop()
     yield
     operator.start()
@@ -147,11 +148,19 @@ def service_account_token(core: client.CoreV1Api) -> str:
 @pytest.fixture
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A namespace per test, labelled so that test pools select only their own test."""
+    with fresh_namespace(core) as name:
+        yield name
+
+
+@contextmanager
+def fresh_namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     meta = client.V1ObjectMeta(name=name, labels={"lbipam-test": name})
     core.create_namespace(client.V1Namespace(metadata=meta))
-    yield name
-    core.delete_namespace(name)
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
 
 
 def subnet() -> str:

@@ -20,7 +20,7 @@ from lbipam.controllers.services import ServiceController
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import PoolChange, PoolState, PoolStatus, Registry
+from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
 from lbipam.kube.errors import is_status
 from lbipam.kube.writer import Writer
 from lbipam.objects import PoolView
@@ -31,7 +31,7 @@ FLUSH_INTERVAL = 0.5
 log = logging.getLogger(__name__)
 
 
-def desired_status(pool: PoolStatus, view: PoolView) -> dict[str, Any]:
+def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
     """The status block for one pool, from the registry's numbers and state."""
     if pool.state is PoolState.READY:
         ready = condition(POOL_READY, True, "Ready", "the pool hands out addresses")
@@ -146,7 +146,7 @@ class PoolController:
         if view.deleting:
             await self._finish_deletion(view, self.registry.holders(name))
             return
-        status = desired_status(self.registry.pool_status(name), view)
+        status = desired_status(self.registry.pool_summary(name), view)
         if {k: view.status.get(k) for k in status} != status:
             await self.writer.patch_pool(name, {"status": status}, status=True)
             self.views[name] = replace(view, status=status)

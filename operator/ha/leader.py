@@ -158,17 +158,13 @@ class LeaderElector:
         return Attempt.HELD
 
     async def _release(self) -> None:
-        """Clear our holdership so a follower need not wait for the Lease to expire.
-
-        An update carrying the resourceVersion read, as every Lease write here: it cannot
-        clear a holder that took over meanwhile, and it needs no verb beyond the Role's.
-        """
+        """Clear our holdership so a follower need not wait for the Lease to expire."""
         try:
             lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
             if lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
-                lease.spec.renew_time = None
-                lease.spec.acquire_time = None
+                lease.spec.holder_identity = lease.spec.renew_time = lease.spec.acquire_time = None
+                # An update carrying the resourceVersion just read: the one verb the Role grants
+                # on the Lease, and a compare-and-swap that leaves a Lease taken meanwhile alone.
                 await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, lease)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires

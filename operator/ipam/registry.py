@@ -30,7 +30,7 @@ class PoolState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class PoolStatus:
+class PoolSummary:
     name: str
     counts: tuple[FamilyCounts, ...]
     total: int
@@ -179,7 +179,7 @@ class Registry:
     def remove_pool(self, name: str) -> PoolChange:
         return self._pools_changed(self._pools.pop(name, None))
 
-    def pool_status(self, name: str) -> PoolStatus:
+    def pool_summary(self, name: str) -> PoolSummary:
         pool = self._pools[name]
         counts = pool.counts()
         state, why = self._state(pool)
@@ -188,7 +188,7 @@ class Registry:
             for name, entries in sorted(self._reserved.items())
             if any(pool.overlaps(family, interval) for family, interval in entries)
         )
-        return PoolStatus(
+        return PoolSummary(
             name=name,
             counts=counts,
             total=sum(c.total for c in counts),

@@ -37,7 +37,7 @@ class _PoolCollector(Collector):
             "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
         )
         for name in self.source.pool_names():
-            for counts in self.source.pool_status(name).counts:
+            for counts in self.source.pool_summary(name).counts:
                 key = [name, FAMILY_NAMES[counts.family]]
                 total.add_metric(key, float(counts.total))
                 allocated.add_metric(key, float(counts.allocated))

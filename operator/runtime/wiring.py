@@ -43,7 +43,10 @@ class Controllers:
         )
         self.pools = PoolController(registry, writer, self.services)
         self._listed: list[ServiceView] | None = listed
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = [
+            asyncio.create_task(self.pools.run()),
+            asyncio.create_task(self.services.sweep_forever()),
+        ]
 
     @classmethod
     async def start(
@@ -56,12 +59,7 @@ class Controllers:
         """
         writer = ApiWriter(api, term)
         listed = [service_view(body, settings) for body in await writer.list_services()]
-        controllers = cls(settings, Registry(), writer, metrics, listed)
-        controllers._loops = [
-            asyncio.create_task(controllers.pools.run()),
-            asyncio.create_task(controllers.services.sweep_forever()),
-        ]
-        return controllers
+        return cls(settings, Registry(), writer, metrics, listed)
 
     @property
     def rebuilt(self) -> bool:

@@ -179,17 +179,20 @@ class DataPlane:
 
         eventually(ready, timeout=30, what=f"EndpointSlices of {namespace}/{service}")
 
-    def remove_pods(self, namespace: str) -> None:
-        for pod in [p for p in self.pods if p.namespace == namespace]:
+    def remove_pods(self, namespace: str | None = None) -> None:
+        """Remove the pods of `namespace` (all pods when None): objects, servers, namespaces."""
+        for pod in [p for p in self.pods if namespace in (None, p.namespace)]:
+            # No kubelet will ever confirm a graceful deletion: the pod (and with it its
+            # namespace) would stay Terminating for good.
+            with contextlib.suppress(client.ApiException):
+                self.core.delete_namespaced_pod(pod.name, pod.namespace, grace_period_seconds=0)
             for server in pod.servers:
                 server.close()
             self.fabric.remove(pod.host.netns)
             self.pods.remove(pod)
 
     def close(self) -> None:
-        for pod in list(self.pods):
-            for server in pod.servers:
-                server.close()
+        self.remove_pods()
         for node in self.nodes:
             node.kube_router.stop()
             node.kube_proxy.stop()

@@ -1,4 +1,4 @@
-"""One data plane (two nodes, two clients) per session; pods per test."""
+"""One data plane (two nodes, two clients) for this folder's tests; pods per test."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from tests.dataplane.netns import sweep
 from tests.kit import Pools
 
 
-@pytest.fixture(scope="session")
+# Package scope: kube-proxy and kube-router stop once this folder is done, instead of syncing
+# every Service the rest of the suite makes.
+@pytest.fixture(scope="package")
 def dataplane(control_plane: ControlPlane, core: client.CoreV1Api) -> Iterator[DataPlane]:
     if os.geteuid() != 0:
         pytest.fail("the data-plane tests create network namespaces and need root")

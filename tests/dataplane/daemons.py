@@ -28,8 +28,8 @@ def node_kubeconfig(admin_kubeconfig: Path, folder: Path) -> Path:
     return path
 
 
-def _in(netns: Netns, binary: Path, *args: str) -> list[str]:
-    return ["ip", "netns", "exec", netns.name, str(binary), *args]
+def _in(netns: Netns, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", netns.name, *argv]
 
 
 def kube_proxy(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) -> Process:
@@ -55,7 +55,7 @@ def kube_proxy(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) -> 
     }
     path = folder / "kube-proxy.yaml"
     path.write_text(yaml.safe_dump(config))
-    binary = ensure_binaries() / "kube-proxy"
+    binary = str(ensure_binaries() / "kube-proxy")
     return Process("kube-proxy", _in(netns, binary, f"--config={path}", "--v=2"), folder)
 
 
@@ -109,8 +109,7 @@ def kube_router(netns: Netns, node_name: str, kubeconfig: Path, folder: Path) ->
         *(f"--service-cluster-ip-range={cidr}" for cidr in SERVICE_CIDRS.split(",")),
         "--v=1",
     ]
-    argv = ["ip", "netns", "exec", netns.name, "env", path, str(ensure_kube_router()), *args]
-    return Process("kube-router", argv, folder)
+    return Process("kube-router", _in(netns, "env", path, str(ensure_kube_router()), *args), folder)
 
 
 def wait_for_chain(netns: Netns, chain: str, *, family: int = 4, timeout: float = 60) -> None:

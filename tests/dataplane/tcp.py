@@ -74,7 +74,11 @@ def api_relay(netns: Netns, port: int, target: tuple[str, int]) -> Server:
     """127.0.0.1:`port` inside `netns` relays to `target` on the host's loopback."""
 
     def relay(inside: socket.socket) -> None:
-        outside = socket.create_connection(target)
+        try:
+            outside = socket.create_connection(target)
+        except OSError:
+            inside.close()  # the API server is down (a fault test): the client sees a reset
+            return
 
         def pump(src: socket.socket, dst: socket.socket) -> None:
             with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ from tests.kit import (
     Kubectl,
     Pools,
     create,
+    eventually,
     ingress_ips,
     load_yaml,
     our_condition,
@@ -174,6 +175,13 @@ def test_pool_choice_by_annotation_labels_namespace_and_priority(
         serviceSelector={"matchLabels": {"tier": "gold"}},
     )
     pools.create([f"{manual}.0/28"], name=f"{namespace}-manual", autoAssign=False, priority=99)
+    # A pool hands out nothing until its finalizer is on: the choice is only by priority once
+    # all four are ready.
+    for name in pools.names:
+        eventually(
+            lambda name=name: pools.condition(name, "Ready").get("status") == "True",
+            what=f"IPPool {name} ready",
+        )
 
     create(core, namespace, service_manifest("plain"))
     create(core, namespace, service_manifest("gold", labels={"tier": "gold"}))

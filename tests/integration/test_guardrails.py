@@ -13,6 +13,7 @@ import copy
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,16 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from tests.controlplane import ControlPlane
 from tests.kit import (
     REPO,
+    SYSTEM,
     Kubectl,
     Pools,
     create,
     eventually,
+    fresh_namespace,
+    ingress_ips,
     ip_address,
     our_condition,
     service_manifest,
@@ -285,10 +290,8 @@ def admin(api: client.ApiClient) -> Clients:
     return Clients(api)
 
 
-@pytest.fixture
-def scene(
-    admin: Clients, namespace: str, pools: Pools, operator: OperatorProcess
-) -> Iterator[Scene]:
+@contextmanager
+def staged(admin: Clients, namespace: str, pools: Pools) -> Iterator[Scene]:
     networking, core, custom = admin.networking, admin.core, admin.custom
     networking.create_namespaced_network_policy(namespace, network_policy("team-firewall"))
     networking.create_namespaced_network_policy(namespace, network_policy("lbipam-team"))
@@ -298,11 +301,8 @@ def scene(
         "db", namespace, {"status": {"conditions": [FOREIGN]}}, _content_type=MERGE
     )
     pool = pools.create([f"{subnet()}.0/30"])
-    # lbipam puts its finalizer on every pool; another controller's sits next to it.
-    eventually(
-        lambda: "lbipam.io/protection" in (pools.get(pool)["metadata"].get("finalizers") or []),
-        what="lbipam's finalizer on the pool",
-    )
+    # lbipam's finalizer (its own write, if it comes first, is a no-op or a lost race) and
+    # another controller's next to it.
     custom.patch_cluster_custom_object(
         *POOLS, pool, finalizers("lbipam.io/protection", "example.com/keep"), _content_type=MERGE
     )
@@ -310,16 +310,38 @@ def scene(
     custom.create_cluster_custom_object(
         *ADDRESSES, ip_address(held, "other-allocator.example.com", namespace, "db")
     )
-    yield Scene(namespace, pool, held, squat)
-    # Whatever a test let through must not outlive it.
-    for name in (held, squat, "10.96.0.200", "fd00:10:96::c8"):
-        try:
-            custom.delete_cluster_custom_object(*ADDRESSES, name)
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
-    custom.patch_cluster_custom_object(*POOLS, pool, {"metadata": {"finalizers": None}})
-    core.patch_namespaced_service("db", namespace, {"metadata": {"finalizers": None}})
+    try:
+        yield Scene(namespace, pool, held, squat)
+    finally:
+        # Whatever a test let through must not outlive it.
+        for name in (held, squat, "10.96.0.200", "fd00:10:96::c8"):
+            try:
+                custom.delete_cluster_custom_object(*ADDRESSES, name)
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
+        custom.patch_cluster_custom_object(*POOLS, pool, {"metadata": {"finalizers": None}})
+        core.patch_namespaced_service("db", namespace, {"metadata": {"finalizers": None}})
+        pools.delete(pool)
+
+
+@pytest.fixture
+def scene(admin: Clients, namespace: str, pools: Pools) -> Iterator[Scene]:
+    """A scene of its own, for a test that lets a write through."""
+    with staged(admin, namespace, pools) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def shared_scene(
+    admin: Clients, custom: client.CustomObjectsApi, operator: OperatorProcess
+) -> Iterator[Scene]:
+    """One scene for the tests whose writes are refused or dry runs (fewer namespaces to reap)."""
+    with (
+        fresh_namespace(admin.core) as namespace,
+        staged(admin, namespace, Pools(custom, namespace)) as made,
+    ):
+        yield made
 
 
 def in_force(case: Forbidden, lbipam: Clients, scene: Scene, expected: str) -> None:
@@ -327,22 +349,43 @@ def in_force(case: Forbidden, lbipam: Clients, scene: Scene, expected: str) -> N
 
     The API server reads policies a moment after they are applied or changed.
     """
-    eventually(
-        lambda: outcome(case, lbipam, scene, "All") == expected,
-        timeout=30,
-        interval=0.2,
-        what=f"dry runs of '{case.story}' to be {expected}",
-    )
+    answers = [""]
+
+    def answered() -> bool:
+        answers[0] = outcome(case, lbipam, scene, "All")
+        return answers[0] == expected
+
+    try:
+        eventually(answered, timeout=30, interval=0.2)
+    except AssertionError:
+        raise AssertionError(
+            f"dry runs of '{case.story}': wanted {expected!r}, last got {answers[0]!r}"
+        ) from None
+
+
+@contextmanager
+def changed(kubectl: Kubectl, policy: str, edit: Callable[[dict[str, Any]], Any]) -> Iterator[None]:
+    """The policy with `edit` made to its spec, until the block ends; then deploy/'s again."""
+    copied = copy.deepcopy(policies()[policy])
+    edit(copied["spec"])
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(copied))
+    try:
+        yield
+    finally:
+        # Every test waits for its rule to be in force again before it relies on it.
+        kubectl("apply", "-f", str(GUARDRAILS))
 
 
 # --- stories -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case", FORBIDDEN, ids=lambda c: c.story)
-def test_lbipam_may_not(case: Forbidden, installed: None, lbipam: Clients, scene: Scene) -> None:
+def test_lbipam_may_not(
+    case: Forbidden, installed: None, lbipam: Clients, shared_scene: Scene
+) -> None:
     expected = refusal(case)
-    in_force(case, lbipam, scene, expected)
-    assert outcome(case, lbipam, scene, None) == expected
+    in_force(case, lbipam, shared_scene, expected)
+    assert outcome(case, lbipam, shared_scene, None) == expected
     print(f"{case.story}: {expected}")
 
 
@@ -364,22 +407,18 @@ def test_without_its_rule_the_forbidden_write_goes_through(
 ) -> None:
     in_force(case, lbipam, scene, refusal(case))
     # A policy needs at least one validation, so the rule is switched off rather than cut out.
-    weakened = copy.deepcopy(policies()[case.policy])
-    weakened["spec"]["validations"][case.rule]["expression"] = "true"
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(weakened))
-    try:
+    with changed(
+        kubectl, case.policy, lambda spec: spec["validations"][case.rule].update(expression="true")
+    ):
         in_force(case, lbipam, scene, "admitted")
         assert outcome(case, lbipam, scene, None) == "admitted"
-    finally:
-        # Every test waits for its rule to be in force again before it relies on it.
-        kubectl("apply", "-f", str(GUARDRAILS))
 
 
 @pytest.mark.parametrize("case", FORBIDDEN, ids=lambda c: c.story)
 def test_an_admin_may_make_every_write_lbipam_may_not(
-    case: Forbidden, installed: None, admin: Clients, scene: Scene
+    case: Forbidden, installed: None, admin: Clients, shared_scene: Scene
 ) -> None:
-    assert outcome(case, admin, scene, "All") == "admitted"
+    assert outcome(case, admin, shared_scene, "All") == "admitted"
 
 
 def test_lbipam_may_claim_and_release_an_address_outside_every_service_cidr(
@@ -438,3 +477,111 @@ def test_the_session_operator_runs_as_lbipams_service_account(
     api = config.new_client_from_config(str(operator_kubeconfig))
     review = client.AuthenticationV1Api(api).create_self_subject_review({})
     assert review.status.user_info.username == "system:serviceaccount:lbipam-system:lbipam"
+
+
+# --- failure modes (README) ----------------------------------------------------------
+
+GOOD_CLAIM = Forbidden(
+    "claim a free address outside every ServiceCIDR",
+    OUTSIDE,
+    0,
+    claim(lambda s: s.squat, "lbipam.io"),
+)
+
+
+def test_a_rule_that_cannot_be_evaluated_refuses_lbipam_and_no_one_else(
+    installed: None, kubectl: Kubectl, lbipam: Clients, admin: Clients, scene: Scene
+) -> None:
+    broken = "!params.spec.cidrs.exists(c, cidr(object.metadata.labels['no-such']).containsIP('')"
+    with changed(
+        kubectl, OUTSIDE, lambda spec: spec["validations"][0].update(expression=broken + ")")
+    ):
+        refused = (
+            f"422: ValidatingAdmissionPolicy '{OUTSIDE}' with binding '{OUTSIDE}' denied request: "
+            f"expression '{broken})' resulted in error: no such key: no-such"
+        )
+        in_force(GOOD_CLAIM, lbipam, scene, refused)
+        assert outcome(GOOD_CLAIM, admin, scene, "All") == "admitted"
+    in_force(GOOD_CLAIM, lbipam, scene, "admitted")
+
+
+def test_a_policy_that_cannot_be_set_up_refuses_everyone(
+    installed: None, kubectl: Kubectl, lbipam: Clients, admin: Clients, scene: Scene
+) -> None:
+    """A ServiceCIDR kind the API server does not serve: even its own claims would fail."""
+    with changed(kubectl, OUTSIDE, lambda spec: spec["paramKind"].update(kind="NoSuchKind")):
+        refused = (
+            f"422: ValidatingAdmissionPolicy '{OUTSIDE}' denied request: failed to configure "
+            "policy: failed to find resource referenced by paramKind: "
+            "'networking.k8s.io/v1, Kind=NoSuchKind'"
+        )
+        in_force(GOOD_CLAIM, lbipam, scene, refused)
+        assert outcome(GOOD_CLAIM, admin, scene, "All") == refused
+    in_force(GOOD_CLAIM, lbipam, scene, "admitted")
+
+
+def test_an_admin_turns_them_off_and_on_with_the_readme_commands(
+    installed: None, kubectl: Kubectl, lbipam: Clients, scene: Scene
+) -> None:
+    case = story("delete a team's firewall")
+    in_force(case, lbipam, scene, refusal(case))
+    kubectl(
+        "delete",
+        "validatingadmissionpolicybindings",
+        "-l",
+        "app.kubernetes.io/component=guardrails",
+    )
+    try:
+        in_force(case, lbipam, scene, "admitted")
+    finally:
+        kubectl("apply", "-k", str(REPO / "deploy"))
+    in_force(case, lbipam, scene, refusal(case))
+
+
+def test_a_refused_operator_retries_until_the_write_is_admitted(
+    installed: None,
+    without_session_operator: None,
+    control_plane: ControlPlane,
+    operator_kubeconfig: Path,
+    kubectl: Kubectl,
+    lbipam: Clients,
+    admin: Clients,
+    pools: Pools,
+    scene: Scene,
+) -> None:
+    """Its own replica: the session operator's log must stay free of refusals."""
+    replica = OperatorProcess(
+        control_plane, KUBECONFIG=str(operator_kubeconfig), LBIPAM_NAMESPACE=SYSTEM
+    ).start()
+    ours = {
+        "type": "lbipam.io/Probe",
+        "status": "True",
+        "reason": "Probe",
+        "message": "",
+        "lastTransitionTime": FOREIGN["lastTransitionTime"],
+    }
+    status_write = Forbidden(
+        "write lbipam's own condition",
+        STATUS,
+        0,
+        patch_status({"status": {"conditions": [ours]}}, STRATEGIC),
+    )
+    try:
+        with changed(
+            kubectl, STATUS, lambda spec: spec["validations"][0].update(expression="false")
+        ):
+            in_force(status_write, lbipam, scene, refusal(status_write))
+            pools.create([f"{subnet()}.0/30"])
+            create(admin.core, scene.namespace, service_manifest("web"))
+            eventually(
+                lambda: "denied request" in replica.logs(10**6),
+                what="the operator to be refused",
+            )
+            assert "retrying in" in replica.logs(10**6)
+            assert not admin.core.read_namespaced_service(
+                "web", scene.namespace
+            ).status.load_balancer.ingress
+        # Retries back off up to 30 s.
+        wait_service(admin.core, scene.namespace, "web", ingress_ips, timeout=60)
+    finally:
+        replica.cleanup()

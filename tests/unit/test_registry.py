@@ -47,7 +47,7 @@ def again(reg: Registry, request: ServiceRequest, outcome: Outcome) -> Outcome:
 
 
 def allocated(reg: Registry, name: str) -> int:
-    return reg.pool_status(name).allocated
+    return reg.pool_summary(name).allocated
 
 
 # ---- the basics --------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_a_pool_of_one_address_leaves_the_second_service_pending_until_the_first
     pending = reg.ensure(service("second", created=1))
     assert (pending.addresses, pending.reason) == ((), Reason.POOL_EXHAUSTED)
     assert pending.message == 'no free IPv4 address in pool "tiny"'
-    assert reg.pool_status("tiny").exhausted
+    assert reg.pool_summary("tiny").exhausted
     assert reg.release(ServiceKey("default", "first")) == ("10.0.0.1",)
     assert reg.ensure(service("second", created=1)).addresses == ("10.0.0.1",)
 
@@ -219,7 +219,7 @@ def test_a_disabled_pool_hands_out_nothing_new_but_holders_stay() -> None:
     assert static.message == (
         '10.0.0.5 cannot be handed out: pool "public" is disabled or being deleted'
     )
-    status = reg.pool_status("public")
+    status = reg.pool_summary("public")
     assert (status.state, status.allocated) == (PoolState.DISABLED, 1)
 
 
@@ -249,7 +249,7 @@ def test_avoid_buggy_ips_never_hands_out_dot_zero_or_dot_255() -> None:
     reg = registry(pool("edge", "10.0.0.255-10.0.1.1", avoid_buggy_ips=True))
     got = [reg.ensure(service(f"s{i}", created=i)).addresses for i in range(2)]
     assert got == [("10.0.1.1",), ()]
-    assert reg.pool_status("edge").total == 1
+    assert reg.pool_summary("edge").total == 1
 
 
 # ---- sharing -----------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_require_dual_stack_gets_one_address_per_family_in_service_order() -> No
     reg = registry(pool("both", "10.0.0.0/30", "2001:db8::/126"))
     outcome = reg.ensure(service("web", families=(6, 4), family_policy="RequireDualStack"))
     assert (outcome.addresses, outcome.pools) == (("2001:db8::", "10.0.0.0"), ("both", "both"))
-    assert [c.allocated for c in reg.pool_status("both").counts] == [1, 1]
+    assert [c.allocated for c in reg.pool_summary("both").counts] == [1, 1]
 
 
 def test_require_dual_stack_without_ipv6_gets_nothing() -> None:
@@ -409,7 +409,7 @@ def test_growing_a_pool_moves_nobody_and_shrinking_revokes_exactly_the_outsiders
     shrunk = reg.apply_pool(pool("public", "10.0.0.0/31"))
     assert shrunk.revoked == (ServiceKey("default", "s2"), ServiceKey("default", "s3"))
     assert reg.held_by(ServiceKey("default", "s2")) == ()
-    assert reg.pool_status("public").allocated == 2
+    assert reg.pool_summary("public").allocated == 2
     renewed = reg.ensure(service("s2", created=2, held=("10.0.0.2",)))
     assert (renewed.addresses, renewed.pools, renewed.released) == (
         ("10.0.0.8",),
@@ -427,7 +427,7 @@ def test_removing_a_pool_revokes_only_addresses_no_other_pool_covers() -> None:
     assert change == PoolChange(
         revoked=(ServiceKey("default", "s0"), ServiceKey("default", "s1")), conflicts=("b",)
     )
-    status = reg.pool_status("b")
+    status = reg.pool_summary("b")
     assert (status.conflict_with, status.allocated, status.available) == (None, 2, 0)
     assert reg.remove_pool("missing").revoked == ()
 
@@ -437,7 +437,7 @@ def test_an_invalid_pool_update_is_recorded_and_moves_nobody() -> None:
     first = reg.ensure(service("web"))
     change = reg.apply_pool(pool("public", "10.0.0.9-10.0.0.1"))
     assert change.revoked == ()
-    status = reg.pool_status("public")
+    status = reg.pool_summary("public")
     assert status.error == (
         'addresses[0] "10.0.0.9-10.0.0.1": range end is below its start; '
         'write it as "10.0.0.1-10.0.0.9"'
@@ -446,7 +446,7 @@ def test_an_invalid_pool_update_is_recorded_and_moves_nobody() -> None:
     assert again(reg, service("web"), first).addresses == first.addresses
     assert reg.ensure(service("api", created=1)).reason is Reason.NO_MATCHING_POOL
     with pytest.raises(KeyError):
-        reg.pool_status("nope")
+        reg.pool_summary("nope")
 
 
 # ---- overlapping pools -------------------------------------------------------------------
@@ -457,7 +457,7 @@ def test_the_later_pool_of_two_overlapping_ones_is_in_conflict_and_hands_out_not
     reg.ensure(service("web"))
     change = reg.apply_pool(pool("new", "10.0.0.0/31", created=1))
     assert change.conflicts == ("new",)
-    new = reg.pool_status("new")
+    new = reg.pool_summary("new")
     assert (new.conflict_with, new.state, new.allocated, new.available) == (
         "old",
         PoolState.CONFLICT,
@@ -470,7 +470,7 @@ def test_the_later_pool_of_two_overlapping_ones_is_in_conflict_and_hands_out_not
         '(pool "new" overlaps the older pool "old")'
     )
     reg.apply_pool(pool("new", "10.0.1.0/31", created=1))
-    assert reg.pool_status("new").conflict_with is None
+    assert reg.pool_summary("new").conflict_with is None
 
 
 def test_holders_keep_addresses_in_a_pool_that_falls_into_conflict() -> None:
@@ -478,7 +478,7 @@ def test_holders_keep_addresses_in_a_pool_that_falls_into_conflict() -> None:
     web = service("web", pools=("b",))
     first = reg.ensure(web)
     change = reg.apply_pool(pool("a", "10.0.0.0/29", created=0))
-    assert (change.conflicts, reg.pool_status("b").conflict_with) == (("b",), "a")
+    assert (change.conflicts, reg.pool_summary("b").conflict_with) == (("b",), "a")
     assert again(reg, web, first).addresses == first.addresses
     assert [allocated(reg, name) for name in ("a", "b")] == [1, 1]
     assert (reg.pool_of("10.0.0.0"), reg.pool_of("10.0.0.7")) == ("a", "a")
@@ -492,7 +492,7 @@ def test_pool_names_are_sorted() -> None:
 def test_an_ipv6_slash_64_reports_exact_counts() -> None:
     reg = registry(pool("v6", "2001:db8:1::/64", "10.0.0.0/24"))
     reg.ensure(service("web", families=(6,)))
-    status = reg.pool_status("v6")
+    status = reg.pool_summary("v6")
     assert [(c.family, c.total, c.allocated) for c in status.counts] == [(4, 256, 0), (6, 2**64, 1)]
     assert (status.total, status.available) == (2**64 + 256, 2**64 + 255)
 
@@ -524,7 +524,7 @@ def test_rebuild_replaces_what_the_registry_held() -> None:
     reg.ensure(service("gone"))
     assert reg.rebuild([service("web", held=("10.0.0.3",))]) == ()
     assert reg.holders("public") == (ServiceKey("default", "web"),)
-    assert reg.pool_status("public").allocated == 1
+    assert reg.pool_summary("public").allocated == 1
 
 
 def test_owners_of_an_address_names_who_holds_it_and_pool_of_where_it_lies() -> None:
@@ -544,7 +544,7 @@ def test_applying_an_unchanged_pool_again_changes_nothing() -> None:
     reg.ensure(service("web"))
 
     assert reg.apply_pool(spec) == PoolChange((), ())
-    assert reg.pool_status("public").allocated == 1
+    assert reg.pool_summary("public").allocated == 1
 
 
 def test_conflicts_among_many_pools_match_a_pairwise_check() -> None:
@@ -566,7 +566,7 @@ def test_conflicts_among_many_pools_match_a_pairwise_check() -> None:
     for index, spec in enumerate(by_age):
         older = [o for o in by_age[:index] if addresses(o) & addresses(spec)]
         expected = older[0].name if older else None
-        assert reg.pool_status(spec.name).conflict_with == expected, spec.name
+        assert reg.pool_summary(spec.name).conflict_with == expected, spec.name
 
 
 def test_a_fresh_slash_24_never_hands_out_its_network_or_broadcast_address() -> None:
@@ -590,7 +590,7 @@ def test_a_held_network_address_is_kept_and_reported_as_held_not_revoked() -> No
         ("192.168.10.0",),
         (),
     )
-    assert reg.pool_status("lan").total == 254
+    assert reg.pool_summary("lan").total == 254
 
 
 def test_a_pool_not_yet_protected_hands_out_nothing_until_it_is() -> None:
@@ -600,7 +600,7 @@ def test_a_pool_not_yet_protected_hands_out_nothing_until_it_is() -> None:
     assert "not yet protected" in waiting.message
     static = reg.ensure(service("static", load_balancer_ip="10.0.0.3"))
     assert (static.reason, static.waiting) == (Reason.ADDRESS_NOT_IN_POOL, True)
-    assert reg.pool_status("new").state is PoolState.PROTECTING
+    assert reg.pool_summary("new").state is PoolState.PROTECTING
     reg.apply_pool(pool("new", "10.0.0.0/29"))
     assert reg.ensure(service("web")).addresses == ("10.0.0.0",)
-    assert reg.pool_status("new").state is PoolState.READY
+    assert reg.pool_summary("new").state is PoolState.READY

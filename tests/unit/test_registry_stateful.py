@@ -207,7 +207,7 @@ class RegistryMachine(RuleBasedStateMachine):
             for ip in map(ipaddress.ip_address, addresses)
         }
         for name, pool in self.model.items():
-            status = self.registry.pool_status(name)
+            status = self.registry.pool_summary(name)
             assert status.total == len(pool)
             assert status.allocated == len(held & pool)
             assert status.allocated + status.available == status.total
@@ -226,7 +226,7 @@ class RegistryMachine(RuleBasedStateMachine):
         assert losers == ()
         assert {k: fresh.held_by(k) for k in KEYS if fresh.held_by(k)} == holdings
         for name in self.specs:
-            assert fresh.pool_status(name) == self.registry.pool_status(name)
+            assert fresh.pool_summary(name) == self.registry.pool_summary(name)
 
 
 RegistryMachine.TestCase.settings = settings(

@@ -167,7 +167,7 @@ async def test_only_services_gone_from_the_cluster_and_unchanged_since_are_relea
     assert h.registry.held_by(ServiceKey("shop", "kept")) == ("10.0.0.0",)
     assert h.registry.held_by(ServiceKey("shop", "deleted")) == ()
     assert h.registry.held_by(ServiceKey("shop", "recreated")) == ("10.0.0.2",)
-    assert h.registry.pool_status("public").allocated == 2
+    assert h.registry.pool_summary("public").allocated == 2
 
 
 @pytest.mark.parametrize(
