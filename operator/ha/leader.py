@@ -51,7 +51,21 @@ class LeaderElector:
             log.info("%s became leader (Lease %s/%s)", self.identity, self.namespace, LEASE_NAME)
             leading = asyncio.ensure_future(lead(term))
             renewing = asyncio.create_task(self._keep(term))
-            done, _ = await asyncio.wait({leading, renewing}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(
+                    {leading, renewing}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if leading not in done and term.ended.is_set():
+                    # `lead` ended the term itself (Kopf stopping on a signal): not a loss.
+                    done, _ = await asyncio.wait({leading})
+            except asyncio.CancelledError:
+                # Stopped from outside (a signal before Kopf took signals over): hand over too.
+                # The ended term fences every write, so the Lease can go before `lead` ends.
+                term.ended.set()
+                renewing.cancel()
+                leading.cancel()
+                await self._release()
+                raise
             if leading in done:
                 # Shutdown (or a crash): hand the Lease over at once instead of letting it expire.
                 renewing.cancel()
