@@ -20,7 +20,7 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults import oracle
-from tests.faults.checker import GROUP, PLURAL, VERSION, Monitor, _held, list_pools
+from tests.faults.checker import GROUP, PLURAL, VERSION, Loss, Monitor, _held, list_pools
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
 from tests.kit import SYSTEM, service_manifest
@@ -260,6 +260,23 @@ def _change_class(rng: random.Random, plan: Plan, target: str) -> Step:
     return Step("change_class", target, {"class": rng.choice([c for c in CLASSES if c != current])})
 
 
+class GainMonitor(Monitor):
+    """The fault suite's watch, also noting when each Service was seen gaining each address."""
+
+    def __init__(self, kubeconfig: str, namespace: str) -> None:
+        super().__init__(kubeconfig, namespace)
+        self.gained: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    def _see(self, service: Any, deleted: bool = False) -> None:
+        uid = service.metadata.uid
+        with self._lock:
+            before = self.held.get(uid, ())
+        super()._see(service, deleted)
+        with self._lock:
+            for address in set(self.held.get(uid, ())) - set(before):
+                self.gained[(uid, address)].append(time.monotonic())
+
+
 class Failure(Exception):
     """Invariants still broken when the settle bound ran out."""
 
@@ -307,18 +324,29 @@ class Episode:
         self.settle_times: list[float] = []
         self.before: dict[str, tuple[str, ...]] = {}  # uid -> addresses at the last settle
         self.known_pools: dict[str, oracle.PoolModel] = {}
-        self.uncovered: set[str] = set()  # left every pool at some moment since the last settle
+        # When each step since the last settle was done, and what no pool covered after it.
+        self.coverage: list[tuple[float, set[str]]] = []
+        # Services whose class changed since the last settle: they passed through ClusterIP, so
+        # they were not ours for a moment and may come back with another address.
+        self.reborn: set[str] = set()
         self.hurried = False  # a step since the last settle did not wait
-        core = env.core
+        # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
+        self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig))
+        self.monitors: list[GainMonitor] = []
+        self.seen_losses = [0, 0]
+
+    def start(self) -> None:
+        """Namespaces, watches, then the two replicas; a replica that never leads is a finding."""
         for name in self.namespaces.values():
             meta = client.V1ObjectMeta(name=name, labels={"chaos": self.tag})
-            core.create_namespace(client.V1Namespace(metadata=meta))
-        # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
-        self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig)).start()
-        self.monitors = [
-            Monitor(str(env.plane.kubeconfig), ns).ready() for ns in self.namespaces.values()
-        ]
-        self.seen_losses = [0, 0]
+            self.env.core.create_namespace(client.V1Namespace(metadata=meta))
+        kubeconfig = str(self.env.plane.kubeconfig)
+        self.monitors = [GainMonitor(kubeconfig, ns).ready() for ns in self.namespaces.values()]
+        try:
+            self.replicas.start(timeout=SETTLE_BOUND)
+        except AssertionError as error:
+            found = [Violation("leader", str(error))]
+            raise Failure(-1, Step("start"), found, self.replicas.logs()) from error
 
     # ---- names -----------------------------------------------------------------------------
 
@@ -342,7 +370,7 @@ class Episode:
             if error.status not in (404, 409, 422):
                 raise
         self.plan.record(step)
-        self.uncovered |= self._uncovered()
+        self.coverage.append((time.monotonic(), self._uncovered()))
 
     def _uncovered(self) -> set[str]:
         """Addresses of the block no pool of the plan covers now; a deleted pool still covers
@@ -451,6 +479,7 @@ class Episode:
 
     def _change_class(self, step: Step) -> None:
         """The class is immutable on a LoadBalancer: pass through ClusterIP, as a user must."""
+        self.reborn.add("/".join(self.service(step.target)))
         fields = dict(self.plan.services[step.target], **step.args)
         cleared = dict.fromkeys(self._lb_fields(fields), None)
         cleared.update(type="ClusterIP", healthCheckNodePort=None)
@@ -525,10 +554,12 @@ class Episode:
         """A held address only goes when no pool covers it any more, with AddressRevoked."""
         found = []
         for uid, service in now.services.items():
+            if service.held.key in self.reborn:
+                continue
             for address in self.before.get(uid, ()):
                 if address in service.held.addresses:
                     continue
-                if address not in self.uncovered:
+                if not any(address in uncovered for _, uncovered in self.coverage):
                     found.append(
                         Violation(
                             "moved",
@@ -578,12 +609,26 @@ class Episode:
         for index, monitor in enumerate(self.monitors):
             with monitor._lock:
                 losses = monitor.losses[self.seen_losses[index] :]
+                gains = {key: list(times) for key, times in monitor.gained.items()}
             found += [
                 Violation("flap", f"{loss.key} lost {loss.address} for {loss.then or 'nothing'}")
                 for loss in losses
-                if loss.address not in self.uncovered
+                if loss.key not in self.reborn
+                and not self._uncovered_while_held(loss, gains.get((loss.uid, loss.address), []))
             ]
         return found
+
+    def _uncovered_while_held(self, loss: Loss, gained: list[float]) -> bool:
+        """Whether some step, done between the gain and the loss, left the address poolless.
+
+        The state in force when the address was gained counts too: the operator may have
+        handed it out from a view one step old.
+        """
+        gain = max((t for t in gained if t <= loss.at), default=0.0)
+        start = max((i for i, (t, _) in enumerate(self.coverage) if t <= gain), default=0)
+        return any(
+            loss.address in uncovered for t, uncovered in self.coverage[start:] if t <= loss.at
+        )
 
     def settle(self, index: int, step: Step) -> float:
         """Wait for every invariant to hold twice in a row on an unchanged cluster."""
@@ -602,7 +647,10 @@ class Episode:
                 changed, last, clean = moment, fingerprint, 0
             if found:
                 clean = 0
-                if moment - started > SETTLE_BOUND or moment - changed > QUIET_BOUND:
+                # A quiet cluster without one leader may still be electing one (a slow start
+                # under load can cost a term); only the hard bound ends that wait.
+                led = fingerprint is not None and len(fingerprint[1]) == 1
+                if moment - started > SETTLE_BOUND or (led and moment - changed > QUIET_BOUND):
                     raise Failure(index, step, found, self.replicas.logs())
             else:
                 clean += 1
@@ -616,7 +664,8 @@ class Episode:
         for logical in list(self.plan.deleted):
             if self.pool(logical) not in now.pools:
                 del self.plan.deleted[logical]
-        self.uncovered = self._uncovered()
+        self.coverage = [(time.monotonic(), self._uncovered())]
+        self.reborn.clear()
         self.hurried = False
         self.known_pools = {
             name: pool for name, pool in now.pools.items() if name.startswith(f"{self.tag}-")
@@ -745,6 +794,7 @@ def play(env: Env, steps: Iterator[Step], budget: int) -> Episode:
     """One episode from scratch; its `done`, `failure` and `settle_times` tell what happened."""
     episode = Episode(env)
     try:
+        episode.start()
         episode.play(steps, budget)
     except Failure as failure:
         log.warning("%s failed %s", episode.tag, failure.describe())
@@ -823,7 +873,7 @@ def run(
         failure = episode.failure
         if failure is None:
             continue
-        if failure.invariants - shrunk:
+        if failure.invariants - shrunk and episode.done:
             shrunk |= failure.invariants
             finding = shrink(env, episode.done, failure, shrink_seconds)
         else:

@@ -57,11 +57,11 @@ class Replicas:
         settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
         self.all = (OperatorProcess(plane, **settings), OperatorProcess(plane, **settings))
 
-    def start(self) -> Replicas:
+    def start(self, timeout: float = 30) -> Replicas:
         """The first starts and leads, then the second joins as the follower."""
         first, second = self.all
         first.start()
-        wait_for(lambda: leading(first), "the first replica to lead")
+        wait_for(lambda: leading(first), "the first replica to lead", timeout)
         second.start()
         return self
 

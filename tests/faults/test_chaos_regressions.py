@@ -1,0 +1,53 @@
+"""Step sequences for races found by hand or by the chaos machine, replayed on every run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.chaos import Env, Step, replay
+
+pytestmark = pytest.mark.faults
+
+
+def _service(pools: list[str]) -> dict[str, object]:
+    return {
+        "policy": "SingleStack",
+        "families": ["IPv4"],
+        "class": None,
+        "team": "red",
+        "ports": [(80, "TCP")],
+        "ranges": [],
+        "local": False,
+        "pools": pools,
+    }
+
+
+def _pool(entry: str, auto: bool) -> dict[str, object]:
+    return {"addresses": [entry], "autoAssign": auto, "priority": 0, "tier": None, "team": None}
+
+
+def test_a_pool_deleted_right_after_its_first_allocation_waits_for_its_holder(chaos: Env) -> None:
+    """Issue 13's user: a pool, a Service naming it, the pool deleted as the address shows.
+
+    The protection finalizer came from the batched pool-status writer, after the first address:
+    while the writer rested after a flush, a new pool could hand out an address and vanish
+    under its holder. Each round first has another Service allocated (so the writer rests), then
+    deletes the new pool 0 to 0.6 s after the Service naming it was created.
+    """
+    steps = [Step("create_pool", "busy", _pool("{v4}.20-{v4}.31", auto=True))]
+    for round, pause in enumerate((0.0, 0.1, 0.2, 0.3, 0.6)):
+        pool = f"p{round}"
+        steps += [
+            Step("create_service", f"b/warm{round}", _service(["busy"]), hurry=0.0),
+            Step(
+                "create_pool",
+                pool,
+                _pool(f"{{v4}}.{4 * round}-{{v4}}.{4 * round + 3}", False),
+                hurry=0.0,
+            ),
+            Step("create_service", f"a/s{round}", _service([pool]), hurry=pause),
+            Step("delete_pool", pool),
+        ]
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)
