@@ -19,7 +19,7 @@ WORKDIR /src
 # never part of a layer. Without it pip trusts the base's CA store.
 # The dependencies come first, from pyproject.toml alone, so a change to operator/ reuses
 # their layers. Byte-code is compiled here because the root filesystem is read-only at run
-# time: without .pyc files every start would compile the Kubernetes client again.
+# time: without .pyc files every start would compile Kopf and aiohttp again.
 COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip-cert \
     if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
@@ -29,28 +29,16 @@ open('/tmp/requirements.txt', 'w').write(chr(10).join(deps))" \
     && /opt/lbipam/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The Kubernetes client is two generated clients (sync and async) of over a hundred MB with
-# byte-code; zipped (sources and byte-code) it is a fifth of that and imports about as fast.
-RUN site="$(/opt/lbipam/bin/python -I -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    && zipped=/opt/lbipam/lib/kubernetes.zip \
-    && find "$site/kubernetes" -name __pycache__ -prune -exec rm -r {} + \
-    && /opt/lbipam/bin/python -I -m compileall -q -b -s "$site" -p "$zipped" "$site/kubernetes" \
-    && /opt/lbipam/bin/python -I -c "import shutil, sys; shutil.make_archive(*sys.argv[1:])" \
-        "${zipped%.zip}" zip "$site" kubernetes \
-    && rm -r "$site/kubernetes" \
-    && echo "$zipped" > "$site/kubernetes.pth"
-
-# The package itself; then pip goes, and every module must import (the client from the zip).
+# The package itself; then pip goes, and every module must import.
 COPY README.md ./
 COPY operator/ ./operator/
 RUN --mount=type=secret,id=pip-cert \
     if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
     && /opt/lbipam/bin/pip install --no-cache-dir --no-deps . \
     && /opt/lbipam/bin/pip uninstall --yes --quiet pip setuptools \
-    && /opt/lbipam/bin/python -I -c "import importlib, pkgutil, lbipam, kubernetes; \
+    && /opt/lbipam/bin/python -I -c "import importlib, pkgutil, lbipam; \
 [importlib.import_module(m.name) for m in pkgutil.walk_packages(lbipam.__path__, 'lbipam.') \
- if not m.name.endswith('__main__')]; \
-assert kubernetes.__file__.startswith('/opt/lbipam/lib/kubernetes.zip/'), kubernetes.__file__"
+ if not m.name.endswith('__main__')]"
 
 # Final: the base plus the virtualenv, run as an unprivileged user.
 FROM ${BASE}

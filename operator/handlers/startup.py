@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -29,11 +29,31 @@ def controllers(memo: kopf.Memo, indexes: Mapping[str, Any]) -> Controllers:
     return built
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "essence" of objects: only on.create/update/delete handlers compare one.
+
+    Kopf builds it on every event anyway, with two deep copies of the whole body (Services
+    carry their managedFields); with only event handlers and indexes nothing reads it.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Nothing of Kopf's may land on Services: no peering objects, no posted log Events.
     settings.peering.standalone = True
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
