@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
+from lbipam.kube.client import in_cluster
 from lbipam.runtime.wiring import Controllers
 
 
@@ -68,3 +70,19 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     """
     owner: Controllers = memo.controllers
     owner.writer.term.ended.set()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Kopf connects where the operator's own client does.
+
+    In a pod, Kopf's own login names https://kubernetes.default.svc, which needs cluster DNS;
+    the pod is given the API server's address in KUBERNETES_SERVICE_HOST/PORT, which the
+    operator's client uses, so Kopf is given it too.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        info = kopf.login_with_service_account(**kwargs)
+        if info is not None:
+            info = dataclasses.replace(info, server=in_cluster().server)
+    return info

@@ -51,8 +51,14 @@ class Operator:
         self.kopf_ready = asyncio.Event()
         controllers = await Controllers.start(self.settings, self.api, term, self.metrics)
         self.controllers = controllers
-        log.info("leading: starting to handle Services and IPPools")
         try:
+            if not term.active():
+                # The start-up list outlasted the term (a stolen Lease, a long pause): Kopf
+                # started with its stop flag set would only retry against a closing client.
+                log.warning("the term ended while reading the Services; not starting")
+                await term.ended.wait()  # the elector notices and ends it; then it tries again
+                return
+            log.info("leading: starting to handle Services and IPPools")
             with self.metrics.leading_with(controllers.registry):
                 await kopf.operator(
                     clusterwide=True,

@@ -28,7 +28,7 @@ def base_name() -> str:
     return f"localhost/lbipam-base:{key}"
 
 
-def _exists(name: str) -> bool:
+def exists(name: str) -> bool:
     result = subprocess.run(podman_argv("image", "exists", name), check=False)
     return result.returncode == 0
 
@@ -36,14 +36,14 @@ def _exists(name: str) -> bool:
 def ensure_base() -> str:
     """The base image's name, building it first when the kit's storage lacks it."""
     name = base_name()
-    if _exists(name):
+    if exists(name):
         return name
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".base.lock", "w") as lock:
         # Two test runs on one machine must not build the same base at once.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _exists(name):
+        if exists(name):
             return name
         print(f"[image] building {name} with mmdebstrap", file=sys.stderr, flush=True)
         started = time.monotonic()

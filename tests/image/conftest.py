@@ -21,7 +21,8 @@ def image() -> Image:
     ensure_tools()
     sweep()
     built = build_image()
-    print(f"\nbuilt {built.name} in {built.seconds:.0f}s: {built.added / 1e6:.1f} MB over its base")
+    how = f"built in {built.seconds:.0f}s" if built.seconds else "reused (same inputs)"
+    print(f"\n{built.name} {how}: {built.added / 1e6:.1f} MB over its base")
     return built
 
 

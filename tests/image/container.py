@@ -31,7 +31,9 @@ from tests.operator_process import Replica
 
 DEPLOYMENT = REPO / "deploy" / "deployment.yaml"
 ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-LABEL = "lbipam.io/test=image"
+# Containers carry the PID of the test process that made them: a session sweeps only those
+# whose maker is gone, never another session's running on the same machine.
+OWNER = "lbipam.io/test-owner"
 
 
 def deployment() -> dict[str, Any]:
@@ -96,9 +98,19 @@ def write_credentials(folder: Path, token: str, ca: bytes, namespace: str) -> Pa
     return folder
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def sweep() -> None:
     """Remove containers of sessions that were killed before they could clean up."""
-    stale = run(podman_argv("ps", "--all", "--quiet", f"--filter=label={LABEL}")).split()
+    template = f'{{{{.ID}}}} {{{{index .Labels "{OWNER}"}}}}'
+    listed = run(podman_argv("ps", "--all", f"--filter=label={OWNER}", f"--format={template}"))
+    stale = [line.split()[0] for line in listed.splitlines() if not _alive(int(line.split()[1]))]
     if stale:
         run(podman_argv("rm", "--force", *stale))
 
@@ -138,7 +150,7 @@ class Container(Replica):
                 "create",
                 f"--name={self.name}",
                 f"--hostname={self.name}",
-                f"--label={LABEL}",
+                f"--label={OWNER}={os.getpid()}",
                 "--network=host",
                 *pod_flags(),
                 *host_ulimits(),

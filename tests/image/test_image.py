@@ -122,6 +122,7 @@ def test_two_containers_elect_one_leader_that_hands_out_addresses_until_it_is_ki
     print(f"\nfailover after kill -9 of the leader's container: {failover:.2f}s")
     assert failover < float(SHORT_LEASE["LBIPAM_LEASE_DURATION"]) + 6
     assert leader.wait_exit() != 0
+    follower.wait_ready()  # the new leader has rebuilt its state from the cluster
     create(core, namespace, service_manifest("api"))
     assert wait_address(core, namespace, "api")
     assert lease_holder(api) == follower.identity
