@@ -853,13 +853,15 @@ def run(
     episode_steps: int = 40,
     shrink_seconds: float = 300,
     keep_going: bool = False,
+    minutes: float = float("inf"),
 ) -> Report:
     """`steps` random steps from `seed`, in episodes; stops at the first failure unless
     `keep_going`, and shrinks the first failure of each invariant."""
     rng = random.Random(seed)
     report = Report(seed)
     shrunk: set[str] = set()
-    while report.steps < steps:
+    deadline = time.monotonic() + 60 * minutes
+    while report.steps < steps and time.monotonic() < deadline:
         episode_seed = rng.randrange(2**32)
         started = time.monotonic()
         episode = play(
