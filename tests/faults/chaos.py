@@ -535,7 +535,7 @@ class Episode:
                 for o in [*pools, *(body for _, body in services), *policies]
             )
         )
-        leaders = tuple(id(r) for r in self.replicas.leaders())
+        leaders = tuple(id(r) for r in self.replicas.serving())
         return now, (fingerprint, leaders)
 
     def violations(self, now: oracle.Cluster, leaders: tuple[int, ...]) -> list[Violation]:
@@ -547,7 +547,7 @@ class Episode:
         found += self._gone(now)
         found += self._flaps(now)
         if len(leaders) != 1:
-            found.append(Violation("leader", f"{len(leaders)} replicas report leading"))
+            found.append(Violation("leader", f"{len(leaders)} replicas lead and are ready"))
         return found
 
     def _moved(self, now: oracle.Cluster) -> list[Violation]:
