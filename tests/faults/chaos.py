@@ -31,7 +31,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults import oracle
-from tests.faults.checker import GROUP, PLURAL, VERSION, Loss, Monitor, _held, list_pools
+from tests.faults.checker import GROUP, PLURAL, VERSION, Held, Loss, Monitor, _held, list_pools
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
 from tests.kit import SYSTEM, service_manifest
@@ -567,19 +567,22 @@ class Episode:
                             f"(holds {service.held.addresses})",
                         )
                     )
-                elif not self._revoked_event(service.held.key, address):
+                elif not self._revoked_event(service.held, address):
                     found.append(
                         Violation("revoked", f"{service.held.key}: no AddressRevoked for {address}")
                     )
         return found
 
-    def _revoked_event(self, key: str, address: str) -> bool:
-        namespace, name = key.split("/")
+    def _revoked_event(self, service: Held, address: str) -> bool:
+        namespace, name = service.key.split("/")
         events = self.env.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={name}"
         )
         return any(
-            e.reason == "AddressRevoked" and address in (e.message or "") for e in events.items
+            e.reason == "AddressRevoked"
+            and e.involved_object.uid == service.uid
+            and address in (e.message or "")
+            for e in events.items
         )
 
     def _gone(self, now: oracle.Cluster) -> list[Violation]:
