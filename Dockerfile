@@ -1,21 +1,47 @@
 # lbipam operator image.
-#   docker build -t lbipam:latest .
+#   docker build -t lbipam:0.1.0 .
+# BASE is any Debian-like image with python3 (3.11+) and its venv module; both stages use it,
+# so the virtualenv's interpreter is the one the final image runs.
+ARG BASE=python:3.11.14-slim-bookworm
+
 # Builder: install the package and its dependencies into a virtualenv at /opt/lbipam.
-FROM python:3.12-slim AS builder
+FROM ${BASE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/lbipam
-ENV PATH="/opt/lbipam/bin:${PATH}"
+RUN python3 -m venv /opt/lbipam
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator/ ./operator/
-RUN pip install --no-cache-dir .
+# A build machine behind a TLS-inspecting proxy passes its CA bundle as the secret `pip-cert`
+# (docker/podman/buildah build --secret id=pip-cert,src=...): mounted for the pip steps only,
+# never part of a layer. Without it pip trusts the base's CA store.
+# The dependencies come first, from pyproject.toml alone, so a change to operator/ reuses
+# their layers. Byte-code is compiled here because the root filesystem is read-only at run
+# time: without .pyc files every start would compile Kopf and aiohttp again.
+COPY pyproject.toml ./
+RUN --mount=type=secret,id=pip-cert \
+    if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
+    && /opt/lbipam/bin/python -I -c "import tomllib; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+open('/tmp/requirements.txt', 'w').write(chr(10).join(deps))" \
+    && /opt/lbipam/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 
-# Final: only the virtualenv, run as an unprivileged user.
-FROM python:3.12-slim
+# The package itself; then pip goes, and every module must import.
+COPY README.md ./
+COPY operator/ ./operator/
+RUN --mount=type=secret,id=pip-cert \
+    if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
+    && /opt/lbipam/bin/pip install --no-cache-dir --no-deps . \
+    && /opt/lbipam/bin/pip uninstall --yes --quiet pip setuptools \
+    && /opt/lbipam/bin/python -I -c "import importlib, pkgutil, lbipam; \
+[importlib.import_module(m.name) for m in pkgutil.walk_packages(lbipam.__path__, 'lbipam.') \
+ if not m.name.endswith('__main__')]"
+
+# Final: the base plus the virtualenv, run as an unprivileged user.
+FROM ${BASE}
 
 LABEL org.opencontainers.image.title="lbipam" \
       org.opencontainers.image.description="Assigns LoadBalancer Service addresses from IPPool resources" \

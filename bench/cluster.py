@@ -12,6 +12,9 @@ kube-controller-manager on loopback), so no run inherits another's objects.
   watch event that shows an address. Latency is from the creator's wall clock just before
   its create call to that event (creationTimestamp has 1 s resolution; latency from it is
   reported too, as `latency_from_creation_timestamp_ms`).
+- MetalLB and Cilium (bench.contenders): the same N Services at the same rate, each peer on
+  its own fresh control plane, measured the same way.
+- idle: each controller's RSS 60 s after it started with 0 Services.
 - restart and pool edit, idle latency, a py-spy profile of a separate burst, and the API
   requests per Service from the API server's `apiserver_request_total`.
 """
@@ -25,6 +28,7 @@ import ipaddress
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,13 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes.aio.client import Configuration
-
 from bench import apicounts, procstat, profiling
 from bench.api import Api, Credentials, ingress_ips, service_manifest, status_apply
+from bench.contenders import PEERS, Peer, PeerProcess, build_all, kubectl, wait_addressed
 from bench.observer import REPO, Observer
 from bench.report import markdown
+from lbipam.kube.client import CONNECTIONS
 from tests.controlplane import ControlPlane
+from tests.controlplane.cluster import die_with_parent
 from tests.operator_process import OperatorProcess
 
 NAMESPACE = "bench"
@@ -51,7 +56,7 @@ GROWN_ADDRESSES = ["10.0.0.0/8", "11.0.0.0/8"]
 FIRST_IP = int(ipaddress.IPv4Address("10.0.0.1"))
 # The operator's requests in flight are bounded by its client's connection pool (Kopf itself
 # runs one worker per object without limit): the floor gets the same bound.
-CONCURRENCY = Configuration().connection_pool_maxsize
+CONCURRENCY = CONNECTIONS
 OPERATOR_ENV = {"LBIPAM_LOG_LEVEL": "info"}  # the default a user runs with
 SETTLE_S = 2.0  # after the last address: background Events and pool status flushes land
 
@@ -122,7 +127,15 @@ class Cluster:
     api: Api
     observer: Observer
     operator: OperatorProcess | None = None
+    peer: PeerProcess | None = None
     extra_pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def controller_pid(self) -> int | None:
+        """The process handing out addresses: lbipam or a peer."""
+        if self.operator is not None and self.operator.popen is not None:
+            return self.operator.popen.pid
+        return self.peer.pid if self.peer is not None else None
 
     def pids(self) -> dict[str, int]:
         pids = {"bench": os.getpid(), **self.extra_pids}
@@ -131,8 +144,8 @@ class Cluster:
                 pids[name] = process.popen.pid
         if self.observer.pid is not None:
             pids["watcher"] = self.observer.pid
-        if self.operator is not None and self.operator.popen is not None:
-            pids["operator"] = self.operator.popen.pid
+        if self.controller_pid is not None:
+            pids["controller"] = self.controller_pid
         return pids
 
     def cpu(self) -> dict[str, float]:
@@ -154,33 +167,54 @@ def credentials(plane: ControlPlane) -> Credentials:
     return Credentials(plane.server, str(pki.ca_cert), str(pki.admin_cert), str(pki.admin_key))
 
 
-def kubectl(plane: ControlPlane, *args: str) -> None:
-    command = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", *args]
-    subprocess.run(command, check=True, capture_output=True, text=True)
+RUNTIME = REPO / "build" / "bench-runtime"
 
 
-class CProfiledOperator(OperatorProcess):
-    """`lbipam run` under cProfile (the fallback when py-spy is unavailable)."""
+def runtime_python() -> str:
+    """A venv with lbipam and its runtime dependencies only, as the container image has them.
 
-    def __init__(self, plane: ControlPlane, output: Path, **settings: str) -> None:
-        super().__init__(plane, **settings)
-        self.output = output
+    Not the bench's own venv: with the test extra installed, Kopf imports the `kubernetes`
+    client it finds (19 MiB the operator would never carry in production).
+    """
+    python = RUNTIME / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=tempfile.gettempdir())
+    return str(python)
+
+
+class RuntimeOperator(OperatorProcess):
+    """`lbipam run` on the runtime venv's Python; `argv` may wrap it in a profiler."""
+
+    def __init__(self, plane: ControlPlane, argv: list[str] | None = None) -> None:
+        super().__init__(plane, **OPERATOR_ENV)
+        self.argv = argv or ["-m", "lbipam.cli", "run"]
 
     def start(self, wait: bool = True) -> OperatorProcess:
-        argv = [sys.executable, "-m", "cProfile", "-o", str(self.output), "-m", "lbipam.cli"]
         with open(self.log_path, "ab") as log:
             # Not from the checkout: its folder `operator/` would shadow the stdlib module.
             self.popen = subprocess.Popen(
-                [*argv, "run"],
+                [str(RUNTIME / "bin" / "python"), *self.argv],
                 cwd=tempfile.gettempdir(),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         if wait:
             self.wait_ready()
         return self
+
+
+def cprofiled(output: Path) -> list[str]:
+    return ["-m", "cProfile", "-o", str(output), "-m", "lbipam.cli", "run"]
+
+
+def heap_traced(output: Path) -> list[str]:
+    # As a script, so its folder and not the checkout is first on sys.path.
+    return [str(REPO / "bench" / "heap.py"), "run", str(output)]
 
 
 async def wait_pool_status(api: Api, generation: int | None = None, wait_s: float = 60) -> float:
@@ -198,10 +232,13 @@ async def wait_pool_status(api: Api, generation: int | None = None, wait_s: floa
 
 
 @contextlib.asynccontextmanager
-async def cluster(operator: bool, cprofile: Path | None = None) -> AsyncIterator[Cluster]:
+async def cluster(
+    operator: bool, wrapper: list[str] | None = None, peer: Peer | None = None
+) -> AsyncIterator[Cluster]:
     plane = ControlPlane()
     observer: Observer | None = None
     process: OperatorProcess | None = None
+    peer_process: PeerProcess | None = None
     try:
         await asyncio.to_thread(plane.start)
         creds = credentials(plane)
@@ -219,21 +256,24 @@ async def cluster(operator: bool, cprofile: Path | None = None) -> AsyncIterator
                     "--timeout=60s",
                 )
                 await api.create_pool(POOL, POOL_ADDRESSES)
-                process = (
-                    CProfiledOperator(plane, cprofile, **OPERATOR_ENV)
-                    if cprofile is not None
-                    else OperatorProcess(plane, **OPERATOR_ENV)
-                )
+                process = RuntimeOperator(plane, wrapper)
                 await asyncio.to_thread(process.start)
                 await wait_pool_status(api)
+            if peer is not None:
+                peer_process = PeerProcess(peer, plane)
+                await peer_process.start(api)
+                # No pool status to wait for in common: a first Service addressed says ready.
+                await wait_addressed(api)
             observer = Observer(creds, NAMESPACE)
             await observer.start()
-            yield Cluster(plane, api, observer, process)
+            yield Cluster(plane, api, observer, process, peer_process)
     finally:
         if observer is not None:
             await observer.stop()
         if process is not None:
             await asyncio.to_thread(process.cleanup)
+        if peer_process is not None:
+            await asyncio.to_thread(peer_process.cleanup)
         await asyncio.to_thread(plane.cleanup)
 
 
@@ -244,6 +284,7 @@ async def burst(
     write_status: bool,
     rate: float | None,
     spy: profiling.SpyRecorder | None = None,
+    wait_s: float | None = None,
 ) -> dict[str, Any]:
     """Create n Services (and, for the floor, apply each one's status); measure until all
     of them were seen with an address."""
@@ -251,6 +292,7 @@ async def burst(
     started: dict[str, float] = {}
     indexes = iter(range(n))
     api_before = await c.api_counts()
+    loadavg = os.getloadavg()
     cpu_before = c.cpu()
     if spy is not None:
         spy.start()
@@ -271,7 +313,8 @@ async def burst(
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     t_created = time.time()
-    addressed = await c.observer.until_count(set(names), wait_s=max(120.0, n / 20))
+    wait_s = max(120.0, n / 20) if wait_s is None else wait_s
+    addressed = await c.observer.until_count(set(names), wait_s=wait_s)
     profile = spy.stop() if spy is not None else None
     seen = [c.observer.seen[name] for name in names if name in c.observer.seen]
     t_end = max((s.seen for s in seen), default=time.time())
@@ -281,6 +324,7 @@ async def burst(
     wall = t_end - t_start
     result: dict[str, Any] = {
         "n": n,
+        "loadavg_at_start": [round(x, 2) for x in loadavg],
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "addressed": addressed,
         "distinct_addresses": len({s.ip for s in seen}),
@@ -288,6 +332,7 @@ async def burst(
         "create_phase_s": round(t_created - t_start, 2),
         "wall_s": round(wall, 2),
         "services_per_s": round(addressed / wall, 1),
+        "waited_after_creates_s": round(wait_s, 1),
         "latency": latency_summary(
             c.observer.seen[name].seen - started[name] for name in names if name in c.observer.seen
         ),
@@ -298,10 +343,13 @@ async def burst(
     result["api_requests_per_service"] = {
         k: round(v / n, 3) for k, v in result["api_requests"].items() if v >= n / 100
     }
-    if c.operator is not None and c.operator.popen is not None:
-        usage = procstat.usage(c.operator.popen.pid)
-        result["operator"] = {
-            "cpu_s": result["cpu_s"]["operator"],
+    if c.controller_pid is not None:
+        usage = procstat.usage(c.controller_pid)
+        result["controller"] = {
+            "cpu_s": result["cpu_s"]["controller"],
+            "cpu_ms_per_service": round(
+                1000 * result["cpu_s"]["controller"] / max(addressed, 1), 2
+            ),
             "cpu_s_since_start": round(usage.cpu_s, 2),
             "rss_mib": round(usage.rss_mib, 1),
             "peak_rss_mib": round(usage.hwm_mib, 1),
@@ -329,7 +377,7 @@ async def restart(c: Cluster, label: str) -> dict[str, Any]:
     t_stop = time.monotonic()
     await asyncio.to_thread(c.operator.cleanup)
     stop_s = time.monotonic() - t_stop
-    process = OperatorProcess(c.plane, **OPERATOR_ENV)
+    process = RuntimeOperator(c.plane)
     t0 = time.time()
     await asyncio.to_thread(process.start, False)
     c.operator = process
@@ -410,19 +458,27 @@ async def run_lbipam(
     idle_count: int = 0,
     restarts: bool = False,
     profile_dir: Path | None = None,
+    heap_out: Path | None = None,
 ) -> dict[str, Any]:
     spy_binary = profiling.py_spy() if profile_dir is not None else None
     cprofile = None
     if profile_dir is not None and spy_binary is None:
         cprofile = profile_dir / f"operator-{n}.prof"
-    async with cluster(operator=True, cprofile=cprofile) as c:
+    wrapper = cprofiled(cprofile) if cprofile is not None else None
+    if heap_out is not None:
+        wrapper = heap_traced(heap_out)
+    async with cluster(operator=True, wrapper=wrapper) as c:
         assert c.operator is not None and c.operator.popen is not None
+        if heap_out is not None:
+            c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
         spy = None
         if spy_binary is not None and profile_dir is not None:
             raw = profile_dir / f"operator-{n}.pyspy.txt"
             spy = profiling.SpyRecorder(spy_binary, c.operator.popen.pid, raw)
         result = await burst(c, n, write_status=False, rate=rate, spy=spy)
         log(f"lbipam N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+        if heap_out is not None:
+            result["heap"] = await asyncio.to_thread(heap_dump, c.operator, heap_out)
         if restarts:
             result["restart"] = await restart(c, "restart")
             log(f"restart: {result['restart']}")
@@ -440,6 +496,55 @@ async def run_lbipam(
     return result
 
 
+def heap_dump(operator: OperatorProcess, out: Path, wait_s: float = 300) -> Any:
+    """Ask the tracemalloc-wrapped operator for its live heap; wait for the file."""
+    assert operator.popen is not None
+    out.unlink(missing_ok=True)
+    operator.popen.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            return json.loads(out.read_text())  # renamed into place once complete
+        time.sleep(1)
+    raise TimeoutError(f"no heap dump in {out} after {wait_s}s")
+
+
+def import_costs() -> Any:
+    """RSS after each layer of imports, in a fresh interpreter (bench/heap.py imports)."""
+    argv = [str(RUNTIME / "bin" / "python"), str(REPO / "bench" / "heap.py"), "imports"]
+    done = subprocess.run(argv, cwd=tempfile.gettempdir(), check=True, capture_output=True)
+    return json.loads(done.stdout)
+
+
+async def run_peer(peer: Peer, n: int, rate: float | None) -> dict[str, Any]:
+    async with cluster(operator=False, peer=peer) as c:
+        assert c.peer is not None
+        result = await burst(c, n, write_status=False, rate=rate, wait_s=peer.wait_s)
+        c.peer.check()
+    log(f"{peer.label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+    return result
+
+
+async def idle_rss(peer: Peer | None, seconds: float) -> dict[str, Any]:
+    """A controller with 0 Services: its memory `seconds` after it started."""
+    loadavg = [round(x, 2) for x in os.getloadavg()]
+    async with cluster(operator=peer is None, peer=peer) as c:
+        pid = c.controller_pid
+        assert pid is not None
+        started = procstat.started_at(pid)
+        await asyncio.sleep(max(0.0, started + seconds - time.time()))
+        usage = procstat.usage(pid)
+    label = "lbipam" if peer is None else peer.label
+    log(f"idle {label}: {usage.rss_mib:.1f} MiB after {seconds:.0f} s")
+    return {
+        "loadavg_at_start": loadavg,
+        "after_s": seconds,
+        "rss_mib": round(usage.rss_mib, 1),
+        "peak_rss_mib": round(usage.hwm_mib, 1),
+        "cpu_s": round(usage.cpu_s, 2),
+    }
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -448,6 +553,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.large:
         sizes.append(20_000)
+    peers = [PEERS[key] for key in args.peers.split(",") if key]
+    await asyncio.to_thread(runtime_python)
+    if peers:
+        await asyncio.to_thread(build_all)
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
@@ -455,21 +564,39 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": CONCURRENCY,
         "latency_from": "creator wall clock just before the create call",
         "pool": POOL_ADDRESSES,
+        "peers": {peer.key: peer.label for peer in peers},
         "sizes": {},
     }
+    if args.idle_rss:
+        report["idle_rss"] = {"lbipam": await idle_rss(None, args.idle_rss)}
+        for peer in peers:
+            report["idle_rss"][peer.key] = await idle_rss(peer, args.idle_rss)
     for n in sizes:
         floor = await run_floor(n)
-        lbipam = await run_lbipam(
+        rate = None if args.no_pace else floor["services_per_s"]
+        sized: dict[str, Any] = {"floor": floor}
+        sized["lbipam"] = await run_lbipam(
             n,
-            None if args.no_pace else floor["services_per_s"],
+            rate,
             idle_count=args.idle if n == sizes[0] else 0,
             restarts=n == args.restart_at,
         )
-        report["sizes"][str(n)] = {
-            "floor": floor,
-            "lbipam": lbipam,
-            "ratio": round(lbipam["services_per_s"] / floor["services_per_s"], 3),
+        for peer in peers:
+            if peer.wait_s is not None and n > args.throttled_max_n:
+                continue  # as shipped, a throttled peer would need most of an hour here
+            sized[peer.key] = await run_peer(peer, n, rate)
+        sized["ratio"] = {
+            key: round(result["services_per_s"] / floor["services_per_s"], 3)
+            for key, result in sized.items()
+            if key != "floor"
         }
+        report["sizes"][str(n)] = sized
+    if args.heap_n:
+        pace = report["sizes"].get(str(args.heap_n), {}).get("floor", {})
+        report["imports"] = import_costs()
+        report["heap"] = await run_lbipam(
+            args.heap_n, pace.get("services_per_s"), heap_out=out_dir.resolve() / "heap.json"
+        )
     if args.profile_n:
         pace = report["sizes"].get(str(args.profile_n), {}).get("floor", {})
         report["profiled_burst"] = await run_lbipam(
@@ -491,6 +618,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-pace", action="store_true", help="create as fast as possible, not at floor rate"
+    )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated peers to run beside lbipam ({','.join(PEERS)}; '' for none)",
+    )
+    parser.add_argument(
+        "--throttled-max-n",
+        type=int,
+        default=5000,
+        help="largest N for a peer run as shipped, with its client throttled (5000)",
+    )
+    parser.add_argument(
+        "--heap-n", type=int, default=0, help="N of a burst under tracemalloc (0: none)"
+    )
+    parser.add_argument(
+        "--idle-rss", type=float, default=60, help="seconds before idle RSS is read (0: skip)"
     )
     parser.add_argument("--out", default=str(REPO / "bench/results/cluster.json"))
     return parser.parse_args(argv)

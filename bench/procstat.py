@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -21,6 +22,15 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / _TICK
+
+
+def started_at(pid: int) -> float:
+    """Wall-clock time the process started."""
+    with open(f"/proc/{pid}/stat") as stat:
+        ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22 of proc(5)
+    with open("/proc/uptime") as uptime:
+        up = float(uptime.read().split()[0])
+    return time.time() - up + ticks / _TICK
 
 
 def _status_kib(pid: int, name: str) -> float:

@@ -9,24 +9,67 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _burst_rows(n: str, run: str, result: dict[str, Any], ratio: str) -> str:
+LABELS = {"floor": "floor", "lbipam": "lbipam"}
+COLUMNS = [
+    "N",
+    "run",
+    "addressed",
+    "wall s",
+    "Services/s",
+    "÷ floor",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "controller CPU s",
+    "CPU ms per Service",
+    "peak RSS MiB",
+    "load avg at start",
+]
+
+
+def _burst_row(n: str, run: str, result: dict[str, Any], ratio: str) -> str:
     latency = result["latency"]
-    operator = result.get("operator") or {}
+    controller = result.get("controller") or {}
     return _row(
         [
             n,
             run,
+            result["addressed"],
             result["wall_s"],
             result["services_per_s"],
+            ratio,
             latency["p50_ms"],
             latency["p90_ms"],
             latency["p99_ms"],
             latency["max_ms"],
-            operator.get("cpu_s", "—"),
-            operator.get("peak_rss_mib", "—"),
-            ratio,
+            controller.get("cpu_s", "—"),
+            controller.get("cpu_ms_per_service", "—"),
+            controller.get("peak_rss_mib", "—"),
+            result.get("loadavg_at_start", ["?"])[0],
         ]
     )
+
+
+def comparison(report: dict[str, Any]) -> list[str]:
+    """floor | lbipam | peers for every N, then every controller's idle memory."""
+    labels = {**LABELS, **report.get("peers", {})}
+    out = [_row(COLUMNS), _row(["---"] * len(COLUMNS))]
+    for n, sized in report["sizes"].items():
+        for key, label in labels.items():
+            if key in sized:
+                ratio = sized["ratio"].get(key) if key != "floor" else None
+                out.append(
+                    _burst_row(n, label, sized[key], "" if ratio is None else f"{ratio:.2f}")
+                )
+    idle = report.get("idle_rss")
+    if idle:
+        out += ["", _row(["idle, 0 Services", "RSS MiB", "after s", "load avg at start"])]
+        out.append(_row(["---"] * 4))
+        for key, result in idle.items():
+            load = result["loadavg_at_start"][0]
+            out.append(_row([labels.get(key, key), result["rss_mib"], result["after_s"], load]))
+    return out
 
 
 def _per_service(result: dict[str, Any]) -> list[str]:
@@ -52,27 +95,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Requests in flight: at most {report['concurrency']} (the operator's connection pool). "
         f"Latency: from the {report['latency_from']} to the first watch event with an address.",
         "",
-        _row(
-            [
-                "N",
-                "run",
-                "wall s",
-                "Services/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "max ms",
-                "operator CPU s",
-                "operator peak RSS MiB",
-                "lbipam ÷ floor",
-            ]
-        ),
-        _row(["---"] * 11),
+        *comparison(report),
+        "",
     ]
-    for n, sized in report["sizes"].items():
-        out.append(_burst_rows(n, "floor", sized["floor"], ""))
-        out.append(_burst_rows(n, "lbipam", sized["lbipam"], f"{sized['ratio']:.2f}"))
-    out.append("")
     for n, sized in report["sizes"].items():
         lbipam = sized["lbipam"]
         ts = lbipam["latency_from_creation_timestamp_ms"]

@@ -27,6 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "lbipam.io", "v1alpha1", "ippools"
 SYSTEM = "lbipam-system"
 CONDITION = "lbipam.io/AddressAllocated"
+# Short enough for a quick failover test, long enough for a loaded 2-core machine.
+SHORT_LEASE = {
+    "LBIPAM_LEADER_ELECTION": "true",
+    "LBIPAM_LEASE_DURATION": "6",
+    "LBIPAM_RENEW_DEADLINE": "4",
+    "LBIPAM_RETRY_PERIOD": "1",
+}
 _subnets = itertools.count(1)
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -78,11 +85,7 @@ def installed(kubectl: Kubectl, crds: None) -> None:
 
 def service_account_kubeconfig(plane: ControlPlane, core: client.CoreV1Api, folder: Path) -> Path:
     """A kubeconfig holding a token of the operator's own ServiceAccount (TokenRequest)."""
-    # A day: the session operator lives as long as the whole suite.
-    spec = {"audiences": [], "expirationSeconds": 24 * 3600}
-    token = core.create_namespaced_service_account_token(
-        "lbipam", SYSTEM, client.AuthenticationV1TokenRequest(spec=spec)
-    ).status.token
+    token = service_account_token(core)
     ca = base64.b64encode(plane.pki.ca_cert.read_bytes()).decode()
     config = {
         "apiVersion": "v1",
@@ -129,6 +132,17 @@ def without_session_operator(operator: OperatorProcess) -> Iterator[None]:
     operator.stop()
     yield
     operator.start()
+
+
+def service_account_token(core: client.CoreV1Api) -> str:
+    """A TokenRequest token of the operator's own ServiceAccount, as a kubelet projects one."""
+    # A day: the session operator lives as long as the whole suite.
+    spec = {"audiences": [], "expirationSeconds": 24 * 3600}
+    request = client.AuthenticationV1TokenRequest(spec=spec)
+    token: str = core.create_namespaced_service_account_token(
+        "lbipam", SYSTEM, request
+    ).status.token
+    return token
 
 
 @pytest.fixture

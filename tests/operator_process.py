@@ -2,20 +2,75 @@
 
 from __future__ import annotations
 
+import abc
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tests.controlplane import ControlPlane
 from tests.controlplane.cluster import die_with_parent, free_port
 
 
-class OperatorProcess:
+class Replica(abc.ABC):
+    """What every way of running the operator shares: its health and metrics ports, its log."""
+
+    metrics_port: int
+    health_port: int
+
+    @abc.abstractmethod
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+
+    @abc.abstractmethod
+    def logs(self, lines: int = 60) -> str: ...
+
+    def http(self, port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.exit_code()
+            if code is not None:
+                raise RuntimeError(f"lbipam exited with {code}:\n{self.logs()}")
+            try:
+                if self.http(self.health_port, "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"lbipam not ready after {timeout}s:\n{self.logs()}")
+
+    def metrics(self) -> str:
+        return self.http(self.metrics_port, "/metrics")[1]
+
+    def leading(self) -> bool:
+        return re.search(r"^lbipam_leader 1\.0$", self.metrics(), re.M) is not None
+
+
+R = TypeVar("R", bound=Replica)
+
+
+def leader_of(replicas: Sequence[R]) -> R | None:
+    """The one replica that says it leads, if any; two saying so fails the test."""
+    leading = [r for r in replicas if r.leading()]
+    assert len(leading) <= 1, "two replicas claim to lead"
+    return leading[0] if leading else None
+
+
+class OperatorProcess(Replica):
     """One operator replica, as a user runs it: `lbipam run` with settings in its environment."""
 
     def __init__(self, plane: ControlPlane, **settings: str) -> None:
@@ -50,29 +105,6 @@ class OperatorProcess:
             self.wait_ready()
         return self
 
-    def http(self, port: int, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return int(error.code), error.read().decode()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen is not None and self.popen.poll() is not None:
-                raise RuntimeError(f"lbipam exited with {self.popen.returncode}:\n{self.logs()}")
-            try:
-                if self.http(self.health_port, "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"lbipam not ready after {timeout}s:\n{self.logs()}")
-
-    def metrics(self) -> str:
-        return self.http(self.metrics_port, "/metrics")[1]
-
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(sig)
@@ -84,6 +116,9 @@ class OperatorProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def exit_code(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
 
     def logs(self, lines: int = 60) -> str:
         try:

@@ -12,13 +12,11 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from kubernetes.aio import client
 
 from lbipam.clock import timestamp
 from lbipam.ha.term import Term
 from lbipam.kube.errors import is_status
+from lbipam.kube.leases import Leases
 from lbipam.settings import Settings
 
 LEASE_NAME = "lbipam-leader"
@@ -32,7 +30,7 @@ class Attempt(enum.Enum):
 
 
 class LeaderElector:
-    def __init__(self, leases: client.CoordinationV1Api, settings: Settings, identity: str) -> None:
+    def __init__(self, leases: Leases, settings: Settings, identity: str) -> None:
         self.leases = leases
         self.settings = settings
         self.namespace = settings.namespace
@@ -53,7 +51,21 @@ class LeaderElector:
             log.info("%s became leader (Lease %s/%s)", self.identity, self.namespace, LEASE_NAME)
             leading = asyncio.ensure_future(lead(term))
             renewing = asyncio.create_task(self._keep(term))
-            done, _ = await asyncio.wait({leading, renewing}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(
+                    {leading, renewing}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if leading not in done and term.ended.is_set():
+                    # `lead` ended the term itself (Kopf stopping on a signal): not a loss.
+                    done, _ = await asyncio.wait({leading})
+            except asyncio.CancelledError:
+                # Stopped from outside (a signal before Kopf took signals over): hand over too.
+                # The ended term fences every write, so the Lease can go before `lead` ends.
+                term.ended.set()
+                renewing.cancel()
+                leading.cancel()
+                await self._release()
+                raise
             if leading in done:
                 # Shutdown (or a crash): hand the Lease over at once instead of letting it expire.
                 renewing.cancel()
@@ -99,11 +111,11 @@ class LeaderElector:
         duration = int(self.settings.lease_duration)
         stamp = timestamp(micro=True)
         try:
-            lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
+            lease = await self.leases.read(LEASE_NAME)
         except Exception as error:
             if not is_status(error, 404):
                 raise
-            created: Any = {
+            created = {
                 "metadata": {"name": LEASE_NAME, "namespace": self.namespace},
                 "spec": {
                     "holderIdentity": self.identity,
@@ -113,45 +125,48 @@ class LeaderElector:
                     "leaseTransitions": 0,
                 },
             }
-            await self.leases.create_namespaced_lease(self.namespace, created)
+            await self.leases.create(created)
             return Attempt.HELD
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        renew = str(spec.renew_time or "")
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        renew = str(spec.get("renewTime") or "")
         if self._observed is None or self._observed[:2] != (holder, renew):
             self._observed = (holder, renew, time.monotonic())
-        expired = time.monotonic() - self._observed[2] > (spec.lease_duration_seconds or duration)
+        expired = time.monotonic() - self._observed[2] > (
+            spec.get("leaseDurationSeconds") or duration
+        )
         if holder and holder != self.identity and not expired:
             return Attempt.TAKEN
         ours = holder == self.identity
-        update: Any = {
+        update = {
             "metadata": {
                 "name": LEASE_NAME,
                 "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
+                "resourceVersion": lease["metadata"]["resourceVersion"],
             },
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": duration,
-                "acquireTime": spec.acquire_time if ours else stamp,
+                "acquireTime": spec.get("acquireTime") if ours else stamp,
                 "renewTime": stamp,
-                "leaseTransitions": (spec.lease_transitions or 0) + (0 if ours else 1),
+                "leaseTransitions": (spec.get("leaseTransitions") or 0) + (0 if ours else 1),
             },
         }
         # resourceVersion makes this a compare-and-swap: of two candidates only one wins.
-        await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, update)
+        await self.leases.replace(LEASE_NAME, update)
         self._observed = (self.identity, stamp, time.monotonic())
         return Attempt.HELD
 
     async def _release(self) -> None:
         """Clear our holdership so a follower need not wait for the Lease to expire."""
         try:
-            lease: Any = await self.leases.read_namespaced_lease(LEASE_NAME, self.namespace)
-            if lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = lease.spec.renew_time = lease.spec.acquire_time = None
+            lease = await self.leases.read(LEASE_NAME)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") == self.identity:
+                spec.update(holderIdentity=None, renewTime=None, acquireTime=None)
                 # An update carrying the resourceVersion just read: the one verb the Role grants
                 # on the Lease, and a compare-and-swap that leaves a Lease taken meanwhile alone.
-                await self.leases.replace_namespaced_lease(LEASE_NAME, self.namespace, lease)
+                await self.leases.replace(LEASE_NAME, lease)
                 log.info("%s released the Lease", self.identity)
         except Exception as error:  # the Lease then simply expires
             log.warning("could not release the Lease: %s", error)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
+from lbipam.kube.client import in_cluster
 from lbipam.runtime.wiring import Controllers
 
 
@@ -29,11 +31,31 @@ def controllers(memo: kopf.Memo, indexes: Mapping[str, Any]) -> Controllers:
     return built
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "essence" of objects: only on.create/update/delete handlers compare one.
+
+    Kopf builds it on every event anyway, with two deep copies of the whole body (Services
+    carry their managedFields); with only event handlers and indexes nothing reads it.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Nothing of Kopf's may land on Services: no peering objects, no posted log Events.
     settings.peering.standalone = True
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
@@ -48,3 +70,19 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     """
     owner: Controllers = memo.controllers
     owner.writer.term.ended.set()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Kopf connects where the operator's own client does.
+
+    In a pod, Kopf's own login names https://kubernetes.default.svc, which needs cluster DNS;
+    the pod is given the API server's address in KUBERNETES_SERVICE_HOST/PORT, which the
+    operator's client uses, so Kopf is given it too.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        info = kopf.login_with_service_account(**kwargs)
+        if info is not None:
+            info = dataclasses.replace(info, server=in_cluster().server)
+    return info

@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from kubernetes.aio import client
 
 from lbipam.api import COMPONENT, GROUP
 from lbipam.background import Background
 from lbipam.clock import timestamp
 from lbipam.ha.term import Term
-from lbipam.kube.errors import read_json
+from lbipam.kube.client import Api
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +18,8 @@ log = logging.getLogger(__name__)
 class EventPoster:
     """Posts Events while the term lasts; a failed post is logged, never raised."""
 
-    def __init__(self, core: client.CoreV1Api, term: Term) -> None:
-        self.core = core
+    def __init__(self, api: Api, term: Term) -> None:
+        self.api = api
         self.term = term
         self.instance = os.environ.get("HOSTNAME", COMPONENT)
         self._posting = Background()
@@ -44,8 +41,7 @@ class EventPoster:
         # Cluster-scoped objects' Events live in "default", where `kubectl describe` looks.
         namespace = involved.get("namespace") or "default"
         stamp = timestamp()
-        # The generated client types bodies as its models; it sends plain dicts as they are.
-        body: Any = {
+        body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
@@ -61,9 +57,6 @@ class EventPoster:
             "count": 1,
         }
         try:
-            response = await self.core.create_namespaced_event_without_preload_content(
-                namespace, body
-            )
-            await read_json(response)
+            await self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", body)
         except Exception as error:
             log.warning("could not post %s Event on %s: %s", reason, involved.get("name"), error)

@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from kubernetes.aio import client
-
 from lbipam.api import CLAIM_MANAGER_LABEL, FIELD_MANAGER, GROUP, POOLS, VERSION
 from lbipam.ha.term import Term
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube.errors import is_status, read_json
+from lbipam.kube.client import APPLY_PATCH, MERGE_PATCH, Api
+from lbipam.kube.errors import is_status
 from lbipam.kube.events import EventPoster
 from lbipam.objects import held_addresses
 
-APPLY = "application/apply-patch+yaml"
-MERGE = "application/merge-patch+json"
+POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+IP_ADDRESSES = "/apis/networking.k8s.io/v1/ipaddresses"
+
+
+def _service(key: ServiceKey) -> str:
+    return f"/api/v1/namespaces/{key.namespace}/services/{key.name}"
+
+
+def _pool(name: str, status: bool) -> str:
+    return f"/apis/{GROUP}/{VERSION}/{POOLS}/{name}" + ("/status" if status else "")
 
 
 class Writer(Protocol):
@@ -65,7 +72,7 @@ class Writer(Protocol):
 def yaml_safe(text: str, limit: int = 1024) -> str:
     """Text an apply patch can carry, cut to `limit` characters.
 
-    The client sends apply patches as ASCII JSON, where characters beyond U+FFFF become
+    Apply patches go out as ASCII JSON, where characters beyond U+FFFF become
     surrogate-pair escapes that the API server's YAML decoder refuses; a user's emoji echoed
     in a message must not keep the whole status from being written.
     """
@@ -76,12 +83,10 @@ def yaml_safe(text: str, limit: int = 1024) -> str:
 class ApiWriter:
     """`Writer` on the API server; every write is fenced by the term of leadership."""
 
-    def __init__(self, api: client.ApiClient, term: Term) -> None:
+    def __init__(self, api: Api, term: Term) -> None:
         self.term = term
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.networking = client.NetworkingV1Api(api)
-        self.events = EventPoster(self.core, term)
+        self.api = api
+        self.events = EventPoster(api, term)
 
     def event(
         self,
@@ -125,29 +130,22 @@ class ApiWriter:
             },
             "status": status,
         }
-        response = await self.core.patch_namespaced_service_status_without_preload_content(
-            key.name,
-            key.namespace,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        await self.api.request(
+            "PATCH", _service(key) + "/status", body, params=params, content_type=APPLY_PATCH
         )
-        await read_json(response)
 
     async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
         """Every Service in the cluster, read in pages."""
         services: list[dict[str, Any]] = []
-        token: str | None = None
+        params = {"limit": str(page)}
         while True:
-            response = await self.core.list_service_for_all_namespaces_without_preload_content(
-                limit=page, _continue=token
-            )
-            body = await read_json(response)
+            body = await self.api.request("GET", "/api/v1/services", params=params)
             services.extend(body.get("items") or [])
             token = (body.get("metadata") or {}).get("continue")
             if not token:
                 return services
+            params["continue"] = token
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
         """Whether a failed status write failed only because the Service was deleted.
@@ -158,67 +156,55 @@ class ApiWriter:
             return True
         if not is_status(error, 422):
             return False
-        response = await self.core.read_namespaced_service_without_preload_content(
-            key.name, key.namespace
-        )
-        response.release()
-        return bool(response.status == 404)
+        try:
+            await self.api.request("GET", _service(key))
+        except Exception as reading:
+            if is_status(reading, 404):
+                return True
+            raise
+        return False
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         """JSON merge patch of an IPPool (custom resources take no strategic merge)."""
         self.term.check()
-        method = (
-            self.custom.patch_cluster_custom_object_status_without_preload_content
-            if status
-            else self.custom.patch_cluster_custom_object_without_preload_content
-        )
-        response = await method(GROUP, VERSION, POOLS, name, dict(patch), _content_type=MERGE)
-        await read_json(response)
+        await self.api.request("PATCH", _pool(name, status), dict(patch), content_type=MERGE_PATCH)
 
     async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
-        response = await self.networking.read_namespaced_network_policy_without_preload_content(
-            name, namespace
-        )
-        if response.status == 404:
-            response.release()
-            return None
-        policy: dict[str, Any] = await read_json(response)
+        try:
+            policy: dict[str, Any] = await self.api.request(
+                "GET", POLICIES.format(namespace=namespace) + f"/{name}"
+            )
+        except Exception as error:
+            if is_status(error, 404):
+                return None
+            raise
         return policy
 
     async def put_policy(self, manifest: Mapping[str, Any], existing: bool) -> None:
         self.term.check()
         namespace = manifest["metadata"]["namespace"]
-        body: Any = dict(manifest)
+        path = POLICIES.format(namespace=namespace)
         if existing:
-            response = (
-                await self.networking.replace_namespaced_network_policy_without_preload_content(
-                    manifest["metadata"]["name"], namespace, body
-                )
-            )
+            await self.api.request("PUT", f"{path}/{manifest['metadata']['name']}", dict(manifest))
         else:
-            response = (
-                await self.networking.create_namespaced_network_policy_without_preload_content(
-                    namespace, body
-                )
-            )
-        await read_json(response)
+            await self.api.request("POST", path, dict(manifest))
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None:
         """Delete only the policy with this uid, so a foreign one of the same name survives."""
         self.term.check()
-        options: Any = {"preconditions": {"uid": uid}}
-        response = await self.networking.delete_namespaced_network_policy_without_preload_content(
-            name, namespace, body=options
-        )
-        if response.status in (404, 409):
-            response.release()
-            return
-        await read_json(response)
+        options = {"preconditions": {"uid": uid}}
+        try:
+            await self.api.request(
+                "DELETE", POLICIES.format(namespace=namespace) + f"/{name}", options
+            )
+        except Exception as error:
+            if not is_status(error, 404, 409):
+                raise
 
     async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
         """Create the IPAddress named `address` for the Service; 409 when it exists already."""
         self.term.check()
-        body: Any = {
+        body = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "IPAddress",
             "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
@@ -231,45 +217,39 @@ class ApiWriter:
                 }
             },
         }
-        response = await self.networking.create_ip_address_without_preload_content(body)
-        created: dict[str, Any] = await read_json(response)
+        created: dict[str, Any] = await self.api.request("POST", IP_ADDRESSES, body)
         return created
 
     async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
         """The addresses the Service's status shows now; None when it is gone."""
-        response = await self.core.read_namespaced_service_status_without_preload_content(
-            key.name, key.namespace
-        )
-        if response.status == 404:
-            response.release()
-            return None
-        return held_addresses(await read_json(response))
+        try:
+            return held_addresses(await self.api.request("GET", _service(key) + "/status"))
+        except Exception as error:
+            if is_status(error, 404):
+                return None
+            raise
 
     async def read_claim(self, address: str) -> dict[str, Any] | None:
-        response = await self.networking.read_ip_address_without_preload_content(address)
-        if response.status == 404:
-            response.release()
-            return None
-        claim: dict[str, Any] = await read_json(response)
+        try:
+            claim: dict[str, Any] = await self.api.request("GET", f"{IP_ADDRESSES}/{address}")
+        except Exception as error:
+            if is_status(error, 404):
+                return None
+            raise
         return claim
 
     async def delete_claim(self, address: str, uid: str) -> None:
         """Delete only the claim with this uid: one made since for someone else survives."""
         self.term.check()
-        options: Any = {"preconditions": {"uid": uid}}
-        response = await self.networking.delete_ip_address_without_preload_content(
-            address, body=options
-        )
-        if response.status in (404, 409):
-            response.release()
-            return
-        await read_json(response)
+        options = {"preconditions": {"uid": uid}}
+        try:
+            await self.api.request("DELETE", f"{IP_ADDRESSES}/{address}", options)
+        except Exception as error:
+            if not is_status(error, 404, 409):
+                raise
 
     async def list_claims(self) -> list[dict[str, Any]]:
         """Our IPAddresses (label selector), read in one list."""
-        selector = "=".join(CLAIM_MANAGER_LABEL)
-        response = await self.networking.list_ip_address_without_preload_content(
-            label_selector=selector
-        )
-        body = await read_json(response)
+        params = {"labelSelector": "=".join(CLAIM_MANAGER_LABEL)}
+        body = await self.api.request("GET", IP_ADDRESSES, params=params)
         return list(body.get("items") or [])

@@ -11,8 +11,6 @@ import socket
 import time
 
 import kopf
-from kubernetes.aio import client
-from kubernetes.aio.client import ApiClient
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
@@ -22,7 +20,8 @@ import lbipam.handlers.services  # noqa: F401 - importing registers the handlers
 from lbipam import __version__
 from lbipam.ha.leader import LeaderElector
 from lbipam.ha.term import Term
-from lbipam.kube.client import connect
+from lbipam.kube.client import Api, connect
+from lbipam.kube.leases import Leases
 from lbipam.runtime.health import serve_health
 from lbipam.runtime.logs import configure_logging
 from lbipam.runtime.metrics import Metrics
@@ -35,7 +34,7 @@ log = logging.getLogger("lbipam")
 class Operator:
     """One replica: serves health and metrics always, runs Kopf only while leading."""
 
-    def __init__(self, settings: Settings, api: ApiClient, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, api: Api, metrics: Metrics) -> None:
         self.settings = settings
         self.api = api
         self.metrics = metrics
@@ -52,8 +51,14 @@ class Operator:
         self.kopf_ready = asyncio.Event()
         controllers = await Controllers.start(self.settings, self.api, term, self.metrics)
         self.controllers = controllers
-        log.info("leading: starting to handle Services and IPPools")
         try:
+            if not term.active():
+                # The start-up list outlasted the term (a stolen Lease, a long pause): Kopf
+                # started with its stop flag set would only retry against a closing client.
+                log.warning("the term ended while reading the Services; not starting")
+                await term.ended.wait()  # the elector notices and ends it; then it tries again
+                return
+            log.info("leading: starting to handle Services and IPPools")
             with self.metrics.leading_with(controllers.registry):
                 await kopf.operator(
                     clusterwide=True,
@@ -84,7 +89,7 @@ class Operator:
 
 
 async def main(settings: Settings) -> None:
-    api = await connect()
+    api = connect()
     metrics = Metrics()
     metrics.serve(settings.metrics_port)
     operator = Operator(settings, api, metrics)
@@ -107,8 +112,7 @@ async def main(settings: Settings) -> None:
         loop.add_signal_handler(sig, shutdown.set)
     if settings.leader_election:
         identity = f"{socket.gethostname()}-{os.getpid()}"
-        leases = client.CoordinationV1Api(api)
-        elector = LeaderElector(leases, settings, identity=identity)
+        elector = LeaderElector(Leases(api, settings.namespace), settings, identity=identity)
         work = asyncio.create_task(elector.run(operator.lead))
     else:
         work = asyncio.create_task(operator.lead(Term()))
@@ -121,7 +125,7 @@ async def main(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await work
         await health.cleanup()
-        await api.close()  # type: ignore[no-untyped-call]
+        await api.close()
 
 
 def run(settings: Settings) -> int:

@@ -31,5 +31,5 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Kopf and aiohttp narrate every watch at INFO; ours is what a user needs to read.
-    for noisy in ("kopf", "aiohttp.access", "kubernetes.aio"):
+    for noisy in ("kopf", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

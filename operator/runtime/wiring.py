@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 
-from kubernetes.aio.client import ApiClient
-
 from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.policies import PolicyController
 from lbipam.controllers.pools import PoolController
@@ -15,6 +13,7 @@ from lbipam.controllers.views import ServiceViews
 from lbipam.ha.term import Term
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
+from lbipam.kube.client import Api
 from lbipam.kube.writer import ApiWriter
 from lbipam.objects import PoolView, ServiceView, service_view
 from lbipam.runtime.metrics import Metrics
@@ -49,9 +48,7 @@ class Controllers:
         ]
 
     @classmethod
-    async def start(
-        cls, settings: Settings, api: ApiClient, term: Term, metrics: Metrics
-    ) -> Controllers:
+    async def start(cls, settings: Settings, api: Api, term: Term, metrics: Metrics) -> Controllers:
         """Read every Service first: their statuses are the record of held addresses.
 
         One paged list instead of a Kopf index: Kopf's start-up wait for indexes wakes every

@@ -53,7 +53,7 @@ def cache_root() -> Path:
     return Path(base) / "lbipam" / "controlplane"
 
 
-def _key(*parts: bytes) -> str:
+def key_of(*parts: bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
@@ -67,19 +67,19 @@ def _key(*parts: bytes) -> str:
 def cache_key() -> str:
     """Hash of everything that decides the control plane binaries' content."""
     sources = (MODULE_DIR / name for name in ("go.mod", "go.sum", "etcd/main.go"))
-    return _key(*(path.read_bytes() for path in sources), LDFLAGS.encode())
+    return key_of(*(path.read_bytes() for path in sources), LDFLAGS.encode())
 
 
 def kube_router_key() -> str:
     """kube-router has a cache entry of its own: pinning it never rebuilds the control plane."""
-    return "kube-router-" + _key(KUBE_ROUTER.encode())
+    return "kube-router-" + key_of(KUBE_ROUTER.encode())
 
 
 def _log(message: str) -> None:
     print(f"[controlplane] {message}", file=sys.stderr, flush=True)
 
 
-def _run_go(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+def run_go(command: list[str], cwd: Path, env: dict[str, str]) -> None:
     proc = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -100,17 +100,17 @@ def _run_go(command: list[str], cwd: Path, env: dict[str, str]) -> None:
 def _build_control_plane(out_dir: Path) -> None:
     env = dict(os.environ, CGO_ENABLED="0")
     command = ["go", "build", "-v", "-trimpath", f"-ldflags={LDFLAGS}", "-o", str(out_dir)]
-    _run_go([*command, *PACKAGES], MODULE_DIR, env)
+    run_go([*command, *PACKAGES], MODULE_DIR, env)
 
 
 def _build_kube_router(out_dir: Path) -> None:
     # `go install module@version` builds with kube-router's own go.mod, outside ours.
     env = dict(os.environ, CGO_ENABLED="0", GOBIN=str(out_dir))
     command = ["go", "install", "-v", "-trimpath", "-ldflags=-s -w", KUBE_ROUTER]
-    _run_go(command, out_dir, env)
+    run_go(command, out_dir, env)
 
 
-def _ensure(key: str, names: tuple[str, ...], build: Callable[[Path], None], what: str) -> Path:
+def ensure(key: str, names: tuple[str, ...], build: Callable[[Path], None], what: str) -> Path:
     target = cache_root() / key
     if all((target / name).is_file() for name in names):
         return target
@@ -135,10 +135,10 @@ def _ensure(key: str, names: tuple[str, ...], build: Callable[[Path], None], wha
 def ensure_binaries() -> Path:
     """The folder holding the control plane and kube-proxy, building them first when needed."""
     what = f"Kubernetes {KUBERNETES_VERSION} and etcd"
-    return _ensure(cache_key(), BINARIES, _build_control_plane, what)
+    return ensure(cache_key(), BINARIES, _build_control_plane, what)
 
 
 def ensure_kube_router() -> Path:
     """The kube-router binary, building it first when needed."""
-    folder = _ensure(kube_router_key(), ("kube-router",), _build_kube_router, KUBE_ROUTER)
+    folder = ensure(kube_router_key(), ("kube-router",), _build_kube_router, KUBE_ROUTER)
     return folder / "kube-router"

@@ -43,9 +43,12 @@ def die_with_parent() -> None:
 class Process:
     """One control-plane component, logging to a file in the run folder."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.env = env
         self.log_path = log_dir / f"{name}.log"
         self._log: IO[bytes] | None = None
         self.popen: subprocess.Popen[bytes] | None = None
@@ -57,6 +60,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

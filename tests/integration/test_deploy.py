@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
@@ -12,6 +11,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.kit import (
+    SHORT_LEASE,
     SYSTEM,
     Kubectl,
     Pools,
@@ -22,15 +22,7 @@ from tests.kit import (
     subnet,
     wait_address,
 )
-from tests.operator_process import OperatorProcess
-
-# Short enough for a quick failover test, long enough for a loaded 2-core machine.
-SHORT_LEASE = {
-    "LBIPAM_LEADER_ELECTION": "true",
-    "LBIPAM_LEASE_DURATION": "6",
-    "LBIPAM_RENEW_DEADLINE": "4",
-    "LBIPAM_RETRY_PERIOD": "1",
-}
+from tests.operator_process import OperatorProcess, leader_of
 
 
 def test_the_base_applies_and_every_object_is_there(
@@ -90,12 +82,6 @@ def test_the_operator_works_with_only_its_own_rbac(
         assert not lease.spec.holder_identity  # type: ignore[union-attr]
     finally:
         replica.cleanup()
-
-
-def leader_of(replicas: list[OperatorProcess]) -> OperatorProcess | None:
-    leading = [r for r in replicas if re.search(r"^lbipam_leader 1\.0$", r.metrics(), re.M)]
-    assert len(leading) <= 1, "two replicas claim to lead"
-    return leading[0] if leading else None
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.aio.client.exceptions import ApiException
-
 from lbipam.ipam.requests import ServiceKey
+from lbipam.kube.errors import ApiError
 
 
 @dataclass
@@ -49,7 +48,7 @@ class RecordingWriter:
         condition: Mapping[str, Any] | None,
     ) -> None:
         if self.status_failures:
-            raise ApiException(status=self.status_failures.pop(0))
+            raise ApiError(self.status_failures.pop(0))
         self.statuses.append((key, ingress, condition))
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
@@ -92,7 +91,7 @@ class RecordingWriter:
 
     async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
         if address in self.claims:
-            raise ApiException(status=409)
+            raise ApiError(409)
         self.claim_writes.append(("create", address))
         self.claims[address] = claim(address, key)
         return self.claims[address]

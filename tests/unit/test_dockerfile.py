@@ -1,14 +1,13 @@
-"""The container image builds the operator cleanly and runs it unprivileged.
+"""The Dockerfile, read: lint-clean, a pinned public base, no CA in a layer, a small context.
 
-A release engineer runs `docker build -t lbipam .` and expects a lint-clean Dockerfile,
-a small final image holding only the virtualenv, and an entrypoint that works. The
-build itself needs a registry for the base image, so the install steps of the builder
-stage are replayed here in a fresh virtualenv instead.
+A release engineer runs `docker build -t lbipam .` and expects a lint-clean Dockerfile, a
+final image holding only the virtualenv, and an entrypoint the Deployment can run. The
+image itself is built and run by tests/image/.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -50,13 +49,26 @@ def _instructions() -> list[Instruction]:
 
 
 def _stages() -> list[list[Instruction]]:
+    """The build stages; the global ARGs before the first FROM are left out."""
     stages: list[list[Instruction]] = []
     for instruction in _instructions():
         if instruction.keyword == "FROM":
             stages.append([])
-        assert stages, f"{instruction} comes before the first FROM"
+        if not stages:
+            assert instruction.keyword == "ARG", f"{instruction} comes before the first FROM"
+            continue
         stages[-1].append(instruction)
     return stages
+
+
+def _global_args() -> dict[str, str]:
+    args: dict[str, str] = {}
+    for instruction in _instructions():
+        if instruction.keyword == "FROM":
+            return args
+        name, _, default = instruction.args.partition("=")
+        args[name] = default
+    return args
 
 
 def _hadolint() -> str:
@@ -83,24 +95,46 @@ def test_hadolint_finds_nothing_to_complain_about() -> None:
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
+def test_both_stages_start_from_one_base_a_pinned_public_python_by_default() -> None:
+    default = _global_args()["BASE"]
+    # A patch release and a Debian release: rebuilding later gets the same Python on the
+    # same distribution, only with security updates.
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+", default), default
+    builder, final = _stages()
+    assert builder[0].args == "${BASE} AS builder"
+    assert final[0].args == "${BASE}"
+
+
 def test_the_builder_installs_the_package_into_a_virtualenv() -> None:
     builder, _ = _stages()
-    assert builder[0].args == "python:3.12-slim AS builder"
-    runs = [i.args for i in builder if i.keyword == "RUN"]
-    assert "python -m venv /opt/lbipam" in runs
-    assert "pip install --no-cache-dir ." in runs
+    runs = " ".join(i.args for i in builder if i.keyword == "RUN")
+    assert "python3 -m venv /opt/lbipam" in runs
+    assert "pip install --no-cache-dir --requirement /tmp/requirements.txt" in runs
+    assert "/opt/lbipam/bin/pip install --no-cache-dir --no-deps ." in runs
     copied = {src for i in builder if i.keyword == "COPY" for src in shlex.split(i.args)[:-1]}
     assert copied == {"pyproject.toml", "README.md", "operator/"}
 
 
+def test_a_build_ca_reaches_pip_only_as_a_secret_never_as_an_argument_or_a_layer() -> None:
+    builder, final = _stages()
+    installs = [i.args for i in builder if i.keyword == "RUN" and "pip install" in i.args]
+    assert len(installs) == 2
+    for install in installs:
+        assert install.startswith("--mount=type=secret,id=pip-cert ")
+    for instruction in builder + final:
+        if instruction.keyword in {"ARG", "ENV", "COPY", "ADD"}:
+            assert "CERT" not in instruction.args.upper(), instruction
+
+
 def test_the_final_image_holds_only_the_virtualenv_and_no_build_tools() -> None:
-    _, final = _stages()
-    assert final[0].args == "python:3.12-slim"
+    builder, final = _stages()
     assert [i.keyword for i in final if i.keyword == "RUN"] == []
     copies = [i.args for i in final if i.keyword in {"COPY", "ADD"}]
     assert copies == ["--from=builder /opt/lbipam /opt/lbipam"]
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     assert 'PATH="/opt/lbipam/bin:${PATH}"' in env
+    runs = " ".join(i.args for i in builder if i.keyword == "RUN")
+    assert "pip uninstall --yes --quiet pip setuptools" in runs
 
 
 def test_the_image_runs_the_operator_as_the_user_the_deployment_demands() -> None:
@@ -119,66 +153,12 @@ def test_the_image_runs_the_operator_as_the_user_the_deployment_demands() -> Non
     assert exposed == {p["containerPort"] for p in container["ports"]}
 
 
-def test_the_build_context_leaves_out_the_venv_tests_and_git() -> None:
+def test_the_build_context_leaves_out_venvs_tests_benches_caches_and_git() -> None:
     ignored = {
         line.strip()
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert {".venv", "tests", "bench", ".git"} <= ignored
+    assert {".venv", "venv", "tests", "bench", ".git", "**/__pycache__", ".mypy_cache"} <= ignored
     for needed in ("pyproject.toml", "README.md", "operator"):
         assert needed not in ignored
-
-
-@pytest.mark.timeout(900)
-def test_the_builder_steps_give_a_working_lbipam_command(tmp_path: Path) -> None:
-    """Replays the builder stage: copy its COPY sources, make a venv, pip install ."""
-    builder, _ = _stages()
-    context = tmp_path / "src"
-    context.mkdir()
-    for instruction in builder:
-        if instruction.keyword != "COPY":
-            continue
-        *sources, _dest = shlex.split(instruction.args)
-        for source in sources:
-            src = REPO / source
-            if src.is_dir():
-                shutil.copytree(src, context / source, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, context / source)
-
-    venv = tmp_path / "opt-lbipam"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    bin_dir = venv / "bin"
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-    # As the Dockerfile, except that pip may reuse its download cache here.
-    install = subprocess.run(
-        [str(bin_dir / "pip"), "install", "--quiet", "."],
-        cwd=context,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=840,
-        check=False,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
-
-    # `lbipam --help`, and the image's ENTRYPOINT `lbipam run` with `--help` as its args.
-    for argv in (["--help"], ["run", "--help"]):
-        help_run = subprocess.run(
-            [str(bin_dir / "lbipam"), *argv],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert help_run.returncode == 0, f"lbipam {argv}: {help_run.stdout}{help_run.stderr}"
-        assert "usage: lbipam" in help_run.stdout

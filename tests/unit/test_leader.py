@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import V1Lease, V1LeaseSpec, V1ObjectMeta
-from kubernetes.aio.client.exceptions import ApiException
 
 from lbipam.ha import leader
 from lbipam.ha.leader import Attempt, LeaderElector
+from lbipam.kube.errors import ApiError
 from lbipam.settings import Settings
 
 SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "lbipam-system", "LBIPAM_LEASE_DURATION": "15"})
@@ -21,44 +21,30 @@ class Leases:
     """One Lease with a resourceVersion that every write bumps: writes on a stale one fail."""
 
     def __init__(self) -> None:
-        self.lease: V1Lease | None = None
+        self.lease: dict[str, Any] | None = None
         self._versions = itertools.count(1)
 
-    def _stored(self, body: dict[str, Any]) -> V1Lease:
-        spec = body["spec"]
-        self.lease = V1Lease(
-            metadata=V1ObjectMeta(
-                name=body["metadata"]["name"], resource_version=str(next(self._versions))
-            ),
-            spec=V1LeaseSpec(
-                holder_identity=spec["holderIdentity"],
-                lease_duration_seconds=spec["leaseDurationSeconds"],
-                acquire_time=spec["acquireTime"],
-                renew_time=spec["renewTime"],
-                lease_transitions=spec["leaseTransitions"],
-            ),
-        )
-        return self.lease
+    def _stored(self, body: dict[str, Any]) -> None:
+        metadata = {"name": body["metadata"]["name"], "resourceVersion": str(next(self._versions))}
+        self.lease = {"metadata": metadata, "spec": dict(body["spec"])}
 
-    async def read_namespaced_lease(self, name: str, namespace: str) -> V1Lease:
+    async def read(self, name: str) -> dict[str, Any]:
         lease = self.lease
         await asyncio.sleep(0)  # let another candidate read the same version meanwhile
         if lease is None:
-            raise ApiException(status=404)
-        return lease
+            raise ApiError(404)
+        return copy.deepcopy(lease)  # the server hands out copies
 
-    async def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> V1Lease:
+    async def create(self, body: dict[str, Any]) -> None:
         if self.lease is not None:
-            raise ApiException(status=409)
-        return self._stored(body)
+            raise ApiError(409)
+        self._stored(body)
 
-    async def replace_namespaced_lease(
-        self, name: str, namespace: str, body: dict[str, Any]
-    ) -> V1Lease:
+    async def replace(self, name: str, body: dict[str, Any]) -> None:
         assert self.lease is not None
-        if body["metadata"]["resourceVersion"] != self.lease.metadata.resource_version:
-            raise ApiException(status=409)
-        return self._stored(body)
+        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise ApiError(409)
+        self._stored(body)
 
 
 def elector(leases: Leases, identity: str) -> LeaderElector:
@@ -72,7 +58,7 @@ async def test_the_first_candidate_creates_the_lease_and_a_second_finds_it_taken
     assert await a._try_once() is Attempt.HELD
     assert await b._try_once() is Attempt.TAKEN
     assert await a._try_once() is Attempt.HELD, "renewing keeps it"
-    assert leases.lease is not None and leases.lease.spec.lease_transitions == 0
+    assert leases.lease is not None and leases.lease["spec"]["leaseTransitions"] == 0
 
 
 async def test_a_lease_nobody_renewed_for_its_duration_is_taken_over(
@@ -89,7 +75,8 @@ async def test_a_lease_nobody_renewed_for_its_duration_is_taken_over(
 
     assert await b._try_once() is Attempt.HELD
     assert leases.lease is not None
-    assert (leases.lease.spec.holder_identity, leases.lease.spec.lease_transitions) == ("b", 1)
+    spec = leases.lease["spec"]
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("b", 1)
 
 
 async def test_of_two_candidates_writing_on_one_version_only_one_wins() -> None:
@@ -97,10 +84,14 @@ async def test_of_two_candidates_writing_on_one_version_only_one_wins() -> None:
     await elector(leases, "old")._try_once()
     stale = leases.lease
     a, b = elector(leases, "a"), elector(leases, "b")
-    a._observed = b._observed = ("old", str(stale.spec.renew_time), -1e9)  # both see it expired
+    a._observed = b._observed = (
+        "old",
+        str(stale["spec"]["renewTime"]),
+        -1e9,
+    )  # both see it expired
 
     results = await asyncio.gather(a._try(), b._try())
 
     assert sorted(r.value for r in results) == ["failed", "held"], "the loser's write got 409"
     winner = "a" if results[0] is Attempt.HELD else "b"
-    assert leases.lease is not None and leases.lease.spec.holder_identity == winner
+    assert leases.lease is not None and leases.lease["spec"]["holderIdentity"] == winner

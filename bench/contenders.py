@@ -1,0 +1,240 @@
+"""The peers lbipam is measured against: MetalLB's controller and Cilium's operator.
+
+Both are built from their Go modules (nothing of theirs lives in this repository) into
+the control plane's cache (~/.cache/lbipam/controlplane/<peer>-<key>), keyed like it: a
+change of version, Go toolchain or flags builds anew, anything else reuses the cache.
+
+- MetalLB: `go install go.universe.tf/metallb/controller@v0.15.3`; its CRDs come from the
+  module's `config/crd/bases`; one `IPAddressPool` 10.0.0.0/8 in `metallb-system`.
+- Cilium: the generic operator of v1.15.19 (the newest release whose dependencies the module
+  proxy serves here), from the wrapper module in `bench/gobuild/cilium` with
+  `-tags ipam_provider_operator`. It registers its CRDs itself; one
+  `CiliumLoadBalancerIPPool` 10.0.0.0/8. Its client is throttled to 5 QPS by default, so it
+  runs as shipped and tuned (`--k8s-client-qps=200 --k8s-client-burst=400`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.api import Api, ApiError, ingress_ips, service_manifest
+from tests.controlplane import ControlPlane
+from tests.controlplane.build import ensure, key_of, run_go
+from tests.controlplane.cluster import Process, free_port
+
+LDFLAGS = "-s -w"
+METALLB_MODULE = "go.universe.tf/metallb"
+METALLB_VERSION = "v0.15.3"
+METALLB_NAMESPACE = "metallb-system"
+CILIUM_MODULE_DIR = Path(__file__).resolve().parent / "gobuild" / "cilium"
+CILIUM_PACKAGE = "github.com/cilium/cilium/operator"
+CILIUM_TAGS = "ipam_provider_operator"
+CILIUM_BINARY = "cilium-operator-generic"
+CILIUM_POOLS = "/apis/cilium.io/v2alpha1/ciliumloadbalancerippools"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+POOL_CIDR = "10.0.0.0/8"
+READY_NAMESPACE = "bench-ready"  # the readiness probe's Service, outside the watched namespace
+
+
+def _go(*args: str, cwd: Path, **env: str) -> None:
+    run_go(["go", *args], cwd, dict(os.environ, CGO_ENABLED="0", **env))
+
+
+def _build_metallb(out: Path) -> None:
+    package = f"{METALLB_MODULE}/controller@{METALLB_VERSION}"
+    _go("install", "-trimpath", f"-ldflags={LDFLAGS}", package, cwd=out, GOBIN=str(out))
+    listed = subprocess.run(
+        ["go", "mod", "download", "-json", f"{METALLB_MODULE}@{METALLB_VERSION}"],
+        cwd=out,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    bases = Path(json.loads(listed.stdout)["Dir"]) / "config" / "crd" / "bases"
+    documents = [crd.read_text() for crd in sorted(bases.glob("*.yaml"))]
+    (out / "crds.yaml").write_text("\n---\n".join(documents))
+
+
+def metallb_binaries() -> Path:
+    """The folder with MetalLB's `controller` and its `crds.yaml`, built first when needed."""
+    key = "metallb-" + key_of(METALLB_MODULE.encode(), METALLB_VERSION.encode(), LDFLAGS.encode())
+    what = f"MetalLB's controller {METALLB_VERSION}"
+    return ensure(key, ("controller", "crds.yaml"), _build_metallb, what)
+
+
+def _build_cilium(out: Path) -> None:
+    binary = str(out / CILIUM_BINARY)
+    flags = ["-trimpath", "-tags", CILIUM_TAGS, f"-ldflags={LDFLAGS}"]
+    _go("build", *flags, "-o", binary, CILIUM_PACKAGE, cwd=CILIUM_MODULE_DIR)
+
+
+def cilium_binaries() -> Path:
+    """The folder with Cilium's generic operator, built first when needed."""
+    module = [(CILIUM_MODULE_DIR / name).read_bytes() for name in ("go.mod", "go.sum")]
+    flags = (CILIUM_PACKAGE, CILIUM_TAGS, LDFLAGS)
+    key = "cilium-" + key_of(*module, *(flag.encode() for flag in flags))
+    return ensure(key, (CILIUM_BINARY,), _build_cilium, "Cilium's operator v1.15.19")
+
+
+def build_all() -> None:
+    metallb_binaries()
+    cilium_binaries()
+
+
+def kubectl(plane: ControlPlane, *args: str) -> None:
+    command = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", *args]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+async def wait_crd(api: Api, name: str, wait_s: float = 120) -> None:
+    """Until the CRD exists and is Established (a peer registering its own takes a while)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        crd = await api.request("GET", f"{CRDS}/{name}", ok=(404,))
+        conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"CRD {name} not established in {wait_s}s")
+
+
+async def wait_addressed(api: Api, wait_s: float = 120) -> float:
+    """Create a probe Service outside the watched namespace; seconds until it has an address."""
+    await api.create_namespace(READY_NAMESPACE)
+    path = f"/api/v1/namespaces/{READY_NAMESPACE}/services"
+    await api.request("POST", path, service_manifest("ready"), ok=(409,))
+    started = time.monotonic()
+    while time.monotonic() - started < wait_s:
+        if ingress_ips(await api.request("GET", f"{path}/ready")):
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the probe Service got no address in {wait_s}s")
+
+
+Step = Callable[[ControlPlane, Api], Awaitable[None]]
+
+
+async def _nothing(plane: ControlPlane, api: Api) -> None:
+    return None
+
+
+async def _metallb_resources(plane: ControlPlane, api: Api) -> None:
+    crds = metallb_binaries() / "crds.yaml"
+    await asyncio.to_thread(kubectl, plane, "apply", "--server-side", "-f", str(crds))
+    await wait_crd(api, "ipaddresspools.metallb.io")
+    await api.create_namespace(METALLB_NAMESPACE)
+    pool = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "bench", "namespace": METALLB_NAMESPACE},
+        "spec": {"addresses": [POOL_CIDR]},
+    }
+    path = f"/apis/metallb.io/v1beta1/namespaces/{METALLB_NAMESPACE}/ipaddresspools"
+    await api.request("POST", path, pool)
+
+
+async def _cilium_pool(plane: ControlPlane, api: Api) -> None:
+    await wait_crd(api, "ciliumloadbalancerippools.cilium.io")
+    pool = {
+        "apiVersion": "cilium.io/v2alpha1",
+        "kind": "CiliumLoadBalancerIPPool",
+        "metadata": {"name": "bench"},
+        "spec": {"blocks": [{"cidr": POOL_CIDR}]},
+    }
+    try:
+        await api.request("POST", CILIUM_POOLS, pool)
+    except ApiError as error:
+        if error.status != 409:
+            raise
+
+
+def _metallb_argv(plane: ControlPlane) -> list[str]:
+    return [
+        str(metallb_binaries() / "controller"),
+        "--webhook-mode=disabled",
+        "--disable-cert-rotation",
+        f"--namespace={METALLB_NAMESPACE}",
+        f"--port={free_port()}",  # its metrics; the default 7472 may be taken on a shared host
+        "--log-level=info",
+    ]
+
+
+def _cilium_argv(*tuning: str) -> Callable[[ControlPlane], list[str]]:
+    def argv(plane: ControlPlane) -> list[str]:
+        return [
+            str(cilium_binaries() / CILIUM_BINARY),
+            f"--k8s-kubeconfig-path={plane.kubeconfig}",
+            "--ipam=kubernetes",
+            "--identity-allocation-mode=crd",
+            "--cluster-name=default",
+            f"--operator-api-serve-addr=127.0.0.1:{free_port()}",
+            f"--gops-port={free_port()}",
+            *tuning,
+        ]
+
+    return argv
+
+
+@dataclass(frozen=True)
+class Peer:
+    """How to run one peer on a fresh control plane."""
+
+    key: str  # as named on the command line and in the JSON
+    label: str  # as named in the table
+    argv: Callable[[ControlPlane], list[str]]
+    before: Step  # CRDs and pool that must exist before it starts
+    after: Step  # what it needs once running (a pool of CRDs it registers itself)
+    wait_s: float | None = None  # cap on waiting for the last address (a throttled peer)
+
+
+PEERS = {
+    peer.key: peer
+    for peer in (
+        Peer("metallb", "MetalLB", _metallb_argv, _metallb_resources, _nothing),
+        Peer(
+            "cilium-tuned",
+            "Cilium, tuned",
+            _cilium_argv("--k8s-client-qps=200", "--k8s-client-burst=400"),
+            _nothing,
+            _cilium_pool,
+        ),
+        Peer("cilium", "Cilium, as shipped", _cilium_argv(), _nothing, _cilium_pool, 120.0),
+    )
+}
+
+
+class PeerProcess:
+    """One peer's controller on one control plane, logging into the plane's folder."""
+
+    def __init__(self, peer: Peer, plane: ControlPlane) -> None:
+        self.peer = peer
+        self.plane = plane
+        self.process = Process(peer.key, peer.argv(plane), plane.root, env=plane.env())
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.popen.pid if self.process.popen is not None else None
+
+    async def start(self, api: Api) -> None:
+        await self.peer.before(self.plane, api)
+        await asyncio.to_thread(self.process.start)
+        try:
+            await self.peer.after(self.plane, api)
+        except Exception as error:
+            raise RuntimeError(
+                f"{self.peer.label} did not start:\n{self.process.tail()}"
+            ) from error
+
+    def check(self) -> None:
+        if not self.process.running():
+            raise RuntimeError(f"{self.peer.label} exited:\n{self.process.tail()}")
+
+    def cleanup(self) -> None:
+        self.process.stop()
