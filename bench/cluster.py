@@ -571,6 +571,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["idle_rss"] = {"lbipam": await idle_rss(None, args.idle_rss)}
         for peer in peers:
             report["idle_rss"][peer.key] = await idle_rss(peer, args.idle_rss)
+        save(report, Path(args.out))
     for n in sizes:
         floor = await run_floor(n)
         rate = None if args.no_pace else floor["services_per_s"]
@@ -591,6 +592,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if key != "floor"
         }
         report["sizes"][str(n)] = sized
+        save(report, Path(args.out))  # a long run interrupted keeps what it measured
     if args.heap_n:
         pace = report["sizes"].get(str(args.heap_n), {}).get("floor", {})
         report["imports"] = import_costs()
@@ -640,13 +642,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def save(report: dict[str, Any], out: Path) -> None:
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+
+
 def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = asyncio.run(main(args))
-    text = json.dumps(report, indent=2)
-    Path(args.out).write_text(text + "\n")
-    Path(args.out).with_suffix(".md").write_text(markdown(report))
-    print(text)
+    save(report, Path(args.out))
+    print(json.dumps(report, indent=2))
     print(markdown(report))
     return 0
 
