@@ -242,10 +242,14 @@ async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_a
     h = Harness(PUBLIC)
     h.controller.rebuild([service("web", held="198.18.0.3")], {})
     h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+    odd = claim("198.18.0.6", ServiceKey("shop", "x"))
+    odd["spec"]["parentRef"] = {"group": "example.com", "resource": "gateways", "name": "gw"}
+    h.writer.claims["198.18.0.6"] = odd
 
     again = await h.controller.claims.collect()
 
     assert "198.18.0.5" not in h.writer.claims and again == []
+    assert "198.18.0.6" in h.writer.claims, "a claim lbipam did not make is left alone"
     await h.controller.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
     assert "198.18.0.3" in h.writer.claims
 
