@@ -32,11 +32,14 @@ unit: install
 faults: lint controlplane
 	$(BIN)/pytest -q -m faults tests/faults
 
-# A long randomized run: STEPS steps from SEED (random when empty; printed at the end).
+# A long randomized run: STEPS steps from SEED (random when empty; printed at the end), no new
+# episode after MINUTES when given.
 STEPS ?= 500
 SEED ?=
+MINUTES ?=
 chaos: lint controlplane
-	LBIPAM_CHAOS_STEPS=$(STEPS) LBIPAM_CHAOS_SEED=$(SEED) $(BIN)/pytest -q -m chaos tests/faults/test_chaos.py
+	LBIPAM_CHAOS_STEPS=$(STEPS) LBIPAM_CHAOS_SEED=$(SEED) LBIPAM_CHAOS_MINUTES=$(MINUTES) \
+		$(BIN)/pytest -q -m chaos tests/faults/test_chaos.py
 
 # Not part of `make test`: prints numbers (bench/README.md). BENCH_ARGS=--large adds N=20,000.
 bench: controlplane

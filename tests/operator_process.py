@@ -121,7 +121,10 @@ class OperatorProcess(Replica):
         return None if self.popen is None else self.popen.poll()
 
     def logs(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace")
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:  # another run's clean-up may sweep /tmp
+            return f"(log {self.log_path} is gone)"
         return "\n".join(text.splitlines()[-lines:])
 
     def cleanup(self) -> None:

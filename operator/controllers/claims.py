@@ -38,7 +38,8 @@ class AddressClaims:
         self._ours: dict[str, ClaimView] = {}
 
     def rebuild(self, claims: Iterable[ClaimView]) -> None:
-        self._ours = {claim.address: claim for claim in claims if claim.ours}
+        # A claim with our label but no Service as parent was not made by lbipam: left alone.
+        self._ours = {c.address: c for c in claims if c.ours and c.parent is not None}
 
     async def take(self, key: ServiceKey, addresses: Sequence[str]) -> dict[str, str]:
         """Claim each address for the Service; returns who holds those someone else has."""

@@ -254,6 +254,10 @@ class ServiceController:
         """Events, metrics and logs for a status just written."""
         key = view.key
         self.metrics.record(outcome, view.request.pools)
+        # An address taken away is said even when no other could be found in its place.
+        self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
+        for address in outcome.released:
+            self._released(view, address, outcome.message)
         if not outcome.ok:
             log.warning("%s: %s: %s", key, outcome.reason.value, outcome.message)
             self._event(view, "AllocationFailed", outcome.message, warning=True)
@@ -265,9 +269,6 @@ class ServiceController:
                 self.metrics.latency.observe(time.monotonic() - started)
             log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
             self._event(view, "AddressAllocated", outcome.message)
-        self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
-        for address in outcome.released:
-            self._released(view, address, outcome.message)
 
     def _released(self, view: ServiceView, address: str, message: str) -> None:
         """Say why an address went: revoked (a Warning) unless the Service asked for the change."""

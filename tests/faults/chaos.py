@@ -31,7 +31,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults import oracle
-from tests.faults.checker import GROUP, PLURAL, VERSION, Loss, Monitor, _held, list_pools
+from tests.faults.checker import GROUP, PLURAL, VERSION, Held, Loss, Monitor, _held, list_pools
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
 from tests.kit import SYSTEM, service_manifest
@@ -535,7 +535,7 @@ class Episode:
                 for o in [*pools, *(body for _, body in services), *policies]
             )
         )
-        leaders = tuple(id(r) for r in self.replicas.leaders())
+        leaders = tuple(id(r) for r in self.replicas.serving())
         return now, (fingerprint, leaders)
 
     def violations(self, now: oracle.Cluster, leaders: tuple[int, ...]) -> list[Violation]:
@@ -547,7 +547,7 @@ class Episode:
         found += self._gone(now)
         found += self._flaps(now)
         if len(leaders) != 1:
-            found.append(Violation("leader", f"{len(leaders)} replicas report leading"))
+            found.append(Violation("leader", f"{len(leaders)} replicas lead and are ready"))
         return found
 
     def _moved(self, now: oracle.Cluster) -> list[Violation]:
@@ -567,19 +567,22 @@ class Episode:
                             f"(holds {service.held.addresses})",
                         )
                     )
-                elif not self._revoked_event(service.held.key, address):
+                elif not self._revoked_event(service.held, address):
                     found.append(
                         Violation("revoked", f"{service.held.key}: no AddressRevoked for {address}")
                     )
         return found
 
-    def _revoked_event(self, key: str, address: str) -> bool:
-        namespace, name = key.split("/")
+    def _revoked_event(self, service: Held, address: str) -> bool:
+        namespace, name = service.key.split("/")
         events = self.env.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={name}"
         )
         return any(
-            e.reason == "AddressRevoked" and address in (e.message or "") for e in events.items
+            e.reason == "AddressRevoked"
+            and e.involved_object.uid == service.uid
+            and address in (e.message or "")
+            for e in events.items
         )
 
     def _gone(self, now: oracle.Cluster) -> list[Violation]:
@@ -853,13 +856,15 @@ def run(
     episode_steps: int = 40,
     shrink_seconds: float = 300,
     keep_going: bool = False,
+    minutes: float = float("inf"),
 ) -> Report:
     """`steps` random steps from `seed`, in episodes; stops at the first failure unless
     `keep_going`, and shrinks the first failure of each invariant."""
     rng = random.Random(seed)
     report = Report(seed)
     shrunk: set[str] = set()
-    while report.steps < steps:
+    deadline = time.monotonic() + 60 * minutes
+    while report.steps < steps and time.monotonic() < deadline:
         episode_seed = rng.randrange(2**32)
         started = time.monotonic()
         episode = play(

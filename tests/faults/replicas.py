@@ -40,6 +40,13 @@ def leading(process: OperatorProcess) -> bool:
         return False
 
 
+def _ready(process: OperatorProcess) -> bool:
+    try:
+        return process.http(process.health_port, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
 def wait_for(probe: Callable[[], object], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,6 +74,10 @@ class Replicas:
 
     def leaders(self) -> list[OperatorProcess]:
         return [replica for replica in self.all if leading(replica)]
+
+    def serving(self) -> list[OperatorProcess]:
+        """Leaders that are also ready: their state is rebuilt and Kopf is watching."""
+        return [replica for replica in self.leaders() if _ready(replica)]
 
     def leader(self, timeout: float = 30) -> OperatorProcess:
         deadline = time.monotonic() + timeout

@@ -21,9 +21,10 @@ STEPS = int(os.environ.get("LBIPAM_CHAOS_STEPS", "40"))
 FIXED_SEED = 21  # its 40 steps include every action and every fault
 RANDOM_SEED = int(os.environ.get("LBIPAM_CHAOS_SEED") or random.SystemRandom().randrange(2**32))
 LONG = "LBIPAM_CHAOS_STEPS" in os.environ
+MINUTES = float(os.environ.get("LBIPAM_CHAOS_MINUTES") or "inf")  # no new episode after this
 SHRINK_SECONDS = 600 if LONG else 240
 # Each step settles within seconds; the rest is episode start-up and, on failure, shrinking.
-TIMEOUT = int(120 + STEPS * 30 + SHRINK_SECONDS * 1.5)
+TIMEOUT = int(120 + min(STEPS * 30, MINUTES * 60 + 300) + SHRINK_SECONDS * 1.5)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -37,7 +38,9 @@ TIMEOUT = int(120 + STEPS * 30 + SHRINK_SECONDS * 1.5)
     ],
 )
 def test_random_pools_services_and_faults_keep_every_promise(chaos: Env, seed: int) -> None:
-    report = run(chaos, seed, STEPS, shrink_seconds=SHRINK_SECONDS, keep_going=LONG)
+    report = run(
+        chaos, seed, STEPS, shrink_seconds=SHRINK_SECONDS, keep_going=LONG, minutes=MINUTES
+    )
     CHAOS_REPORTS.append(report.summary())
     if report.findings:
         pytest.fail("\n\n".join(f.describe() for f in report.findings), pytrace=False)

@@ -51,3 +51,26 @@ def test_a_pool_deleted_right_after_its_first_allocation_waits_for_its_holder(ch
     episode = replay(chaos, steps)
     assert episode.failure is None, episode.failure.describe()
     assert len(episode.done) == len(steps)
+
+
+def test_a_service_whose_address_left_every_pool_hears_why_even_with_none_to_replace_it(
+    chaos: Env,
+) -> None:
+    """Found by the chaos machine (seed 202): a pool shrunk under two Services with room for one.
+
+    The one left without an address got AllocationFailed but no AddressRevoked, so nothing
+    said its address had been taken away, nor why.
+    """
+    steps = [
+        Step(
+            "create_pool",
+            "p1",
+            _pool("{v4}.8/30", auto=True) | {"addresses": ["{v4}.8/30", "{v4}.20"]},
+        ),
+        Step("create_service", "a/s0", _service(["p1"])),
+        Step("create_service", "a/s1", _service(["p1"])),
+        Step("shrink_pool", "p1", {"entry": "{v4}.8/30"}),
+    ]
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)

@@ -127,9 +127,14 @@ def test_claims_and_statuses_that_disagree_at_start_up_are_made_to_agree(
     networking.delete_ip_address(kept)  # a status without its claim
     operator.start()
 
-    eventually(lambda: deleted not in claims(networking), what="the orphaned claim released")
+    # A restarted operator reads the cluster first; on a loaded machine that takes a while.
     eventually(
-        lambda: claims(networking).get(kept) == f"{namespace}/kept", what="the claim restored"
+        lambda: deleted not in claims(networking), timeout=60, what="the orphaned claim released"
+    )
+    eventually(
+        lambda: claims(networking).get(kept) == f"{namespace}/kept",
+        timeout=60,
+        what="the claim restored",
     )
     assert ingress_ips(core.read_namespaced_service("kept", namespace)) == [kept]
 

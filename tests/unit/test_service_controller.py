@@ -242,9 +242,31 @@ async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_a
     h = Harness(PUBLIC)
     h.controller.rebuild([service("web", held="198.18.0.3")], {})
     h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+    odd = claim("198.18.0.6", ServiceKey("shop", "x"))
+    odd["spec"]["parentRef"] = {"group": "example.com", "resource": "gateways", "name": "gw"}
+    h.writer.claims["198.18.0.6"] = odd
 
     again = await h.controller.claims.collect()
 
     assert "198.18.0.5" not in h.writer.claims and again == []
+    assert "198.18.0.6" in h.writer.claims, "a claim lbipam did not make is left alone"
     await h.controller.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
     assert "198.18.0.3" in h.writer.claims
+
+
+async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to_replace_it() -> (
+    None
+):
+    """Found by the chaos machine: a shrunk pool with nothing left gave only AllocationFailed."""
+    h = Harness(PoolSpec("small", ("198.18.0.9",)))
+    key = ServiceKey("shop", "web")
+    await h.controller.observe(key, service("web"))
+    h.registry.apply_pool(PoolSpec("small", ("198.18.0.9",), exclude=("198.18.0.9",)))
+
+    await h.controller.observe(key, service("web", held="198.18.0.9"))
+
+    (_, ingress, condition) = h.writer.statuses[-1]
+    assert ingress == () and condition is not None and condition["status"] == "False"
+    assert h.writer.reasons()[-2:] == ["AddressRevoked", "AllocationFailed"]
+    revoked = next(e for e in h.writer.events if e.reason == "AddressRevoked")
+    assert "198.18.0.9 is no longer in any pool" in revoked.message
