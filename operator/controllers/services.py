@@ -15,6 +15,7 @@ from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.views import ServiceViews
 from lbipam.controllers.workqueue import WorkQueue
+from lbipam.ha.term import Fenced
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.kube.errors import is_status
@@ -105,14 +106,20 @@ class ServiceController:
         """
         await self.rebuilt.wait()
         # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
-        self.requeue(await self.claims.collect())
-        await asyncio.sleep(SWEEP_FIRST)
+        delay, first = SWEEP_FIRST, True
         while True:
-            before = self.views.snapshot()
-            existing = {service_key(body) for body in await self.writer.list_services()}
-            await self.sweep(before, existing)
-            self.requeue(await self.claims.collect())
-            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                if not first:
+                    before = self.views.snapshot()
+                    listed = await self.writer.list_services()
+                    await self.sweep(before, {service_key(body) for body in listed})
+                self.requeue(await self.claims.collect())
+            except Fenced:
+                return
+            except Exception:
+                log.exception("sweep failed; the next one tries again in %.0fs", delay)
+            await asyncio.sleep(delay)
+            delay, first = SWEEP_EVERY, False
 
     async def sweep(
         self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]

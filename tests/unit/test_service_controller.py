@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers import services
 from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.services import ServiceController
 from lbipam.controllers.views import ServiceViews
@@ -270,3 +272,31 @@ async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to
     assert h.writer.reasons()[-2:] == ["AddressRevoked", "AllocationFailed"]
     revoked = next(e for e in h.writer.events if e.reason == "AddressRevoked")
     assert "198.18.0.9 is no longer in any pool" in revoked.message
+
+
+async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "SWEEP_FIRST", 0.01)
+    monkeypatch.setattr(services, "SWEEP_EVERY", 0.01)
+    h = Harness(PUBLIC)
+    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+    calls = 0
+    list_claims = h.writer.list_claims
+
+    async def flaky() -> list[dict[str, Any]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("API server restarting")
+        return await list_claims()
+
+    monkeypatch.setattr(h.writer, "list_claims", flaky)
+    sweeping = asyncio.create_task(h.controller.sweep_forever())
+    for _ in range(200):
+        if "198.18.0.5" not in h.writer.claims:
+            break
+        await asyncio.sleep(0.01)
+    sweeping.cancel()
+
+    assert calls >= 2 and "198.18.0.5" not in h.writer.claims
