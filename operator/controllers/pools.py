@@ -141,7 +141,7 @@ class PoolController:
     async def sync(self, name: str) -> None:
         """Make one pool's finalizer and status what the registry says."""
         view = self.views.get(name)
-        if view is None or name not in self.registry.pool_names():
+        if view is None or not self.registry.has_pool(name):
             return
         if view.deleting:
             await self._finish_deletion(view, self.registry.holders(name))

@@ -216,6 +216,9 @@ class Registry:
     def pool_names(self) -> list[str]:
         return sorted(self._pools)
 
+    def has_pool(self, name: str) -> bool:
+        return name in self._pools
+
     def holders(self, pool: str) -> tuple[ServiceKey, ...]:
         inside = self._pools[pool].contains
         return tuple(sorted({k for ip, keys in self._owners.items() if inside(ip) for k in keys}))
