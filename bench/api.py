@@ -14,10 +14,13 @@ from typing import Any
 
 import aiohttp
 
+from lbipam.api import CLAIM_MANAGER_LABEL
+
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 CONDITION_TYPE = "lbipam.io/AddressAllocated"
 POOLS = "/apis/lbipam.io/v1alpha1/ippools"
+IP_ADDRESSES = "/apis/networking.k8s.io/v1/ipaddresses"
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,23 @@ class Api:
             content_type=APPLY,
             params={"fieldManager": "lbipam", "force": "true"},
         )
+
+    async def create_claim(self, namespace: str, name: str, ip: str) -> None:
+        """The IPAddress the operator creates before it shows `ip` in the Service's status."""
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {"name": ip, "labels": dict([CLAIM_MANAGER_LABEL])},
+            "spec": {
+                "parentRef": {
+                    "group": "",
+                    "resource": "services",
+                    "namespace": namespace,
+                    "name": name,
+                }
+            },
+        }
+        await self.request("POST", IP_ADDRESSES, body)
 
     async def list_services(self, namespace: str) -> dict[str, Any]:
         listed: dict[str, Any] = await self.request(

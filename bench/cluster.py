@@ -187,8 +187,12 @@ def runtime_python() -> str:
 class RuntimeOperator(OperatorProcess):
     """`lbipam run` on the runtime venv's Python; `argv` may wrap it in a profiler."""
 
-    def __init__(self, plane: ControlPlane, argv: list[str] | None = None) -> None:
+    def __init__(
+        self, plane: ControlPlane, argv: list[str] | None = None, claims: bool = True
+    ) -> None:
         super().__init__(plane, **OPERATOR_ENV)
+        if not claims:
+            self.env["LBIPAM_ADDRESS_CLAIMS"] = "off"
         self.argv = argv or ["-m", "lbipam.cli", "run"]
 
     def start(self, wait: bool = True) -> OperatorProcess:
@@ -233,7 +237,10 @@ async def wait_pool_status(api: Api, generation: int | None = None, wait_s: floa
 
 @contextlib.asynccontextmanager
 async def cluster(
-    operator: bool, wrapper: list[str] | None = None, peer: Peer | None = None
+    operator: bool,
+    wrapper: list[str] | None = None,
+    peer: Peer | None = None,
+    claims: bool = True,
 ) -> AsyncIterator[Cluster]:
     plane = ControlPlane()
     observer: Observer | None = None
@@ -256,7 +263,7 @@ async def cluster(
                     "--timeout=60s",
                 )
                 await api.create_pool(POOL, POOL_ADDRESSES)
-                process = RuntimeOperator(plane, wrapper)
+                process = RuntimeOperator(plane, wrapper, claims)
                 await asyncio.to_thread(process.start)
                 await wait_pool_status(api)
             if peer is not None:
@@ -283,11 +290,12 @@ async def burst(
     *,
     write_status: bool,
     rate: float | None,
+    claim: bool = False,
     spy: profiling.SpyRecorder | None = None,
     wait_s: float | None = None,
 ) -> dict[str, Any]:
-    """Create n Services (and, for the floor, apply each one's status); measure until all
-    of them were seen with an address."""
+    """Create n Services (and, for the floor, claim each one's address if `claim`, then apply
+    its status); measure until all of them were seen with an address."""
     names = [f"svc-{i:05d}" for i in range(n)]
     started: dict[str, float] = {}
     indexes = iter(range(n))
@@ -307,6 +315,8 @@ async def burst(
             name = names[i]
             started[name] = time.time()
             await c.api.create_service(NAMESPACE, service_manifest(name))
+            if claim:
+                await c.api.create_claim(NAMESPACE, name, ip_for(i))
             if write_status:
                 body = status_apply(NAMESPACE, name, ip_for(i), POOL)
                 await c.api.apply_service_status(NAMESPACE, name, body)
@@ -444,10 +454,11 @@ async def idle(c: Cluster, count: int) -> dict[str, Any]:
     return latency_summary(latencies)
 
 
-async def run_floor(n: int) -> dict[str, Any]:
+async def run_floor(n: int, claim: bool = False) -> dict[str, Any]:
     async with cluster(operator=False) as c:
-        result = await burst(c, n, write_status=True, rate=None)
-    log(f"floor N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+        result = await burst(c, n, write_status=True, rate=None, claim=claim)
+    label = "floor + claims" if claim else "floor"
+    log(f"{label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
     return result
 
 
@@ -459,6 +470,7 @@ async def run_lbipam(
     restarts: bool = False,
     profile_dir: Path | None = None,
     heap_out: Path | None = None,
+    claims: bool = True,
 ) -> dict[str, Any]:
     spy_binary = profiling.py_spy() if profile_dir is not None else None
     cprofile = None
@@ -467,7 +479,7 @@ async def run_lbipam(
     wrapper = cprofiled(cprofile) if cprofile is not None else None
     if heap_out is not None:
         wrapper = heap_traced(heap_out)
-    async with cluster(operator=True, wrapper=wrapper) as c:
+    async with cluster(operator=True, wrapper=wrapper, claims=claims) as c:
         assert c.operator is not None and c.operator.popen is not None
         if heap_out is not None:
             c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
@@ -476,7 +488,8 @@ async def run_lbipam(
             raw = profile_dir / f"operator-{n}.pyspy.txt"
             spy = profiling.SpyRecorder(spy_binary, c.operator.popen.pid, raw)
         result = await burst(c, n, write_status=False, rate=rate, spy=spy)
-        log(f"lbipam N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
+        label = "lbipam" if claims else "lbipam, claims off"
+        log(f"{label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
         if heap_out is not None:
             result["heap"] = await asyncio.to_thread(heap_dump, c.operator, heap_out)
         if restarts:
@@ -582,6 +595,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             idle_count=args.idle if n == sizes[0] else 0,
             restarts=n == args.restart_at,
         )
+        if args.claims_cost:
+            sized["lbipam_claims_off"] = await run_lbipam(n, rate, claims=False)
+            sized["floor_claims"] = await run_floor(n, claim=True)
         for peer in peers:
             if peer.wait_s is not None and n > args.throttled_max_n:
                 continue  # as shipped, a throttled peer would need most of an hour here
@@ -631,6 +647,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=5000,
         help="largest N for a peer run as shipped, with its client throttled (5000)",
+    )
+    parser.add_argument(
+        "--no-claims-cost",
+        dest="claims_cost",
+        action="store_false",
+        help="skip lbipam with LBIPAM_ADDRESS_CLAIMS=off and the floor that also claims",
     )
     parser.add_argument(
         "--heap-n", type=int, default=0, help="N of a burst under tracemalloc (0: none)"

@@ -9,7 +9,12 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-LABELS = {"floor": "floor", "lbipam": "lbipam"}
+LABELS = {
+    "floor": "floor",
+    "floor_claims": "floor + claims",
+    "lbipam": "lbipam",
+    "lbipam_claims_off": "lbipam, claims off",
+}
 COLUMNS = [
     "N",
     "run",
