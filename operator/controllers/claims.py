@@ -68,7 +68,7 @@ class AddressClaims:
         """Release claims nobody holds; returns holders that must claim their address again."""
         if not self.enabled:
             return []
-        self.rebuild(claim_view(body) for body in await self.writer.list_claims())
+        self.rebuild(await self.writer.list_claims(claim_view))
         again: list[ServiceKey] = []
         for address, claim in sorted(self._ours.items()):
             owners = self.registry.owners_of(address)

@@ -111,8 +111,8 @@ class ServiceController:
             try:
                 if not first:
                     before = self.views.snapshot()
-                    listed = await self.writer.list_services()
-                    await self.sweep(before, {service_key(body) for body in listed})
+                    listed = await self.writer.list_services(service_key)
+                    await self.sweep(before, set(listed))
                 self.requeue(await self.claims.collect())
             except Fenced:
                 return

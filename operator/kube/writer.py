@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from lbipam.api import CLAIM_MANAGER_LABEL, FIELD_MANAGER, GROUP, POOLS, VERSION
 from lbipam.ha.term import Term
@@ -15,6 +15,9 @@ from lbipam.objects import held_addresses
 
 POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
 IP_ADDRESSES = "/apis/networking.k8s.io/v1/ipaddresses"
+# Objects per list page: only one page of full bodies is alive at a time.
+LIST_PAGE = 500
+T = TypeVar("T")
 
 
 def _service(key: ServiceKey) -> str:
@@ -38,7 +41,7 @@ class Writer(Protocol):
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool: ...
 
-    async def list_services(self, page: int = 500) -> list[dict[str, Any]]: ...
+    async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]: ...
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None: ...
 
@@ -56,7 +59,7 @@ class Writer(Protocol):
 
     async def delete_claim(self, address: str, uid: str) -> None: ...
 
-    async def list_claims(self) -> list[dict[str, Any]]: ...
+    async def list_claims(self, keep: Callable[[dict[str, Any]], T]) -> list[T]: ...
 
     def event(
         self,
@@ -135,17 +138,22 @@ class ApiWriter:
             "PATCH", _service(key) + "/status", body, params=params, content_type=APPLY_PATCH
         )
 
-    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
-        """Every Service in the cluster, read in pages."""
-        services: list[dict[str, Any]] = []
-        params = {"limit": str(page)}
+    async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        """What `keep` makes of every Service in the cluster."""
+        return await self._list("/api/v1/services", keep)
+
+    async def _list(self, path: str, keep: Callable[[dict[str, Any]], T], **params: str) -> list[T]:
+        """Read in pages, keeping only what `keep` makes of each object: the full bodies of
+        20,000 Services at once would double the operator's peak memory."""
+        kept: list[T] = []
+        query = {"limit": str(LIST_PAGE), **params}
         while True:
-            body = await self.api.request("GET", "/api/v1/services", params=params)
-            services.extend(body.get("items") or [])
+            body = await self.api.request("GET", path, params=query)
+            kept.extend(keep(item) for item in body.get("items") or [])
             token = (body.get("metadata") or {}).get("continue")
             if not token:
-                return services
-            params["continue"] = token
+                return kept
+            query["continue"] = token
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
         """Whether a failed status write failed only because the Service was deleted.
@@ -248,8 +256,6 @@ class ApiWriter:
             if not is_status(error, 404, 409):
                 raise
 
-    async def list_claims(self) -> list[dict[str, Any]]:
-        """Our IPAddresses (label selector), read in one list."""
-        params = {"labelSelector": "=".join(CLAIM_MANAGER_LABEL)}
-        body = await self.api.request("GET", IP_ADDRESSES, params=params)
-        return list(body.get("items") or [])
+    async def list_claims(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        """What `keep` makes of each of our IPAddresses (by label)."""
+        return await self._list(IP_ADDRESSES, keep, labelSelector="=".join(CLAIM_MANAGER_LABEL))

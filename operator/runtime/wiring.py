@@ -55,7 +55,7 @@ class Controllers:
         waiting object once per indexed object, which is quadratic in Services.
         """
         writer = ApiWriter(api, term)
-        listed = [service_view(body, settings) for body in await writer.list_services()]
+        listed = await writer.list_services(lambda body: service_view(body, settings))
         return cls(settings, Registry(), writer, metrics, listed)
 
     @property

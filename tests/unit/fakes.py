@@ -6,12 +6,14 @@ table tests can say "this Service in → these writes and Events out".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import ApiError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,8 +56,8 @@ class RecordingWriter:
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
         return key in self.gone
 
-    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
-        return list(self.services)
+    async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        return [keep(body) for body in self.services]
 
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         self.pool_patches.append((name, patch, status))
@@ -104,8 +106,8 @@ class RecordingWriter:
             self.claim_writes.append(("delete", address))
             del self.claims[address]
 
-    async def list_claims(self) -> list[dict[str, Any]]:
-        return list(self.claims.values())
+    async def list_claims(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        return [keep(body) for body in self.claims.values()]
 
     async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
         if key in self.gone:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
-from lbipam.objects import ServiceView, service_view
+from lbipam.objects import ClaimView, ServiceView, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 from tests.unit.fakes import RecordingWriter, claim
@@ -284,12 +285,12 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     calls = 0
     list_claims = h.writer.list_claims
 
-    async def flaky() -> list[dict[str, Any]]:
+    async def flaky(keep: Callable[[dict[str, Any]], ClaimView]) -> list[ClaimView]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("API server restarting")
-        return await list_claims()
+        return await list_claims(keep)
 
     monkeypatch.setattr(h.writer, "list_claims", flaky)
     sweeping = asyncio.create_task(h.controller.sweep_forever())
