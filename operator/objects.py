@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from lbipam.api import (
     ANNOTATION_SHARING_KEY,
     CLAIM_MANAGER_LABEL,
     FINALIZER,
+    LEGACY_SOURCE_RANGES,
     POOL_API_VERSION,
     SERVICE_CONDITION,
 )
@@ -22,17 +23,12 @@ from lbipam.ipam.selectors import Selector
 from lbipam.settings import Settings
 
 _FAMILY_NUMBERS = {name: family for family, name in FAMILY_NAMES.items()}
-# What a view keeps of metadata: managedFields and the rest would keep each whole object alive.
-_KEPT_METADATA = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "labels",
-    "annotations",
-)
+# What a view keeps of the body (the policy builder's inputs and the versions): at 20,000
+# Services, managedFields, kubectl's last-applied annotation and the rest of the spec would be
+# tens of MiB kept for nothing.
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation")
+_KEPT_ANNOTATIONS = (LEGACY_SOURCE_RANGES,)
+_KEPT_SPEC = ("selector", "ports", "externalTrafficPolicy", "loadBalancerSourceRanges")
 
 
 @dataclass(frozen=True)
@@ -133,11 +129,20 @@ def service_view(body: Mapping[str, Any], settings: Settings) -> ServiceView:
         handled=is_handled(body, settings),
         request=service_request(body),
         condition=our_condition(body),
-        body={
-            "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
-            "spec": dict(body.get("spec") or {}),
-        },
+        body={"metadata": _kept_metadata(meta), "spec": _kept(body.get("spec") or {}, _KEPT_SPEC)},
     )
+
+
+def _kept(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {k: mapping[k] for k in keys if k in mapping}
+
+
+def _kept_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    kept = _kept(meta, _KEPT_METADATA)
+    annotations = _kept(meta.get("annotations") or {}, _KEPT_ANNOTATIONS)
+    if annotations:
+        kept["annotations"] = annotations
+    return kept
 
 
 def _selector(raw: Any) -> Selector | None:

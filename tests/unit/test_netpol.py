@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from typing import Any
@@ -12,12 +13,14 @@ from hypothesis import strategies as st
 
 from lbipam.api import LEGACY_SOURCE_RANGES as LEGACY_ANNOTATION
 from lbipam.api import MANAGED_BY_LABEL
+from lbipam.objects import service_view
 from lbipam.policy.build import (
     PolicyPlan,
     PolicyWarning,
     build_policy,
     policy_name,
 )
+from lbipam.settings import Settings
 
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -466,3 +469,28 @@ def test_a_change_of_selector_ports_or_ranges_changes_the_policy() -> None:
     assert build_policy(changed_ports) != base
     assert build_policy(service(ranges=["10.0.0.0/16"])) != base
     assert build_policy(service(ranges=["10.0.0.0/8"])) == base
+
+
+@pytest.mark.parametrize(
+    ("ranges", "annotation"), [(["198.18.0.0/24"], None), (None, "198.18.1.0/24")]
+)
+def test_the_view_kept_of_a_service_builds_the_policy_its_full_body_builds(
+    ranges: list[str] | None, annotation: str | None
+) -> None:
+    """The operator keeps a trimmed body per Service; policies from it must not change."""
+    body = service(ranges=ranges, annotation=annotation)
+    metadata = body["metadata"]
+    metadata.update(resourceVersion="7", generation=2, managedFields=[{"manager": "kubectl"}])
+    metadata.setdefault("annotations", {})["kubectl.kubernetes.io/last-applied-configuration"] = (
+        json.dumps(body)
+    )
+    body["spec"].update(clusterIP="10.96.0.10", ipFamilies=["IPv4"], sessionAffinity="None")
+
+    view = service_view(body, Settings.load({"LBIPAM_NAMESPACE": "x"}))
+
+    kept = build_policy(view.body)
+    assert kept.manifest is not None
+    assert kept == build_policy(body)
+    assert "managedFields" not in view.body["metadata"]
+    assert "clusterIP" not in view.body["spec"]
+    assert view.resource_version == "7"
