@@ -15,6 +15,7 @@ replays in any episode.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import logging
 import random
@@ -308,6 +309,14 @@ class Env:
         self.networking = client.NetworkingV1Api(api)
 
 
+def uncovered(pools: list[oracle.PoolModel], v4: str, v6: str) -> set[str]:
+    """The episode block's addresses none of `pools` covers, written as statuses write them
+    (`2001:db8::`, not `2001:db8::0`: the first IPv6 address must compare equal)."""
+    block = [f"{v4}.{i}" for i in range(32)] + [f"{v6}::{i:x}" for i in range(16)]
+    canonical = {str(ipaddress.ip_address(a)) for a in block}
+    return {a for a in canonical if not any(p.contains(a) for p in pools)}
+
+
 class Episode:
     """One fresh start: namespaces, an address block, two replicas; plays and judges steps."""
 
@@ -379,9 +388,7 @@ class Episode:
             {"metadata": {"name": name}, "spec": self._pool_body(name, spec)}
             for name, spec in [*self.plan.pools.items(), *self.plan.deleted.items()]
         ]
-        pools = [oracle.PoolModel.of(body) for body in bodies]
-        block = [f"{self.v4}.{i}" for i in range(32)] + [f"{self.v6}::{i:x}" for i in range(16)]
-        return {a for a in block if not any(p.contains(a) for p in pools)}
+        return uncovered([oracle.PoolModel.of(body) for body in bodies], self.v4, self.v6)
 
     def _pool_body(self, logical: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {

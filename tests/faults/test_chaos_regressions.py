@@ -74,3 +74,34 @@ def test_a_service_whose_address_left_every_pool_hears_why_even_with_none_to_rep
     episode = replay(chaos, steps)
     assert episode.failure is None, episode.failure.describe()
     assert len(episode.done) == len(steps)
+
+
+def test_the_first_address_of_an_ipv6_range_leaving_its_pool_is_a_revocation(chaos: Env) -> None:
+    """Found by the chaos machine (seed 2202): the oracle, not the operator, was wrong.
+
+    An IPv6-only Service got `{v6}::`, the first address of the pool's /126; the entry was then
+    removed and the address revoked, as the contract says. The oracle wrote the first address
+    of its block as `{v6}::0`, so it never saw `{v6}::` leave the pools and reported a move.
+    """
+    ipv6_dns = {
+        "policy": "SingleStack",
+        "families": ["IPv6"],
+        "class": None,
+        "team": "blue",
+        "ports": [(53, "UDP")],
+        "ranges": ["0.0.0.0/0"],
+        "local": True,
+        "sharing": "dns",
+    }
+    steps = [
+        Step("create_service", "a/s0", ipv6_dns),
+        Step(
+            "create_pool",
+            "p7",
+            _pool("{v4}.12/31", auto=True) | {"addresses": ["{v4}.12/31", "{v6}::/126"]},
+        ),
+        Step("shrink_pool", "p7", {"entry": "{v6}::/126"}),
+    ]
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)

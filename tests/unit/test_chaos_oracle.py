@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.faults.chaos import uncovered
 from tests.faults.checker import _held
 from tests.faults.oracle import Cluster, PoolModel, cluster, judge, pool_models
 
@@ -106,3 +107,13 @@ def test_source_ranges_need_a_policy_only_when_local_and_restricting() -> None:
     assert "policy" in invariants(world([pool("p", "10.0.0.1")], [narrow]))
     snat = service("s", "10.0.0.1", loadBalancerSourceRanges=["198.18.0.0/24"])
     assert "policy" not in invariants(world([pool("p", "10.0.0.1")], [snat]))
+
+
+def test_the_oracle_sees_the_first_ipv6_address_leave_every_pool() -> None:
+    """Statuses write `2001:db8:5::`; the oracle's block must name it the same way."""
+    v4_only = PoolModel.of(pool("p7", "198.18.0.12/31"))
+    both = PoolModel.of(pool("p7", "198.18.0.12/31", "2001:db8:5::/126"))
+
+    assert "2001:db8:5::" in uncovered([v4_only], "198.18.0", "2001:db8:5")
+    assert "2001:db8:5::" not in uncovered([both], "198.18.0", "2001:db8:5")
+    assert "2001:db8:5::0" not in uncovered([v4_only], "198.18.0", "2001:db8:5")
