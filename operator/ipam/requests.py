@@ -21,7 +21,7 @@ class Reason(enum.StrEnum):
     PORT_CONFLICT = "PortConflict"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServiceKey:
     namespace: str
     name: str
@@ -30,7 +30,7 @@ class ServiceKey:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Port:
     port: int
     protocol: str
@@ -39,7 +39,7 @@ class Port:
         return f"{self.port}/{self.protocol}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceRequest:
     """One Service's wishes, already lifted out of the Kubernetes object (text left raw)."""
 
