@@ -36,10 +36,17 @@ class AddressClaims:
         self.registry = registry
         self.enabled = enabled
         self._ours: dict[str, ClaimView] = {}
+        # The addresses of _ours by parent: a Service that lets go drops all of its claims,
+        # also those its status no longer shows (a type change clears status.loadBalancer).
+        self._by_parent: dict[ServiceKey, set[str]] = {}
 
     def rebuild(self, claims: Iterable[ClaimView]) -> None:
-        # A claim with our label but no Service as parent was not made by lbipam: left alone.
-        self._ours = {c.address: c for c in claims if c.ours and c.parent is not None}
+        self._ours.clear()
+        self._by_parent.clear()
+        for claim in claims:
+            # A claim with our label but no Service as parent was not made by lbipam: left alone.
+            if claim.ours and claim.parent is not None:
+                self._remember(claim)
 
     async def take(self, key: ServiceKey, addresses: Sequence[str]) -> dict[str, str]:
         """Claim each address for the Service; returns who holds those someone else has."""
@@ -55,30 +62,70 @@ class AddressClaims:
                 refused[address] = holder
         return refused
 
-    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> None:
-        """The Service's status no longer shows these: release the claims that are its own."""
+    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> bool:
+        """The Service's status no longer shows these: release the claims that are its own.
+
+        Returns whether an address its claim had kept from others may be handed out again.
+        """
+        freed = False
         for address in addresses:
             claim = self._ours.get(address)
-            if claim is None or claim.parent != key or self.registry.owners_of(address):
-                continue  # not ours to drop, or a sharer still holds it (and the claim)
-            self._ours.pop(address, None)
-            await self.writer.delete_claim(address, claim.uid)
+            if claim is not None and claim.parent == key:
+                freed |= await self._release(claim)
+        return freed
 
-    async def collect(self) -> list[ServiceKey]:
-        """Release claims nobody holds; returns holders that must claim their address again."""
+    async def let_go(self, key: ServiceKey) -> bool:
+        """The Service is gone or no longer ours: release every claim it has (as give_back)."""
+        freed = False
+        for address in sorted(self._by_parent.get(key, ())):
+            claim = self._ours.get(address)
+            if claim is not None and claim.parent == key:
+                freed |= await self._release(claim)
+        return freed
+
+    async def collect(self) -> tuple[list[ServiceKey], bool]:
+        """Release claims nobody holds. Returns holders that must claim their address again,
+        and whether an address a released claim had kept from others may be handed out."""
         if not self.enabled:
-            return []
+            return [], False
         self.rebuild(await self.writer.list_claims(claim_view))
         again: list[ServiceKey] = []
+        freed = False
         for address, claim in sorted(self._ours.items()):
             owners = self.registry.owners_of(address)
             if claim.parent in owners or not await self._stale(claim):
                 continue
-            self._ours.pop(address)
-            await self.writer.delete_claim(address, claim.uid)
+            freed |= await self._drop(claim)
             log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
             again.extend(owners)
-        return again
+        return again, freed
+
+    async def _release(self, claim: ClaimView) -> bool:
+        if self.registry.owners_of(claim.address):
+            return False  # a sharer still holds it (and the claim)
+        return await self._drop(claim)
+
+    async def _drop(self, claim: ClaimView) -> bool:
+        """Delete our claim. If it had kept the address from another of our Services (the
+        registry blocked it then), the address may be handed out again: whether it was."""
+        self._forget(claim.address)
+        await self.writer.delete_claim(claim.address, claim.uid)
+        return self.registry.unblock(claim.address)
+
+    def _remember(self, claim: ClaimView) -> None:
+        self._forget(claim.address)
+        self._ours[claim.address] = claim
+        if claim.parent is not None:
+            self._by_parent.setdefault(claim.parent, set()).add(claim.address)
+
+    def _forget(self, address: str) -> None:
+        claim = self._ours.pop(address, None)
+        if claim is None or claim.parent is None:
+            return
+        addresses = self._by_parent.get(claim.parent, set())
+        addresses.discard(address)
+        if not addresses:
+            self._by_parent.pop(claim.parent, None)
 
     def _may_use(self, key: ServiceKey, claim: ClaimView) -> bool:
         """The claim's Service is this one, or shares the address with it."""
@@ -89,7 +136,7 @@ class AddressClaims:
         """Create the claim; None when it is ours now, else who holds the address."""
         for _ in range(3):  # a stale claim deleted meanwhile: try again
             try:
-                self._ours[address] = claim_view(await self.writer.create_claim(address, key))
+                self._remember(claim_view(await self.writer.create_claim(address, key)))
                 return None
             except Exception as error:
                 if is_status(error, 403, 422):
@@ -103,13 +150,12 @@ class AddressClaims:
             existing = claim_view(body)
             if not existing.ours or existing.parent is None:
                 return existing.describe()
-            self._ours[address] = existing
+            self._remember(existing)
             if self._may_use(key, existing):
                 return None
             if not await self._stale(existing):
                 return existing.describe()
-            self._ours.pop(address, None)
-            await self.writer.delete_claim(address, existing.uid)
+            await self._drop(existing)
         return f"a claim on {address} that keeps changing"
 
     async def _stale(self, claim: ClaimView) -> bool:

@@ -113,7 +113,10 @@ class ServiceController:
                     before = self.views.snapshot()
                     listed = await self.writer.list_services(service_key)
                     await self.sweep(before, set(listed))
-                self.requeue(await self.claims.collect())
+                again, freed = await self.claims.collect()
+                self.requeue(again)
+                if freed:
+                    self.retry_pending()
             except Fenced:
                 return
             except Exception:
@@ -193,9 +196,10 @@ class ServiceController:
                 return  # the status may still show them: the next event lets go
             if held:
                 self._event(view, "AddressReleased", f"released {', '.join(held)}")
-        await self.claims.give_back(key, held)
+        unblocked = await self.claims.let_go(key)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
+        if freed or unblocked:
             self.retry_pending()
 
     async def _allocate(self, view: ServiceView) -> None:
@@ -220,7 +224,8 @@ class ServiceController:
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
-            await self.claims.give_back(key, outcome.released)
+            if await self.claims.give_back(key, outcome.released):
+                self.retry_pending()
 
     async def _decide(self, view: ServiceView) -> Outcome:
         """The registry's decision, its addresses claimed; one held elsewhere is decided again.

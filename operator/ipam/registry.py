@@ -147,6 +147,18 @@ class Registry:
         self.changes += 1
         return losers
 
+    def unblock(self, address: str) -> bool:
+        """Its outside holder let it go: the address may be handed out again. Whether it was
+        blocked."""
+        ip = parse_address(address)
+        if self._blocked.pop(ip, None) is None:
+            return False
+        if ip not in self._owners:
+            for pool in self._containing(ip):
+                pool.give_back(ip)
+        self.changes += 1
+        return True
+
     def reserve(self, ranges: Mapping[str, Sequence[str]]) -> PoolChange:
         """Set the ranges handed out by the cluster itself; pools stop offering them.
 

@@ -15,7 +15,7 @@ from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.kube.client import Api
 from lbipam.kube.writer import ApiWriter
-from lbipam.objects import PoolView, ServiceView, service_view
+from lbipam.objects import ClaimView, PoolView, ServiceView, claim_view, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 
@@ -30,12 +30,14 @@ class Controllers:
         writer: ApiWriter,
         metrics: Metrics,
         listed: list[ServiceView],
+        claimed: list[ClaimView],
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.writer = writer
         views = ServiceViews()
         claims = AddressClaims(writer, registry, settings.claim_addresses)
+        claims.rebuild(claimed)
         self.policies = PolicyController(writer, metrics, settings, views)
         self.services = ServiceController(
             registry, writer, metrics, views, claims, self.policies.service_changed
@@ -49,14 +51,16 @@ class Controllers:
 
     @classmethod
     async def start(cls, settings: Settings, api: Api, term: Term, metrics: Metrics) -> Controllers:
-        """Read every Service first: their statuses are the record of held addresses.
+        """Read every Service first: their statuses are the record of held addresses; and
+        our claims, so a Service that lets go releases its claims even before the first sweep.
 
         One paged list instead of a Kopf index: Kopf's start-up wait for indexes wakes every
         waiting object once per indexed object, which is quadratic in Services.
         """
         writer = ApiWriter(api, term)
         listed = await writer.list_services(lambda body: service_view(body, settings))
-        return cls(settings, Registry(), writer, metrics, listed)
+        claimed = await writer.list_claims(claim_view) if settings.claim_addresses else []
+        return cls(settings, Registry(), writer, metrics, listed, claimed)
 
     @property
     def rebuilt(self) -> bool:

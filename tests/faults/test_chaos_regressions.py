@@ -105,3 +105,74 @@ def test_the_first_address_of_an_ipv6_range_leaving_its_pool_is_a_revocation(cha
     episode = replay(chaos, steps)
     assert episode.failure is None, episode.failure.describe()
     assert len(episode.done) == len(steps)
+
+
+def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(chaos: Env) -> None:
+    """Found by the chaos machine (seed 3303), shrunk from 33 steps to these 9.
+
+    b/s28 got {v4}.4, the Lease was stolen, and b/s28 moved to another class before the next
+    leader started. That leader never knew b/s28 was ours: it cleared its status but kept its
+    IPAddress claim, so {v4}.4 stayed out of reach for the whole term and IPPool p14 counted
+    it as allocated (2 where the Services hold 1).
+    """
+    red = {"class": None, "team": "red", "ranges": [], "local": False}
+    steps = [
+        Step(
+            "create_pool",
+            "p14",
+            {
+                "addresses": ["{v4}.4-{v4}.9", "{v4}.16/28"],
+                "autoAssign": True,
+                "priority": 1,
+                "tier": None,
+                "team": None,
+            },
+            hurry=0.0,
+        ),
+        Step(
+            "create_service",
+            "b/s15",
+            red
+            | {"policy": "RequireDualStack", "families": ["IPv4", "IPv6"], "ports": [(53, "UDP")]},
+            hurry=0.0,
+        ),
+        Step("shrink_pool", "p14", {"entry": "{v4}.16/28"}),
+        Step("delete_service", "b/s15", {}),
+        Step("steal_lease", "", {}),
+        Step(
+            "create_service",
+            "b/s28",
+            red
+            | {"policy": "PreferDualStack", "families": ["IPv4", "IPv6"], "ports": [(443, "TCP")]},
+            hurry=0.3,
+        ),
+        Step("change_class", "b/s28", {"class": "other.example/lb"}, hurry=0.3),
+        Step(
+            "create_service",
+            "a/s30",
+            red
+            | {
+                "policy": "SingleStack",
+                "families": ["IPv6"],
+                "ports": [(80, "TCP"), (443, "TCP")],
+                "ranges": ["0.0.0.0/0", "2001:db8:1::/48"],
+                "pools": ["nowhere"],
+            },
+        ),
+        Step(
+            "create_service",
+            "a/s31",
+            red
+            | {
+                "policy": "SingleStack",
+                "families": ["IPv4"],
+                "ports": [(53, "UDP")],
+                "ranges": ["198.18.7.0/24"],
+                "local": True,
+            },
+            hurry=0.1,
+        ),
+    ]
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
-from lbipam.objects import ClaimView, ServiceView, service_view
+from lbipam.objects import ClaimView, ServiceView, claim_view, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
 from tests.unit.fakes import RecordingWriter, claim
@@ -249,7 +250,7 @@ async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_a
     odd["spec"]["parentRef"] = {"group": "example.com", "resource": "gateways", "name": "gw"}
     h.writer.claims["198.18.0.6"] = odd
 
-    again = await h.controller.claims.collect()
+    again, _ = await h.controller.claims.collect()
 
     assert "198.18.0.5" not in h.writer.claims and again == []
     assert "198.18.0.6" in h.writer.claims, "a claim lbipam did not make is left alone"
@@ -301,3 +302,29 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     sweeping.cancel()
 
     assert calls >= 2 and "198.18.0.5" not in h.writer.claims
+
+
+async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address() -> None:
+    """Found by the chaos machine (seed 3303): the new leader never knew the Service was ours.
+
+    Its claim kept the address from others for the whole term, and the pool counted it.
+    """
+    h = Harness(PUBLIC)
+    moved = ServiceKey("shop", "moved")
+    ours = {"type": SERVICE_CONDITION, "status": "True", "reason": "Allocated"}
+    # The last term gave it .1 (claim and status), then its class changed while nobody led.
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", moved)
+    h.controller.claims.rebuild([claim_view(h.writer.claims["198.18.0.1"])])  # listed at start
+    h.writer.statuses.append((moved, ("198.18.0.1",), ours))
+    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    assert h.writer.statuses[-1][1] == ("198.18.0.2",), "its claim still holds .1"
+
+    # Passing through ClusterIP to change class, the API server cleared status.loadBalancer.
+    elsewhere = service("moved", loadBalancerClass="other.example/lb")
+    await h.controller.observe(moved, replace(elsewhere, condition=ours))
+
+    assert h.writer.statuses[-1][:2] == (moved, ())
+    assert "198.18.0.1" not in h.writer.claims
+    await h.controller.observe(ServiceKey("shop", "new"), service("new"))
+    assert h.writer.statuses[-1][1] == ("198.18.0.1",)
+    assert h.registry.pool_summary("public").allocated == 2
