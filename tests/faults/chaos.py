@@ -373,13 +373,16 @@ class Episode:
 
     def do(self, step: Step) -> None:
         """Carry the step out on the cluster; a write the API server refuses is not a finding."""
+        # Stamped before the request: the operator may act on it before the call returns, and
+        # a loss seen then must already count the pools as the step leaves them.
+        started = time.monotonic()
         try:
             getattr(self, f"_{step.action}")(step)
         except client.ApiException as error:
             if error.status not in (404, 409, 422):
                 raise
         self.plan.record(step)
-        self.coverage.append((time.monotonic(), self._uncovered()))
+        self.coverage.append((started, self._uncovered()))
 
     def _uncovered(self) -> set[str]:
         """Addresses of the block no pool of the plan covers now; a deleted pool still covers
