@@ -53,6 +53,9 @@ class ServiceController:
         # Told of every change of a Service once its status is settled (the policy controller).
         self.follower = follower
         self.pending: set[ServiceKey] = set()
+        # PreferDualStack Services served in one family only: retried with the pending ones,
+        # not counted as pending (they have an address).
+        self._partial: set[ServiceKey] = set()
         self.rebuilt = asyncio.Event()
         self._namespace_labels: dict[str, Mapping[str, str]] = {}
         self._first_seen: dict[ServiceKey, float] = {}
@@ -96,7 +99,7 @@ class ServiceController:
             return
         if self._namespace_labels.get(name) != labels:
             self._namespace_labels[name] = dict(labels)
-            self._retry([k for k in self.pending if k.namespace == name])
+            self._retry([k for k in self.pending | self._partial if k.namespace == name])
 
     async def sweep_forever(self) -> None:
         """Soon after start-up, then now and then: let go of Services deleted unseen.
@@ -140,7 +143,8 @@ class ServiceController:
             self._queue.submit(key, partial(self._reconcile, key))
 
     def retry_pending(self) -> None:
-        """Capacity may have appeared: give pending Services another try, oldest first.
+        """Capacity may have appeared: give pending Services (and PreferDualStack ones lacking
+        a family) another try, oldest first.
 
         Calls coalesce into one pass per loop turn, so a burst of deletions does not retry
         every pending Service once per deletion.
@@ -155,7 +159,7 @@ class ServiceController:
 
     def _retry_all(self) -> None:
         self._retry_scheduled = False
-        self._retry(list(self.pending))
+        self._retry(list(self.pending | self._partial))
 
     def _retry(self, keys: list[ServiceKey]) -> None:
         def age(key: ServiceKey) -> tuple[str, ServiceKey]:
@@ -168,11 +172,12 @@ class ServiceController:
         labels = self._namespace_labels.get(view.key.namespace, {})
         return replace(view, request=replace(view.request, namespace_labels=labels))
 
-    def _pending(self, key: ServiceKey, pending: bool) -> None:
-        if pending:
-            self.pending.add(key)
-        else:
-            self.pending.discard(key)
+    def _pending(self, key: ServiceKey, pending: bool, partial: bool = False) -> None:
+        for keys, member in ((self.pending, pending), (self._partial, partial)):
+            if member:
+                keys.add(key)
+            else:
+                keys.discard(key)
         self.metrics.pending.set(len(self.pending))
 
     async def _reconcile(self, key: ServiceKey) -> None:
@@ -209,7 +214,7 @@ class ServiceController:
         outcome = await self._decide(view)
         if outcome.displaced:
             self.requeue(outcome.displaced)
-        self._pending(key, not outcome.ok)
+        self._pending(key, not outcome.ok, outcome.partial)
         if outcome.waiting and not outcome.addresses and not outcome.released:
             return  # the pool's protection event retries it; a failure now would only flash
         wanted = condition(

@@ -425,7 +425,8 @@ class Registry:
                     kept = self._keep(me, current, wishes)
                     return self._commit(request, me, kept, held, wishes.named, refusal, text)
                 missing.append(text)
-        return self._commit(request, me, choices, held, wishes.named, None, "; ".join(missing))
+        outcome = self._commit(request, me, choices, held, wishes.named, None, "; ".join(missing))
+        return replace(outcome, partial=bool(missing))
 
     def _wishes(self, request: ServiceRequest) -> _Wishes:
         if request.family_policy not in FAMILY_POLICIES:

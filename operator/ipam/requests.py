@@ -75,6 +75,8 @@ class Outcome:
     displaced: tuple[ServiceKey, ...] = ()
     # Refused only because a pool that would serve is not yet protected: retried, not reported.
     waiting: bool = False
+    # A PreferDualStack Service served without its second family: retried when pools change.
+    partial: bool = False
 
     @property
     def ok(self) -> bool:

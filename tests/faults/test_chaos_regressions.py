@@ -176,3 +176,87 @@ def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(chaos:
     episode = replay(chaos, steps)
     assert episode.failure is None, episode.failure.describe()
     assert len(episode.done) == len(steps)
+
+
+def test_a_prefer_dual_stack_service_gets_its_second_family_once_a_pool_has_one(
+    chaos: Env,
+) -> None:
+    """Found by the chaos machine (seed 5505), shrunk from 24 steps to these 8.
+
+    b/s18 (PreferDualStack, asking for {v4}.19) got only its IPv4 address: no pool had IPv6.
+    It had an address, so it was not pending, and p23's IPv6 addresses never reached it.
+    """
+    steps = [
+        Step(
+            action="create_pool",
+            target="p5",
+            args={
+                "addresses": ["{v4}.16/28"],
+                "autoAssign": True,
+                "priority": 1,
+                "tier": None,
+                "team": None,
+            },
+            hurry=None,
+        ),
+        Step(action="label_namespace", target="b", args={"tier": "gold"}, hurry=0.1),
+        Step(action="restart_apiserver", target="", args={}, hurry=0.0),
+        Step(
+            action="create_service",
+            target="b/s18",
+            args={
+                "policy": "PreferDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": None,
+                "team": "blue",
+                "ports": [(53, "UDP")],
+                "ranges": [],
+                "local": True,
+                "ips": ["{v4}.19"],
+            },
+            hurry=None,
+        ),
+        Step(
+            action="create_service",
+            target="b/s19",
+            args={
+                "policy": "RequireDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": None,
+                "team": "blue",
+                "ports": [(53, "UDP"), (80, "TCP")],
+                "ranges": ["0.0.0.0/0", "198.18.0.0/24"],
+                "local": False,
+            },
+            hurry=0.6,
+        ),
+        Step(
+            action="create_pool",
+            target="p21",
+            args={
+                "addresses": ["{v4}.0/29", "{v4}.4-{v4}.9"],
+                "autoAssign": True,
+                "priority": 1,
+                "tier": "gold",
+                "team": None,
+                "exclude": ["{v4}.13"],
+            },
+            hurry=0.1,
+        ),
+        Step(action="grow_pool", target="p21", args={"entry": "{v4}.20"}, hurry=None),
+        Step(
+            action="create_pool",
+            target="p23",
+            args={
+                "addresses": ["{v4}.14/32", "{v6}::8/125"],
+                "autoAssign": True,
+                "priority": 0,
+                "tier": None,
+                "team": None,
+            },
+            hurry=None,
+        ),
+    ]
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)

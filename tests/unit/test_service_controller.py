@@ -328,3 +328,22 @@ async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(
     await h.controller.observe(ServiceKey("shop", "new"), service("new"))
     assert h.writer.statuses[-1][1] == ("198.18.0.1",)
     assert h.registry.pool_summary("public").allocated == 2
+
+
+async def test_a_prefer_dual_stack_service_gets_its_second_family_when_a_pool_offers_it() -> None:
+    """Found by the chaos machine (seed 5505): served in IPv4 only, it never got its IPv6."""
+    h = Harness(PUBLIC)
+    key = ServiceKey("shop", "dns")
+    dns = service("dns", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+    await h.controller.observe(key, dns)
+    assert h.writer.statuses[-1][1] == ("198.18.0.1",)
+    assert key not in h.controller.pending, "it has an address: not pending"
+
+    h.registry.apply_pool(PoolSpec("public6", ("2001:db8:5::/126",)))
+    h.controller.retry_pending()  # what the pool controller does on every pool change
+    for _ in range(100):
+        if len(h.writer.statuses[-1][1]) == 2:
+            break
+        await asyncio.sleep(0.01)
+
+    assert h.writer.statuses[-1][1] == ("198.18.0.1", "2001:db8:5::")
