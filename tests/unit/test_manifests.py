@@ -251,8 +251,8 @@ def test_probes_hit_the_health_port_and_metrics_are_exposed() -> None:
 
 def test_resources_request_a_little_and_cap_memory() -> None:
     resources = _container()["resources"]
-    assert resources["requests"] == {"cpu": "50m", "memory": "128Mi"}
-    assert resources["limits"] == {"memory": "512Mi"}
+    assert resources["requests"] == {"cpu": "50m", "memory": "192Mi"}
+    assert resources["limits"] == {"memory": "384Mi"}
 
 
 def test_metrics_service_reaches_the_operator_pods_and_invites_scraping() -> None:
