@@ -76,12 +76,7 @@ class AddressClaims:
 
     async def let_go(self, key: ServiceKey) -> bool:
         """The Service is gone or no longer ours: release every claim it has (as give_back)."""
-        freed = False
-        for address in sorted(self._by_parent.get(key, ())):
-            claim = self._ours.get(address)
-            if claim is not None and claim.parent == key:
-                freed |= await self._release(claim)
-        return freed
+        return await self.give_back(key, sorted(self._by_parent.get(key, ())))
 
     async def collect(self) -> tuple[list[ServiceKey], bool]:
         """Release claims nobody holds. Returns holders that must claim their address again,

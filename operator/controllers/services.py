@@ -61,6 +61,7 @@ class ServiceController:
         self._first_seen: dict[ServiceKey, float] = {}
         self._queue = WorkQueue("Service")
         self._retry_scheduled = False
+        self._retry_partial = False
 
     def rebuild(
         self, services: Iterable[ServiceView], namespace_labels: Mapping[str, Mapping[str, str]]
@@ -142,13 +143,15 @@ class ServiceController:
         for key in keys:
             self._queue.submit(key, partial(self._reconcile, key))
 
-    def retry_pending(self) -> None:
-        """Capacity may have appeared: give pending Services (and PreferDualStack ones lacking
-        a family) another try, oldest first.
+    def retry_pending(self, pools_changed: bool = False) -> None:
+        """Capacity may have appeared: give pending Services another try, oldest first; when
+        pools changed, also PreferDualStack ones lacking a family (a freed address is not
+        worth retrying them all: most lack it because no pool has that family at all).
 
         Calls coalesce into one pass per loop turn, so a burst of deletions does not retry
         every pending Service once per deletion.
         """
+        self._retry_partial |= pools_changed
         if not self._retry_scheduled:
             self._retry_scheduled = True
             asyncio.get_running_loop().call_soon(self._retry_all)
@@ -158,8 +161,9 @@ class ServiceController:
         self._queue.cancel()
 
     def _retry_all(self) -> None:
-        self._retry_scheduled = False
-        self._retry(list(self.pending | self._partial))
+        keys = self.pending | self._partial if self._retry_partial else self.pending
+        self._retry_scheduled = self._retry_partial = False
+        self._retry(list(keys))
 
     def _retry(self, keys: list[ServiceKey]) -> None:
         def age(key: ServiceKey) -> tuple[str, ServiceKey]:

@@ -340,7 +340,7 @@ async def test_a_prefer_dual_stack_service_gets_its_second_family_when_a_pool_of
     assert key not in h.controller.pending, "it has an address: not pending"
 
     h.registry.apply_pool(PoolSpec("public6", ("2001:db8:5::/126",)))
-    h.controller.retry_pending()  # what the pool controller does on every pool change
+    h.controller.retry_pending(pools_changed=True)  # as the pool controller does
     for _ in range(100):
         if len(h.writer.statuses[-1][1]) == 2:
             break
