@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from lbipam.api import CLAIM_MANAGER_LABEL
+from lbipam.ipam.requests import ServiceKey
+from lbipam.objects import claim_manifest
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -167,20 +168,7 @@ class Api:
 
     async def create_claim(self, namespace: str, name: str, ip: str) -> None:
         """The IPAddress the operator creates before it shows `ip` in the Service's status."""
-        body = {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IPAddress",
-            "metadata": {"name": ip, "labels": dict([CLAIM_MANAGER_LABEL])},
-            "spec": {
-                "parentRef": {
-                    "group": "",
-                    "resource": "services",
-                    "namespace": namespace,
-                    "name": name,
-                }
-            },
-        }
-        await self.request("POST", IP_ADDRESSES, body)
+        await self.request("POST", IP_ADDRESSES, claim_manifest(ip, ServiceKey(namespace, name)))
 
     async def list_services(self, namespace: str) -> dict[str, Any]:
         listed: dict[str, Any] = await self.request(

@@ -240,6 +240,23 @@ class ClaimView:
         return f"IPAddress {self.address}{holder} (managed by {self.manager or 'nobody'})"
 
 
+def claim_manifest(address: str, key: ServiceKey) -> dict[str, Any]:
+    """Our IPAddress claim of `address` for the Service: named by the address, as ClusterIPs are."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IPAddress",
+        "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
+        "spec": {
+            "parentRef": {
+                "group": "",
+                "resource": "services",
+                "namespace": key.namespace,
+                "name": key.name,
+            }
+        },
+    }
+
+
 def claim_view(body: Mapping[str, Any]) -> ClaimView:
     meta = body.get("metadata") or {}
     parent = (body.get("spec") or {}).get("parentRef") or {}

@@ -11,7 +11,7 @@ from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.client import APPLY_PATCH, MERGE_PATCH, Api
 from lbipam.kube.errors import is_status
 from lbipam.kube.events import EventPoster
-from lbipam.objects import held_addresses
+from lbipam.objects import claim_manifest, held_addresses
 
 POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
 IP_ADDRESSES = "/apis/networking.k8s.io/v1/ipaddresses"
@@ -212,19 +212,7 @@ class ApiWriter:
     async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
         """Create the IPAddress named `address` for the Service; 409 when it exists already."""
         self.term.check()
-        body = {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IPAddress",
-            "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
-            "spec": {
-                "parentRef": {
-                    "group": "",
-                    "resource": "services",
-                    "namespace": key.namespace,
-                    "name": key.name,
-                }
-            },
-        }
+        body = claim_manifest(address, key)
         created: dict[str, Any] = await self.api.request("POST", IP_ADDRESSES, body)
         return created
 
