@@ -78,12 +78,16 @@ class AddressClaims:
         """The Service is gone or no longer ours: release every claim it has (as give_back)."""
         return await self.give_back(key, sorted(self._by_parent.get(key, ())))
 
-    async def collect(self) -> tuple[list[ServiceKey], bool]:
+    async def collect(self, relist: bool = True) -> tuple[list[ServiceKey], bool]:
         """Release claims nobody holds. Returns holders that must claim their address again,
-        and whether an address a released claim had kept from others may be handed out."""
+        and whether an address a released claim had kept from others may be handed out.
+
+        Without `relist`, what this term knows is used: right after the start-up list.
+        """
         if not self.enabled:
             return [], False
-        self.rebuild(await self.writer.list_claims(claim_view))
+        if relist:
+            self.rebuild(await self.writer.list_claims(claim_view))
         again: list[ServiceKey] = []
         freed = False
         for address, claim in sorted(self._ours.items()):

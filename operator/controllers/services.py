@@ -117,7 +117,7 @@ class ServiceController:
                     before = self.views.snapshot()
                     listed = await self.writer.list_services(service_key)
                     await self.sweep(before, set(listed))
-                again, freed = await self.claims.collect()
+                again, freed = await self.claims.collect(relist=not first)
                 self.requeue(again)
                 if freed:
                     self.retry_pending()

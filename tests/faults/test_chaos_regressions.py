@@ -9,6 +9,13 @@ from tests.faults.chaos import Env, Step, replay
 pytestmark = pytest.mark.faults
 
 
+def replays_clean(chaos: Env, steps: list[Step]) -> None:
+    """Every step is played and every promise holds after each."""
+    episode = replay(chaos, steps)
+    assert episode.failure is None, episode.failure.describe()
+    assert len(episode.done) == len(steps)
+
+
 def _service(pools: list[str]) -> dict[str, object]:
     return {
         "policy": "SingleStack",
@@ -48,9 +55,7 @@ def test_a_pool_deleted_right_after_its_first_allocation_waits_for_its_holder(ch
             Step("create_service", f"a/s{round}", _service([pool]), hurry=pause),
             Step("delete_pool", pool),
         ]
-    episode = replay(chaos, steps)
-    assert episode.failure is None, episode.failure.describe()
-    assert len(episode.done) == len(steps)
+    replays_clean(chaos, steps)
 
 
 def test_a_service_whose_address_left_every_pool_hears_why_even_with_none_to_replace_it(
@@ -71,9 +76,7 @@ def test_a_service_whose_address_left_every_pool_hears_why_even_with_none_to_rep
         Step("create_service", "a/s1", _service(["p1"])),
         Step("shrink_pool", "p1", {"entry": "{v4}.8/30"}),
     ]
-    episode = replay(chaos, steps)
-    assert episode.failure is None, episode.failure.describe()
-    assert len(episode.done) == len(steps)
+    replays_clean(chaos, steps)
 
 
 def test_the_first_address_of_an_ipv6_range_leaving_its_pool_is_a_revocation(chaos: Env) -> None:
@@ -102,9 +105,7 @@ def test_the_first_address_of_an_ipv6_range_leaving_its_pool_is_a_revocation(cha
         ),
         Step("shrink_pool", "p7", {"entry": "{v6}::/126"}),
     ]
-    episode = replay(chaos, steps)
-    assert episode.failure is None, episode.failure.describe()
-    assert len(episode.done) == len(steps)
+    replays_clean(chaos, steps)
 
 
 def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(chaos: Env) -> None:
@@ -173,9 +174,7 @@ def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(chaos:
             hurry=0.1,
         ),
     ]
-    episode = replay(chaos, steps)
-    assert episode.failure is None, episode.failure.describe()
-    assert len(episode.done) == len(steps)
+    replays_clean(chaos, steps)
 
 
 def test_a_prefer_dual_stack_service_gets_its_second_family_once_a_pool_has_one(
@@ -257,6 +256,4 @@ def test_a_prefer_dual_stack_service_gets_its_second_family_once_a_pool_has_one(
             hurry=None,
         ),
     ]
-    episode = replay(chaos, steps)
-    assert episode.failure is None, episode.failure.describe()
-    assert len(episode.done) == len(steps)
+    replays_clean(chaos, steps)
