@@ -278,7 +278,10 @@ class ServiceController:
         # An address taken away is said even when no other could be found in its place.
         self.metrics.released(self.registry.pool_of(a) for a in outcome.released)
         for address in outcome.released:
-            self._released(view, address, outcome.message)
+            if why := outcome.revoked.get(address):
+                self._event(view, "AddressRevoked", f"{why}; {outcome.message}", warning=True)
+            else:
+                self._event(view, "AddressReleased", f"released {address}; {outcome.message}")
         if not outcome.ok:
             log.warning("%s: %s: %s", key, outcome.reason.value, outcome.message)
             self._event(view, "AllocationFailed", outcome.message, warning=True)
@@ -290,18 +293,6 @@ class ServiceController:
                 self.metrics.latency.observe(time.monotonic() - started)
             log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
             self._event(view, "AddressAllocated", outcome.message)
-
-    def _released(self, view: ServiceView, address: str, message: str) -> None:
-        """Say why an address went: revoked (a Warning) unless the Service asked for the change."""
-        owners = [str(k) for k in self.registry.owners_of(address) if k != view.key]
-        if self.registry.pool_of(address) is None:
-            why = f"{address} is no longer in any pool"
-        elif owners:
-            why = f"{address} is held by the older Service {', '.join(owners)}"
-        else:
-            self._event(view, "AddressReleased", f"released {address}; {message}")
-            return
-        self._event(view, "AddressRevoked", f"{why}; {message}", warning=True)
 
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False

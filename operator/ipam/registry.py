@@ -61,11 +61,14 @@ class _Holder:
     seniority: tuple[str, str, str]
     sharing_key: str | None
     ports: frozenset[Port]
+    # The pools its lbipam.io/pool named: an address leaving them moves unasked only if unchanged.
+    pools: tuple[str, ...]
     addresses: tuple[IP, ...] = ()
 
     @classmethod
     def of(cls, request: ServiceRequest) -> _Holder:
-        return cls(request.key, request.seniority, request.sharing_key or None, request.ports)
+        sharing_key = request.sharing_key or None
+        return cls(request.key, request.seniority, sharing_key, request.ports, request.pools)
 
     @property
     def group(self) -> tuple[str, str] | None:
@@ -667,16 +670,42 @@ class Registry:
         else:
             reason = refusal.reason
             message = f"{note}; keeping {described}" if final else note
+        released = [ip for ip in before if ip not in final]
+        asked = known is not None and known.pools != request.pools
+        revoked = {
+            str(ip): why
+            for ip in released
+            if (why := self._taken_away(request.key, ip, None if asked else named))
+        }
         return Outcome(
             addresses=tuple(str(ip) for ip in final),
             pools=pools,
             reason=reason,
             message=message,
             allocated=tuple(str(ip) for ip in final if ip not in held),
-            released=tuple(str(ip) for ip in before if ip not in final),
+            released=tuple(str(ip) for ip in released),
+            revoked=revoked,
             displaced=tuple(sorted({k for c in choices.values() for k in c.displace})),
             waiting=refusal is not None and refusal.waiting,
         )
+
+    def _taken_away(self, key: ServiceKey, ip: IP, named: tuple[Pool, ...] | None) -> str | None:
+        """Why a Service lost an address it did not ask to lose; None when it asked.
+
+        ``named`` is its pool annotation if unchanged since it got the address: leaving
+        those pools then moves the address against the Service's wishes.
+        """
+        if not self._containing(ip):
+            return f"{ip} is no longer in any pool"
+        if ip in self._blocked:
+            return f"{ip} is already used by {self._blocked[ip]}"
+        owners = [str(k) for k in self._owners.get(ip, ()) if k != key]
+        if owners:
+            return f"{ip} is held by the older Service {', '.join(owners)}"
+        if named is not None and not any(p.contains(ip) for p in named):
+            where = _pool_list(p.name for p in named)
+            return f"{ip} is no longer in {where}, which lbipam.io/pool names"
+        return None
 
     def _pool_of(self, ip: IP, request: ServiceRequest, named: tuple[Pool, ...] | None) -> str:
         """The pool to credit: the first this Service could allocate from, else the oldest."""

@@ -72,6 +72,8 @@ class Outcome:
     message: str
     allocated: tuple[str, ...] = ()
     released: tuple[str, ...] = ()
+    # Released addresses the Service did not ask to lose, each with why it lost them.
+    revoked: Mapping[str, str] = field(default_factory=dict)
     displaced: tuple[ServiceKey, ...] = ()
     # Refused only because a pool that would serve is not yet protected: retried, not reported.
     waiting: bool = False

@@ -309,12 +309,18 @@ class Env:
         self.networking = client.NetworkingV1Api(api)
 
 
-def uncovered(pools: list[oracle.PoolModel], v4: str, v6: str) -> set[str]:
-    """The episode block's addresses none of `pools` covers, written as statuses write them
+def covering(pools: list[oracle.PoolModel], v4: str, v6: str) -> dict[str, frozenset[str]]:
+    """Each pool's addresses of the episode block, written as statuses write them
     (`2001:db8::`, not `2001:db8::0`: the first IPv6 address must compare equal)."""
     block = [f"{v4}.{i}" for i in range(32)] + [f"{v6}::{i:x}" for i in range(16)]
     canonical = {str(ipaddress.ip_address(a)) for a in block}
-    return {a for a in canonical if not any(p.contains(a) for p in pools)}
+    return {p.name: frozenset(a for a in canonical if p.contains(a)) for p in pools}
+
+
+def left(address: str, named: tuple[str, ...], covered: Mapping[str, frozenset[str]]) -> bool:
+    """Whether no pool the Service may keep `address` from covers it: the pools its
+    lbipam.io/pool names, or else any pool."""
+    return not any(address in covered[p] for p in covered if not named or p in named)
 
 
 class Episode:
@@ -333,8 +339,8 @@ class Episode:
         self.settle_times: list[float] = []
         self.before: dict[str, tuple[str, ...]] = {}  # uid -> addresses at the last settle
         self.known_pools: dict[str, oracle.PoolModel] = {}
-        # When each step since the last settle was done, and what no pool covered after it.
-        self.coverage: list[tuple[float, set[str]]] = []
+        # When each step since the last settle was done, and what each pool covered after it.
+        self.coverage: list[tuple[float, dict[str, frozenset[str]]]] = []
         # Services whose class changed since the last settle: they passed through ClusterIP, so
         # they were not ours for a moment and may come back with another address.
         self.reborn: set[str] = set()
@@ -382,16 +388,16 @@ class Episode:
             if error.status not in (404, 409, 422):
                 raise
         self.plan.record(step)
-        self.coverage.append((started, self._uncovered()))
+        self.coverage.append((started, self._covering()))
 
-    def _uncovered(self) -> set[str]:
-        """Addresses of the block no pool of the plan covers now; a deleted pool still covers
+    def _covering(self) -> dict[str, frozenset[str]]:
+        """What each pool of the plan covers of the block now; a deleted pool still covers
         until it is seen gone, since deleting a pool must wait for its holders."""
         bodies = [
-            {"metadata": {"name": name}, "spec": self._pool_body(name, spec)}
+            {"metadata": {"name": self.pool(name)}, "spec": self._pool_body(name, spec)}
             for name, spec in [*self.plan.pools.items(), *self.plan.deleted.items()]
         ]
-        return uncovered([oracle.PoolModel.of(body) for body in bodies], self.v4, self.v6)
+        return covering([oracle.PoolModel.of(body) for body in bodies], self.v4, self.v6)
 
     def _pool_body(self, logical: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -561,7 +567,8 @@ class Episode:
         return found
 
     def _moved(self, now: oracle.Cluster) -> list[Violation]:
-        """A held address only goes when no pool covers it any more, with AddressRevoked."""
+        """A held address only goes when no pool the Service may keep it from covers it any
+        more, and the Service then hears AddressRevoked."""
         found = []
         for uid, service in now.services.items():
             if service.held.key in self.reborn:
@@ -569,11 +576,11 @@ class Episode:
             for address in self.before.get(uid, ()):
                 if address in service.held.addresses:
                     continue
-                if not any(address in uncovered for _, uncovered in self.coverage):
+                if not any(left(address, service.named, c) for _, c in self.coverage):
                     found.append(
                         Violation(
                             "moved",
-                            f"{service.held.key} lost {address}, still in a pool "
+                            f"{service.held.key} lost {address}, still in its pools "
                             f"(holds {service.held.addresses})",
                         )
                     )
@@ -617,8 +624,9 @@ class Episode:
         return found
 
     def _flaps(self, now: oracle.Cluster) -> list[Violation]:
-        """Addresses the watch saw a Service lose since the last settle, still inside a pool."""
+        """Addresses the watch saw a Service lose since the last settle, still inside its pools."""
         found = []
+        named = {uid: service.named for uid, service in now.services.items()}
         for index, monitor in enumerate(self.monitors):
             with monitor._lock:
                 losses = monitor.losses[self.seen_losses[index] :]
@@ -627,12 +635,15 @@ class Episode:
                 Violation("flap", f"{loss.key} lost {loss.address} for {loss.then or 'nothing'}")
                 for loss in losses
                 if loss.key not in self.reborn
-                and not self._uncovered_while_held(loss, gains.get((loss.uid, loss.address), []))
+                and not self._left_while_held(
+                    loss, named.get(loss.uid, ()), gains.get((loss.uid, loss.address), [])
+                )
             ]
         return found
 
-    def _uncovered_while_held(self, loss: Loss, gained: list[float]) -> bool:
-        """Whether some step, done between the gain and the loss, left the address poolless.
+    def _left_while_held(self, loss: Loss, named: tuple[str, ...], gained: list[float]) -> bool:
+        """Whether some step, done between the gain and the loss, took the address out of the
+        Service's pools (see `left`).
 
         The state in force when the address was gained counts too: the operator may have
         handed it out from a view one step old.
@@ -640,7 +651,9 @@ class Episode:
         gain = max((t for t in gained if t <= loss.at), default=0.0)
         start = max((i for i, (t, _) in enumerate(self.coverage) if t <= gain), default=0)
         return any(
-            loss.address in uncovered for t, uncovered in self.coverage[start:] if t <= loss.at
+            left(loss.address, named, covered)
+            for t, covered in self.coverage[start:]
+            if t <= loss.at
         )
 
     def settle(self, index: int, step: Step) -> float:
@@ -677,7 +690,7 @@ class Episode:
         for logical in list(self.plan.deleted):
             if self.pool(logical) not in now.pools:
                 del self.plan.deleted[logical]
-        self.coverage = [(time.monotonic(), self._uncovered())]
+        self.coverage = [(time.monotonic(), self._covering())]
         self.reborn.clear()
         self.hurried = False
         self.known_pools = {

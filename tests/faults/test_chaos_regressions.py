@@ -257,3 +257,56 @@ def test_a_prefer_dual_stack_service_gets_its_second_family_once_a_pool_has_one(
         ),
     ]
     replays_clean(chaos, steps)
+
+
+def test_an_address_leaving_the_pool_a_service_names_is_a_revocation(chaos: Env) -> None:
+    """Found by the chaos machine (seed 4545), shrunk from 23 steps to these 7.
+
+    a/s14 names p5 and holds {v4}.8. p5 lets .8/30 go while p20 still covers it (as its
+    network address, which p20 never hands out). s14 must move back into p5, and hear why as
+    a Warning: it was told AddressReleased, the Event for changes a Service asks for.
+    """
+    steps = [
+        Step(
+            "create_pool",
+            "p5",
+            {
+                "addresses": ["{v4}.12/31", "{v6}::4-{v6}::5"],
+                "autoAssign": True,
+                "priority": 0,
+                "tier": None,
+                "team": None,
+                "allowFirstLastIPs": True,
+            },
+        ),
+        Step("shrink_pool", "p5", {"entry": "{v6}::4-{v6}::5"}),
+        Step(
+            "create_service",
+            "a/s14",
+            {
+                "policy": "PreferDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": None,
+                "team": "blue",
+                "ports": [(53, "UDP")],
+                "ranges": [],
+                "local": True,
+                "pools": ["p5"],
+            },
+        ),
+        Step("grow_pool", "p5", {"entry": "{v4}.8/30"}),
+        Step("change_class", "a/s14", {"class": "lbipam.io/lb"}),
+        Step(
+            "create_pool",
+            "p20",
+            {
+                "addresses": ["{v4}.8/30", "{v4}.16-{v4}.19"],
+                "autoAssign": True,
+                "priority": 2,
+                "tier": None,
+                "team": "red",
+            },
+        ),
+        Step("shrink_pool", "p5", {"entry": "{v4}.8/30"}),
+    ]
+    replays_clean(chaos, steps)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.faults.chaos import uncovered
+from tests.faults.chaos import covering, left
 from tests.faults.checker import _held
 from tests.faults.oracle import Cluster, PoolModel, cluster, judge, pool_models
 
@@ -114,6 +114,18 @@ def test_the_oracle_sees_the_first_ipv6_address_leave_every_pool() -> None:
     v4_only = PoolModel.of(pool("p7", "198.18.0.12/31"))
     both = PoolModel.of(pool("p7", "198.18.0.12/31", "2001:db8:5::/126"))
 
-    assert "2001:db8:5::" in uncovered([v4_only], "198.18.0", "2001:db8:5")
-    assert "2001:db8:5::" not in uncovered([both], "198.18.0", "2001:db8:5")
-    assert "2001:db8:5::0" not in uncovered([v4_only], "198.18.0", "2001:db8:5")
+    assert left("2001:db8:5::", (), covering([v4_only], "198.18.0", "2001:db8:5"))
+    assert not left("2001:db8:5::", (), covering([both], "198.18.0", "2001:db8:5"))
+    assert "2001:db8:5::0" not in covering([both], "198.18.0", "2001:db8:5")["p7"]
+
+
+def test_an_address_leaves_a_service_that_names_a_pool_when_it_leaves_that_pool() -> None:
+    """Chaos seed 4545: another pool covering the address does not keep it for the Service."""
+    covered = covering(
+        [PoolModel.of(pool("p5", "198.18.0.12/31")), PoolModel.of(pool("p20", "198.18.0.8/30"))],
+        "198.18.0",
+        "2001:db8:5",
+    )
+    assert left("198.18.0.9", ("p5",), covered)
+    assert not left("198.18.0.9", (), covered)
+    assert not left("198.18.0.12", ("p5",), covered)

@@ -418,6 +418,31 @@ def test_growing_a_pool_moves_nobody_and_shrinking_revokes_exactly_the_outsiders
     )
 
 
+def test_an_address_leaving_the_named_pool_is_revoked_even_if_another_pool_covers_it() -> None:
+    """Chaos seed 4545: .8 left p5, which the Service names, but p20 still covers it."""
+    reg = registry(pool("p5", "10.0.0.8/30", "10.0.0.12/31"), pool("p20", "10.0.0.8/30", created=1))
+    dns = service("dns", pools=("p5",))
+    first = reg.ensure(dns)
+    assert first.addresses == ("10.0.0.8",)
+    reg.apply_pool(pool("p5", "10.0.0.12/31"))
+    moved = again(reg, dns, first)
+    assert (moved.addresses, moved.released) == (("10.0.0.12",), ("10.0.0.8",))
+    assert moved.revoked == {
+        "10.0.0.8": '10.0.0.8 is no longer in pool "p5", which lbipam.io/pool names'
+    }
+
+
+def test_a_service_that_names_another_pool_has_its_address_released_not_revoked() -> None:
+    reg = registry(pool("p5", "10.0.0.8/30"), pool("p6", "10.0.0.16/30"))
+    first = reg.ensure(service("dns", pools=("p5",)))
+    renamed = again(reg, service("dns", pools=("p6",)), first)
+    assert (renamed.addresses, renamed.released, renamed.revoked) == (
+        ("10.0.0.16",),
+        ("10.0.0.8",),
+        {},
+    )
+
+
 def test_removing_a_pool_revokes_only_addresses_no_other_pool_covers() -> None:
     reg = registry(pool("a", "10.0.0.0/30"), pool("b", "10.0.0.2/31", created=1))
     # b overlaps a, so a (older) hands out everything
