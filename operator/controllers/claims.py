@@ -100,9 +100,19 @@ class AddressClaims:
         return again, freed
 
     async def _release(self, claim: ClaimView) -> bool:
-        if self.registry.owners_of(claim.address):
-            return False  # a sharer still holds it (and the claim)
-        return await self._drop(claim)
+        owners = self.registry.owners_of(claim.address)
+        if not owners:
+            return await self._drop(claim)
+        # A sharer still holds it: the claim passes to the sharer (a parentRef cannot change),
+        # or it would keep the address from the sharer once its old parent shows another.
+        heir = owners[0]
+        await self._drop(claim)
+        holder = await self._claim(heir, claim.address)
+        if holder is not None:
+            log.warning(
+                "%s: %s was taken by %s while its claim passed over", heir, claim.address, holder
+            )
+        return False
 
     async def _drop(self, claim: ClaimView) -> bool:
         """Delete our claim. If it had kept the address from another of our Services (the

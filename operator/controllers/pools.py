@@ -156,7 +156,7 @@ class PoolController:
 
     def _changed(self, change: PoolChange, *names: str) -> None:
         self._mark(*names, *change.conflicts)
-        self.services.requeue(change.revoked)
+        self.services.requeue((*change.revoked, *change.moving))
         self.services.retry_pending(pools_changed=True)
 
     def _mark(self, *names: str) -> None:

@@ -216,8 +216,7 @@ class ServiceController:
         if not view.request.held:
             self._first_seen.setdefault(key, time.monotonic())
         outcome = await self._decide(view)
-        if outcome.displaced:
-            self.requeue(outcome.displaced)
+        self.requeue((*outcome.displaced, *outcome.followers))
         self._pending(key, not outcome.ok, outcome.partial)
         if outcome.waiting and not outcome.addresses and not outcome.released:
             return  # the pool's protection event retries it; a failure now would only flash

@@ -49,8 +49,10 @@ class PoolSummary:
 
 @dataclass(frozen=True)
 class PoolChange:
-    revoked: tuple[ServiceKey, ...]
+    revoked: tuple[ServiceKey, ...]  # lost an address that left every pool
     conflicts: tuple[str, ...]
+    # Hold an address that left the pools they name: still theirs until they move.
+    moving: tuple[ServiceKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +263,15 @@ class Registry:
         self._ordered = None
         self.changes += 1
         revoked: set[ServiceKey] = set()
+        moving: set[ServiceKey] = set()
         if previous is not None:
             for ip in [ip for ip in self._owners if previous.contains(ip)]:
                 if not self._containing(ip):
                     revoked.update(self._owners[ip])
                     self._displace(self._owners[ip], ip)
+                else:
+                    owners = self._owners[ip]
+                    moving.update(k for k in owners if self._outside_named(self._holders[k], ip))
         before = self._conflicts
         self._conflicts = self._find_conflicts()
         changed = {
@@ -273,7 +279,23 @@ class Registry:
             for n in before.keys() | self._conflicts.keys()
             if before.get(n) != self._conflicts.get(n)
         }
-        return PoolChange(tuple(sorted(revoked)), tuple(sorted(changed & self._pools.keys())))
+        return PoolChange(
+            tuple(sorted(revoked)),
+            tuple(sorted(changed & self._pools.keys())),
+            tuple(sorted(moving)),
+        )
+
+    def _followers(self, me: _Holder, final: tuple[IP, ...]) -> tuple[ServiceKey, ...]:
+        """The other members of the holder's sharing group whose addresses differ from it."""
+        if me.group is None:
+            return ()
+        members = self._groups.get(me.group, set()) - {me.key}
+        return tuple(sorted(k for k in members if set(self._holders[k].addresses) != set(final)))
+
+    def _outside_named(self, holder: _Holder, ip: IP) -> bool:
+        """Whether the holder names pools (that exist) and none of them covers ``ip``."""
+        named = [self._pools[name] for name in holder.pools if name in self._pools]
+        return bool(named) and not any(pool.contains(ip) for pool in named)
 
     def _find_conflicts(self) -> dict[str, str]:
         """Each pool overlapping an older one -> the oldest such: one sweep over sorted ranges.
@@ -671,11 +693,8 @@ class Registry:
             reason = refusal.reason
             message = f"{note}; keeping {described}" if final else note
         released = [ip for ip in before if ip not in final]
-        asked = known is not None and known.pools != request.pools
         revoked = {
-            str(ip): why
-            for ip in released
-            if (why := self._taken_away(request.key, ip, None if asked else named))
+            str(ip): why for ip in released if (why := self._taken_away(request, known, ip, final))
         }
         return Outcome(
             addresses=tuple(str(ip) for ip in final),
@@ -686,25 +705,42 @@ class Registry:
             released=tuple(str(ip) for ip in released),
             revoked=revoked,
             displaced=tuple(sorted({k for c in choices.values() for k in c.displace})),
+            followers=self._followers(me, final) if set(final) != set(before) else (),
             waiting=refusal is not None and refusal.waiting,
         )
 
-    def _taken_away(self, key: ServiceKey, ip: IP, named: tuple[Pool, ...] | None) -> str | None:
+    def _taken_away(
+        self, request: ServiceRequest, known: _Holder | None, ip: IP, final: tuple[IP, ...]
+    ) -> str | None:
         """Why a Service lost an address it did not ask to lose; None when it asked.
 
-        ``named`` is its pool annotation if unchanged since it got the address: leaving
-        those pools then moves the address against the Service's wishes.
+        Leaving its named pools, or following its sharing group, counts only while its
+        annotations are the ones it had when it got the address.
         """
+        me = _Holder.of(request)
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
         if ip in self._blocked:
             return f"{ip} is already used by {self._blocked[ip]}"
-        owners = [str(k) for k in self._owners.get(ip, ()) if k != key]
-        if owners:
-            return f"{ip} is held by the older Service {', '.join(owners)}"
-        if named is not None and not any(p.contains(ip) for p in named):
-            where = _pool_list(p.name for p in named)
-            return f"{ip} is no longer in {where}, which lbipam.io/pool names"
+        rivals = [
+            str(k)
+            for k in self._owners.get(ip, ())
+            if k != me.key and not me.can_share(self._holders[k])
+        ]
+        if rivals:
+            return f"{ip} is held by the older Service {', '.join(rivals)}"
+        if known is not None and known.pools != me.pools:
+            return None
+        if self._outside_named(me, ip):
+            named = (name for name in me.pools if name in self._pools)
+            return f"{ip} is no longer in {_pool_list(named)}, which lbipam.io/pool names"
+        if known is not None and known.sharing_key != me.sharing_key:
+            return None
+        static = request.load_balancer_ip or request.requested_ips
+        now = next((new for new in final if new.family == ip.family), None)
+        shared = now is not None and any(k != me.key for k in self._owners.get(now, ()))
+        if me.group is not None and shared and not static:
+            return f'{ip}: the Services sharing key "{me.sharing_key}" moved to {now}'
         return None
 
     def _pool_of(self, ip: IP, request: ServiceRequest, named: tuple[Pool, ...] | None) -> str:

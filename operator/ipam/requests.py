@@ -75,6 +75,8 @@ class Outcome:
     # Released addresses the Service did not ask to lose, each with why it lost them.
     revoked: Mapping[str, str] = field(default_factory=dict)
     displaced: tuple[ServiceKey, ...] = ()
+    # Its sharing group's other members, when its addresses changed: they follow the oldest.
+    followers: tuple[ServiceKey, ...] = ()
     # Refused only because a pool that would serve is not yet protected: retried, not reported.
     waiting: bool = False
     # A PreferDualStack Service served without its second family: retried when pools change.

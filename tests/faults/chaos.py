@@ -576,7 +576,10 @@ class Episode:
             for address in self.before.get(uid, ()):
                 if address in service.held.addresses:
                     continue
-                if not any(left(address, service.named, c) for _, c in self.coverage):
+                if not (
+                    any(left(address, service.named, c) for _, c in self.coverage)
+                    or oracle.followed_group(now, service, address)
+                ):
                     found.append(
                         Violation(
                             "moved",
@@ -626,7 +629,6 @@ class Episode:
     def _flaps(self, now: oracle.Cluster) -> list[Violation]:
         """Addresses the watch saw a Service lose since the last settle, still inside its pools."""
         found = []
-        named = {uid: service.named for uid, service in now.services.items()}
         for index, monitor in enumerate(self.monitors):
             with monitor._lock:
                 losses = monitor.losses[self.seen_losses[index] :]
@@ -635,21 +637,23 @@ class Episode:
                 Violation("flap", f"{loss.key} lost {loss.address} for {loss.then or 'nothing'}")
                 for loss in losses
                 if loss.key not in self.reborn
-                and not self._left_while_held(
-                    loss, named.get(loss.uid, ()), gains.get((loss.uid, loss.address), [])
-                )
+                and not self._left_while_held(now, loss, gains.get((loss.uid, loss.address), []))
             ]
         return found
 
-    def _left_while_held(self, loss: Loss, named: tuple[str, ...], gained: list[float]) -> bool:
+    def _left_while_held(self, now: oracle.Cluster, loss: Loss, gained: list[float]) -> bool:
         """Whether some step, done between the gain and the loss, took the address out of the
-        Service's pools (see `left`).
+        Service's pools (see `left`), or the Service followed its sharing group.
 
         The state in force when the address was gained counts too: the operator may have
         handed it out from a view one step old.
         """
         gain = max((t for t in gained if t <= loss.at), default=0.0)
         start = max((i for i, (t, _) in enumerate(self.coverage) if t <= gain), default=0)
+        service = now.services.get(loss.uid)
+        if service is not None and oracle.followed_group(now, service, loss.address):
+            return True
+        named = service.named if service is not None else ()
         return any(
             left(loss.address, named, covered)
             for t, covered in self.coverage[start:]

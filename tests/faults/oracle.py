@@ -425,6 +425,14 @@ def pending(now: Cluster) -> list[Violation]:
 
 def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | None:
     """The address of this family held by the oldest other member of the sharing group."""
+    oldest = _oldest_in_group(now, service, family)
+    return oldest[1] if oldest else None
+
+
+def _oldest_in_group(
+    now: Cluster, service: ServiceModel, family: int
+) -> tuple[tuple[str, str], str] | None:
+    """(seniority, address) of the oldest other group member with an address of `family`."""
     me = service.held
     if not me.sharing_key:
         return None
@@ -442,7 +450,19 @@ def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | No
             or any(now.pools[n].contains(address) for n in service.named if n in now.pools)
         )
     )
-    return candidates[0][1] if candidates else None
+    return candidates[0] if candidates else None
+
+
+def followed_group(now: Cluster, service: ServiceModel, address: str) -> bool:
+    """The Service gave `address` up for the one an older member of its sharing group holds."""
+    family = ipaddress.ip_address(address).version
+    oldest = _oldest_in_group(now, service, family)
+    return (
+        oldest is not None
+        and oldest[0] < (service.held.created, service.held.key)
+        and oldest[1] != address
+        and oldest[1] in service.held.addresses
+    )
 
 
 def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:

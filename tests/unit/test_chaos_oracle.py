@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.faults.chaos import covering, left
 from tests.faults.checker import _held
-from tests.faults.oracle import Cluster, PoolModel, cluster, judge, pool_models
+from tests.faults.oracle import Cluster, PoolModel, cluster, followed_group, judge, pool_models
 
 
 def pool(name: str, *addresses: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> Any:
@@ -129,3 +129,16 @@ def test_an_address_leaves_a_service_that_names_a_pool_when_it_leaves_that_pool(
     assert left("198.18.0.9", ("p5",), covered)
     assert not left("198.18.0.9", (), covered)
     assert not left("198.18.0.12", ("p5",), covered)
+
+
+def test_a_sharing_service_may_follow_an_older_member_of_its_group() -> None:
+    shared = {"lbipam.io/sharing-key": "edge"}
+    older = service("old", "198.18.0.13", annotations=dict(shared))
+    younger = service("young", "198.18.0.13", annotations=dict(shared))
+    older["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    younger["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    now = world([pool("p5", "198.18.0.12/31")], [older, younger])
+
+    assert followed_group(now, now.services["young"], "198.18.0.12")
+    assert not followed_group(now, now.services["old"], "198.18.0.12")
+    assert not followed_group(now, now.services["young"], "198.18.0.13")

@@ -424,12 +424,34 @@ def test_an_address_leaving_the_named_pool_is_revoked_even_if_another_pool_cover
     dns = service("dns", pools=("p5",))
     first = reg.ensure(dns)
     assert first.addresses == ("10.0.0.8",)
-    reg.apply_pool(pool("p5", "10.0.0.12/31"))
+    shrunk = reg.apply_pool(pool("p5", "10.0.0.12/31"))
+    assert (shrunk.revoked, shrunk.moving) == ((), (dns.key,)), "still its until it moves"
+    assert reg.held_by(dns.key) == ("10.0.0.8",)
     moved = again(reg, dns, first)
     assert (moved.addresses, moved.released) == (("10.0.0.12",), ("10.0.0.8",))
     assert moved.revoked == {
         "10.0.0.8": '10.0.0.8 is no longer in pool "p5", which lbipam.io/pool names'
     }
+
+
+def test_a_sharing_service_follows_its_group_and_hears_why() -> None:
+    reg = registry(pool("p5", "10.0.0.8/30", "10.0.0.12/31"), pool("p20", "10.0.0.8/30", created=1))
+    web = service("web", created=0, pools=("p5",), sharing_key="edge", ports=frozenset({HTTP}))
+    dns = service("dns", created=1, sharing_key="edge", ports=frozenset({DNS}))
+    first_web, first_dns = reg.ensure(web), reg.ensure(dns)
+    assert first_web.addresses == first_dns.addresses == ("10.0.0.8",)
+    reg.apply_pool(pool("p5", "10.0.0.12/31"))
+    moved_web = again(reg, web, first_web)
+    assert (moved_web.followers, moved_web.revoked) == (
+        (dns.key,),
+        {"10.0.0.8": '10.0.0.8 is no longer in pool "p5", which lbipam.io/pool names'},
+    )
+    followed = again(reg, dns, first_dns)
+    assert (followed.addresses, followed.followers, followed.revoked) == (
+        ("10.0.0.12",),
+        (),
+        {"10.0.0.8": '10.0.0.8: the Services sharing key "edge" moved to 10.0.0.12'},
+    )
 
 
 def test_a_service_that_names_another_pool_has_its_address_released_not_revoked() -> None:
@@ -439,6 +461,20 @@ def test_a_service_that_names_another_pool_has_its_address_released_not_revoked(
     assert (renamed.addresses, renamed.released, renamed.revoked) == (
         ("10.0.0.16",),
         ("10.0.0.8",),
+        {},
+    )
+
+
+def test_a_service_that_joins_another_sharing_group_has_its_address_released() -> None:
+    reg = registry(pool("public", "10.0.0.8/30"))
+    reg.ensure(service("web", sharing_key="edge", ports=frozenset({HTTP})))
+    first = reg.ensure(service("dns", created=1, ports=frozenset({DNS})))
+    joined = again(
+        reg, service("dns", created=1, sharing_key="edge", ports=frozenset({DNS})), first
+    )
+    assert (joined.addresses, joined.released, joined.revoked) == (
+        ("10.0.0.8",),
+        ("10.0.0.9",),
         {},
     )
 

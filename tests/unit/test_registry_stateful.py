@@ -121,9 +121,13 @@ class RegistryMachine(RuleBasedStateMachine):
     def holdings(self) -> dict[ServiceKey, tuple[str, ...]]:
         return {key: self.registry.held_by(key) for key in KEYS if self.registry.held_by(key)}
 
+    @staticmethod
+    def ip(text: str) -> IP:
+        parsed = ipaddress.ip_address(text)
+        return IP(parsed.version, int(parsed))
+
     def in_some_pool(self, text: str) -> bool:
-        ip = ipaddress.ip_address(text)
-        return any(IP(ip.version, int(ip)) in pool for pool in self.covered.values())
+        return any(self.ip(text) in pool for pool in self.covered.values())
 
     def change_pools(self, name: str, spec: PoolSpec | None) -> None:
         before = self.holdings()
@@ -148,6 +152,9 @@ class RegistryMachine(RuleBasedStateMachine):
         assert all(not self.in_some_pool(a) for gone in lost.values() for a in gone)
         assert all(set(after.get(k, ())) <= set(held) for k, held in before.items())
         assert change.revoked == tuple(sorted(k for k, gone in lost.items() if gone))
+        for key in change.moving:  # they keep an address none of the pools they name covers
+            named = [self.covered[n] for n in self.requests[key].pools if n in self.covered]
+            assert any(not any(self.ip(a) in c for c in named) for a in after[key])
 
     @rule(name=st.sampled_from(sorted(VARIANTS)), variant=st.integers(0, 5))
     def edit_pool(self, name: str, variant: int) -> None:

@@ -26,7 +26,12 @@ SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "x"})
 
 
 def service(
-    name: str, *, held: str | None = None, kind: str = "LoadBalancer", **spec: Any
+    name: str,
+    *,
+    held: str | None = None,
+    kind: str = "LoadBalancer",
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
 ) -> ServiceView:
     body: dict[str, Any] = {
         "metadata": {
@@ -35,6 +40,7 @@ def service(
             "uid": f"uid-{name}",
             "resourceVersion": "7",
             "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
+            "annotations": annotations or {},
         },
         "spec": {"type": kind, "ports": [{"port": 80}], **spec},
     }
@@ -240,6 +246,26 @@ async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
     assert ingress == ("198.18.0.1",)
     parent = h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"]
     assert parent == "web"
+
+
+async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it() -> None:
+    """Found writing a chaos regression: the claim stayed with a Service that had moved on
+    (here: gone), so the sharer still holding the address could be refused it."""
+    h = Harness(PUBLIC)
+    edge = {"lbipam.io/sharing-key": "edge"}
+    dns, web = ServiceKey("shop", "dns"), ServiceKey("shop", "web-1")  # dns is older
+    udp = [{"port": 53, "protocol": "UDP"}]
+    await h.controller.observe(dns, service("dns", annotations=edge, ports=udp))
+    await h.controller.observe(web, service("web-1", annotations=edge))
+    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",)] * 2
+    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "dns"
+    await h.controller.observe(dns, None)  # the claim's parent goes: web-1 keeps the address
+
+    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
+    await h.controller.observe(web, service("web-1", held="198.18.0.1", annotations=edge))
+    assert h.registry.held_by(web) == ("198.18.0.1",)
+    await h.controller.observe(web, None)
+    assert h.writer.claims == {}, "the last holder gives the claim back"
 
 
 async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
