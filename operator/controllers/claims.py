@@ -100,18 +100,25 @@ class AddressClaims:
         return again, freed
 
     async def _release(self, claim: ClaimView) -> bool:
-        owners = self.registry.owners_of(claim.address)
-        if not owners:
-            return await self._drop(claim)
-        # A sharer still holds it: the claim passes to the sharer (a parentRef cannot change),
-        # or it would keep the address from the sharer once its old parent shows another.
-        heir = owners[0]
-        await self._drop(claim)
-        holder = await self._claim(heir, claim.address)
-        if holder is not None:
-            log.warning(
-                "%s: %s was taken by %s while its claim passed over", heir, claim.address, holder
-            )
+        """Drop the claim, or pass it to a Service still sharing the address: left with its
+        old parent, it would keep the address from the sharer once that parent shows another.
+        A parentRef cannot change, so passing is a delete and a create; each await may let
+        the holders change, so they are read again after it."""
+        address = claim.address
+        for _ in range(3):
+            owners = self.registry.owners_of(address)
+            if not owners:
+                return await self._drop(claim)
+            if claim.parent in owners:
+                return False
+            await self._drop(claim)
+            holder = await self._claim(owners[0], address)
+            if holder is not None:
+                log.warning(
+                    "%s: %s was taken by %s as its claim passed", owners[0], address, holder
+                )
+                return False
+            claim = self._ours[address]
         return False
 
     async def _drop(self, claim: ClaimView) -> bool:

@@ -694,7 +694,9 @@ class Registry:
             message = f"{note}; keeping {described}" if final else note
         released = [ip for ip in before if ip not in final]
         revoked = {
-            str(ip): why for ip in released if (why := self._taken_away(request, known, ip, final))
+            str(ip): why
+            for ip in released
+            if (why := self._taken_away(request, me, known, ip, final))
         }
         return Outcome(
             addresses=tuple(str(ip) for ip in final),
@@ -710,14 +712,18 @@ class Registry:
         )
 
     def _taken_away(
-        self, request: ServiceRequest, known: _Holder | None, ip: IP, final: tuple[IP, ...]
+        self,
+        request: ServiceRequest,
+        me: _Holder,
+        known: _Holder | None,
+        ip: IP,
+        final: tuple[IP, ...],
     ) -> str | None:
         """Why a Service lost an address it did not ask to lose; None when it asked.
 
         Leaving its named pools, or following its sharing group, counts only while its
         annotations are the ones it had when it got the address.
         """
-        me = _Holder.of(request)
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
         if ip in self._blocked:
