@@ -310,11 +310,12 @@ class Env:
 
 
 def covering(pools: list[oracle.PoolModel], v4: str, v6: str) -> dict[str, frozenset[str]]:
-    """Each pool's addresses of the episode block, written as statuses write them
-    (`2001:db8::`, not `2001:db8::0`: the first IPv6 address must compare equal)."""
+    """What each pool covers of the episode block (its holders keep those), written as
+    statuses write them (`2001:db8::`, not `2001:db8::0`: the first IPv6 address must compare
+    equal)."""
     block = [f"{v4}.{i}" for i in range(32)] + [f"{v6}::{i:x}" for i in range(16)]
     canonical = {str(ipaddress.ip_address(a)) for a in block}
-    return {p.name: frozenset(a for a in canonical if p.contains(a)) for p in pools}
+    return {p.name: frozenset(a for a in canonical if p.covers(a)) for p in pools}
 
 
 def left(address: str, named: tuple[str, ...], covered: Mapping[str, frozenset[str]]) -> bool:
@@ -618,7 +619,7 @@ class Episode:
                 f"{s.held.key} {a}"
                 for uid, s in now.services.items()
                 for a in s.held.addresses
-                if a in self.before.get(uid, ()) and pool.contains(a)
+                if a in self.before.get(uid, ()) and pool.covers(a)
             ]
             if kept:
                 found.append(

@@ -71,7 +71,10 @@ class PoolModel:
 
     name: str
     body: Mapping[str, Any]
-    usable: dict[int, list[Span]]
+    usable: dict[int, list[Span]]  # what it hands out
+    # What its holders keep: usable plus the ends of IPv4 CIDRs and x.x.x.0/255 (README:
+    # "A Service that already holds such an address keeps it").
+    covered: dict[int, list[Span]]
     conflict_with: str | None = None
 
     @classmethod
@@ -79,21 +82,25 @@ class PoolModel:
         spec = body.get("spec") or {}
         first_last = bool(spec.get("allowFirstLastIPs"))
         spans: dict[int, list[Span]] = defaultdict(list)
+        whole: dict[int, list[Span]] = defaultdict(list)
         for text in spec.get("addresses") or []:
             family, span = _entry(text, first_last)
             spans[family].append(span)
+            whole[family].append(_entry(text, True)[1])
         holes: dict[int, list[Span]] = defaultdict(list)
         for text in spec.get("exclude") or []:
             family, start, end = _interval(text)
             holes[family].append((start, end))
-        usable = {}
+        usable, covered = {}, {}
         for family in (4, 6):
             kept = _subtract(_merge(spans.get(family, ())), holes.get(family, ()))
             if family == 4 and spec.get("avoidBuggyIPs"):
                 kept = _subtract(kept, _buggy(kept))
             if kept:
                 usable[family] = kept
-        return cls(body["metadata"]["name"], body, usable)
+            if inside := _subtract(_merge(whole.get(family, ())), holes.get(family, ())):
+                covered[family] = inside
+        return cls(body["metadata"]["name"], body, usable, covered)
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -112,8 +119,12 @@ class PoolModel:
         return not (self.deleting or self.spec.get("disabled") or self.conflict_with)
 
     def contains(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address)
-        return any(a <= int(ip) <= b for a, b in self.usable.get(ip.version, ()))
+        """The pool may hand the address out."""
+        return _within(address, self.usable)
+
+    def covers(self, address: str) -> bool:
+        """A holder of the address may keep it because of this pool."""
+        return _within(address, self.covered)
 
     def size(self) -> int:
         return sum(b - a + 1 for spans in self.usable.values() for a, b in spans)
@@ -130,6 +141,11 @@ class PoolModel:
         return _matches(self.spec.get("serviceSelector"), service.labels) and _matches(
             self.spec.get("namespaceSelector"), service.namespace_labels
         )
+
+
+def _within(address: str, spans: Mapping[int, list[Span]]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(a <= int(ip) <= b for a, b in spans.get(ip.version, ()))
 
 
 def _buggy(spans: list[Span]) -> list[Span]:
@@ -257,9 +273,6 @@ class Cluster:
                 found[address].append(service.held)
         return found
 
-    def in_some_pool(self, address: str) -> bool:
-        return any(pool.contains(address) for pool in self.pools.values())
-
 
 def cluster(
     pools: Iterable[Mapping[str, Any]],
@@ -308,7 +321,7 @@ def addresses(now: Cluster) -> list[Violation]:
         key, seen = service.held.key, set()
         for address in service.held.addresses:
             family = ipaddress.ip_address(address).version
-            pools = [p for p in now.pools.values() if p.contains(address)]
+            pools = [p for p in now.pools.values() if p.covers(address)]
             if not pools:
                 found.append(Violation("outside-pool", f"{key} holds {address}, in no IPPool"))
             elif service.named and not any(p.name in service.named for p in pools):
@@ -447,7 +460,7 @@ def _oldest_in_group(
         if ipaddress.ip_address(address).version == family
         and (
             not service.named
-            or any(now.pools[n].contains(address) for n in service.named if n in now.pools)
+            or any(now.pools[n].covers(address) for n in service.named if n in now.pools)
         )
     )
     return candidates[0] if candidates else None

@@ -6,7 +6,15 @@ from typing import Any
 
 from tests.faults.chaos import covering, left
 from tests.faults.checker import _held
-from tests.faults.oracle import Cluster, PoolModel, cluster, followed_group, judge, pool_models
+from tests.faults.oracle import (
+    Cluster,
+    PoolModel,
+    cluster,
+    followed_group,
+    judge,
+    new_addresses,
+    pool_models,
+)
 
 
 def pool(name: str, *addresses: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> Any:
@@ -76,9 +84,14 @@ def test_the_younger_of_two_overlapping_pools_is_in_conflict() -> None:
     assert pools["old"].conflict_with is None and pools["apart"].conflict_with is None
 
 
-def test_a_network_address_handed_out_is_outside_every_pool() -> None:
+def test_a_network_address_is_never_handed_out_but_a_holder_keeps_it() -> None:
+    """Seed 4646: a held address inside a pool's CIDR stays, as the README promises."""
     now = world([pool("p", "10.0.0.0/29")], [service("s", "10.0.0.0")])
-    assert "outside-pool" in invariants(now)
+    assert [v.invariant for v in new_addresses(now, {})] == ["new-address"]
+    assert new_addresses(now, {"s": ("10.0.0.0",)}) == []
+    assert "outside-pool" not in invariants(now)
+    gone = world([pool("p", "10.0.0.8/29")], [service("s", "10.0.0.0")])
+    assert "outside-pool" in invariants(gone)
 
 
 def test_a_service_pending_while_a_pool_has_room_is_a_violation() -> None:
