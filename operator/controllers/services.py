@@ -216,7 +216,7 @@ class ServiceController:
         if not view.request.held:
             self._first_seen.setdefault(key, time.monotonic())
         outcome = await self._decide(view)
-        self.requeue((*outcome.displaced, *outcome.followers))
+        self.requeue(outcome.displaced)
         self._pending(key, not outcome.ok, outcome.partial)
         if outcome.waiting and not outcome.addresses and not outcome.released:
             return  # the pool's protection event retries it; a failure now would only flash
@@ -234,6 +234,8 @@ class ServiceController:
             self._report(view, outcome)
             if await self.claims.give_back(key, outcome.released):
                 self.retry_pending()
+            # Only now: the claim on an address a follower keeps has passed to it.
+            self.requeue(outcome.followers)
 
     async def _decide(self, view: ServiceView) -> Outcome:
         """The registry's decision, its addresses claimed; one held elsewhere is decided again.

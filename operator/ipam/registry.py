@@ -63,7 +63,7 @@ class _Holder:
     seniority: tuple[str, str, str]
     sharing_key: str | None
     ports: frozenset[Port]
-    # The pools its lbipam.io/pool named: an address leaving them moves unasked only if unchanged.
+    # The pools its lbipam.io/pool named at its last decision: leaving them is unasked if unchanged.
     pools: tuple[str, ...]
     addresses: tuple[IP, ...] = ()
 
@@ -722,7 +722,8 @@ class Registry:
         """Why a Service lost an address it did not ask to lose; None when it asked.
 
         Leaving its named pools, or following its sharing group, counts only while its
-        annotations are the ones it had when it got the address.
+        annotations are those of the registry's last decision for it (see the closing note
+        of issue 16: a decision whose status write failed already counts as that).
         """
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
@@ -742,7 +743,10 @@ class Registry:
             return f"{ip} is no longer in {_pool_list(named)}, which lbipam.io/pool names"
         if known is not None and known.sharing_key != me.sharing_key:
             return None
-        static = request.load_balancer_ip or request.requested_ips
+        try:
+            static = ip.family in _statics(request)
+        except _Refusal:
+            static = True  # an invalid request: its author is changing it
         now = next((new for new in final if new.family == ip.family), None)
         shared = now is not None and any(k != me.key for k in self._owners.get(now, ()))
         if me.group is not None and shared and not static:

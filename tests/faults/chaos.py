@@ -320,8 +320,10 @@ def covering(pools: list[oracle.PoolModel], v4: str, v6: str) -> dict[str, froze
 
 def left(address: str, named: tuple[str, ...], covered: Mapping[str, frozenset[str]]) -> bool:
     """Whether no pool the Service may keep `address` from covers it: the pools its
-    lbipam.io/pool names, or else any pool."""
-    return not any(address in covered[p] for p in covered if not named or p in named)
+    lbipam.io/pool names, or any pool when none of those exists (the Service then keeps
+    what some pool covers)."""
+    scope = [p for p in covered if p in named] or list(covered)
+    return not any(address in covered[p] for p in scope)
 
 
 class Episode:

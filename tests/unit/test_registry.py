@@ -454,6 +454,32 @@ def test_a_sharing_service_follows_its_group_and_hears_why() -> None:
     )
 
 
+def test_a_follower_with_a_static_address_of_the_other_family_still_hears_why() -> None:
+    v6 = "2001:db8::/126"
+    reg = registry(
+        pool("p5", "10.0.0.8/30", "10.0.0.12/31", v6), pool("p20", "10.0.0.8/30", created=1)
+    )
+    web = service("web", created=0, pools=("p5",), sharing_key="edge", ports=frozenset({HTTP}))
+    dns = service(
+        "dns",
+        created=1,
+        sharing_key="edge",
+        ports=frozenset({DNS}),
+        families=(4, 6),
+        family_policy="RequireDualStack",
+        requested_ips=("2001:db8::3",),
+    )
+    first_web, first_dns = reg.ensure(web), reg.ensure(dns)
+    assert first_dns.addresses == ("10.0.0.8", "2001:db8::3")
+    reg.apply_pool(pool("p5", "10.0.0.12/31", v6))
+    again(reg, web, first_web)
+    followed = again(reg, dns, first_dns)
+    assert followed.addresses == ("10.0.0.12", "2001:db8::3")
+    assert followed.revoked == {
+        "10.0.0.8": '10.0.0.8: the Services sharing key "edge" moved to 10.0.0.12'
+    }
+
+
 def test_a_service_that_names_another_pool_has_its_address_released_not_revoked() -> None:
     reg = registry(pool("p5", "10.0.0.8/30"), pool("p6", "10.0.0.16/30"))
     first = reg.ensure(service("dns", pools=("p5",)))
