@@ -103,15 +103,15 @@ class AddressClaims:
         """Drop the claim, or pass it to a Service still sharing the address: left with its
         old parent, it would keep the address from the sharer once that parent shows another.
         A parentRef cannot change, so passing is a delete and a create; each await may let
-        the holders change, so they are read again after it."""
+        the holders change, so they are read after it."""
         address = claim.address
         for _ in range(3):
+            if claim.parent in self.registry.owners_of(address):
+                return False
+            freed = await self._drop(claim)
             owners = self.registry.owners_of(address)
             if not owners:
-                return await self._drop(claim)
-            if claim.parent in owners:
-                return False
-            await self._drop(claim)
+                return freed
             holder = await self._claim(owners[0], address)
             if holder is not None:
                 log.warning(
