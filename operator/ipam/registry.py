@@ -722,8 +722,8 @@ class Registry:
         """Why a Service lost an address it did not ask to lose; None when it asked.
 
         Leaving its named pools, or following its sharing group, counts only while its
-        annotations are those of the registry's last decision for it (see the closing note
-        of issue 16: a decision whose status write failed already counts as that).
+        annotations are those of the registry's last decision for it, which may be one whose
+        status write failed: then a change it asked for is told as revoked.
         """
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"

@@ -30,6 +30,11 @@ def _service(pools: list[str]) -> dict[str, object]:
     }
 
 
+def _dual(pools: list[str], **fields: object) -> dict[str, object]:
+    """A PreferDualStack Service asking for IPv4 first."""
+    return _service(pools) | {"policy": "PreferDualStack", "families": ["IPv4", "IPv6"]} | fields
+
+
 def _pool(*entries: str, auto: bool = True, **fields: object) -> dict[str, object]:
     return {
         "addresses": list(entries),
@@ -211,16 +216,7 @@ def test_a_prefer_dual_stack_service_gets_its_second_family_once_a_pool_has_one(
         Step(
             action="create_service",
             target="b/s18",
-            args={
-                "policy": "PreferDualStack",
-                "families": ["IPv4", "IPv6"],
-                "class": None,
-                "team": "blue",
-                "ports": [(53, "UDP")],
-                "ranges": [],
-                "local": True,
-                "ips": ["{v4}.19"],
-            },
+            args=_dual([], team="blue", ports=[(53, "UDP")], local=True, ips=["{v4}.19"]),
             hurry=None,
         ),
         Step(
@@ -291,16 +287,7 @@ def test_an_address_leaving_the_pool_a_service_names_is_a_revocation(chaos: Env)
         Step(
             "create_service",
             "a/s14",
-            {
-                "policy": "PreferDualStack",
-                "families": ["IPv4", "IPv6"],
-                "class": None,
-                "team": "blue",
-                "ports": [(53, "UDP")],
-                "ranges": [],
-                "local": True,
-                "pools": ["p5"],
-            },
+            _dual(["p5"], team="blue", ports=[(53, "UDP")], local=True),
         ),
         Step("grow_pool", "p5", {"entry": "{v4}.8/30"}),
         Step("change_class", "a/s14", {"class": "lbipam.io/lb"}),
@@ -354,15 +341,7 @@ def test_a_held_network_address_stays_while_another_pool_s_cidr_covers_it(chaos:
         Step(
             "create_service",
             "a/s8",
-            {
-                "policy": "PreferDualStack",
-                "families": ["IPv4", "IPv6"],
-                "class": None,
-                "team": "red",
-                "ports": [(53, "UDP"), (80, "TCP")],
-                "ranges": [],
-                "local": False,
-            },
+            _dual([], ports=[(53, "UDP"), (80, "TCP")]),
         ),
         Step(
             "create_pool", "p11", _pool("{v4}.16/28", "{v4}.20", team="red", allowFirstLastIPs=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import ApiError
+from lbipam.objects import claim_manifest
 
 T = TypeVar("T")
 
@@ -120,19 +121,10 @@ class RecordingWriter:
 
 
 def claim(address: str, key: ServiceKey, manager: str = "lbipam.io") -> dict[str, Any]:
-    """An IPAddress as the API server returns it."""
-    return {
-        "metadata": {
-            "name": address,
-            "uid": f"uid-{address}",
-            "labels": {"ipaddress.kubernetes.io/managed-by": manager},
-        },
-        "spec": {
-            "parentRef": {
-                "group": "",
-                "resource": "services",
-                "namespace": key.namespace,
-                "name": key.name,
-            }
-        },
+    """An IPAddress as the API server returns it: lbipam's claim, or another manager's."""
+    body = claim_manifest(address, key)
+    body["metadata"] |= {
+        "uid": f"uid-{address}",
+        "labels": {"ipaddress.kubernetes.io/managed-by": manager},
     }
+    return body
