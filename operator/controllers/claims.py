@@ -48,14 +48,21 @@ class AddressClaims:
             if claim.ours and claim.parent is not None:
                 self._remember(claim)
 
-    async def take(self, key: ServiceKey, addresses: Sequence[str]) -> dict[str, str]:
-        """Claim each address for the Service; returns who holds those someone else has."""
+    async def take(
+        self, key: ServiceKey, addresses: Sequence[str], shown: Sequence[str]
+    ) -> dict[str, str]:
+        """Claim each address for the Service; returns who holds those someone else has.
+
+        A claim remembered for an address the status does not show yet is made or read
+        again: another replica leading at once may have given it back and claimed the
+        address for another Service since (a status write refused with 409 leaves one).
+        """
         refused: dict[str, str] = {}
         if not self.enabled:
             return refused
         for address in addresses:
             known = self._ours.get(address)
-            if known is not None and self._may_use(key, known):
+            if known is not None and address in shown and self._may_use(key, known):
                 continue
             holder = await self._claim(key, address)
             if holder is not None:

@@ -245,7 +245,7 @@ class ServiceController:
         request = self._with_labels(view).request
         for _ in range(MAX_CLAIM_ROUNDS):
             outcome = self.registry.ensure(request)
-            refused = await self.claims.take(view.key, outcome.addresses)
+            refused = await self.claims.take(view.key, outcome.addresses, view.request.held)
             if not refused:
                 return outcome
             for address, holder in refused.items():

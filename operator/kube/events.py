@@ -11,6 +11,7 @@ from lbipam.background import Background
 from lbipam.clock import timestamp
 from lbipam.ha.term import Term
 from lbipam.kube.client import Api
+from lbipam.kube.errors import is_status
 
 log = logging.getLogger(__name__)
 
@@ -59,4 +60,13 @@ class EventPoster:
         try:
             await self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", body)
         except Exception as error:
-            log.warning("could not post %s Event on %s: %s", reason, involved.get("name"), error)
+            # A namespace being deleted takes its Services' Events with it: nobody can read
+            # them, so nothing is lost and nothing is worth a warning.
+            terminating = is_status(error, 403) and "NamespaceTerminating" in str(error)
+            log.log(
+                logging.DEBUG if terminating else logging.WARNING,
+                "could not post %s Event on %s: %s",
+                reason,
+                involved.get("name"),
+                error,
+            )

@@ -248,6 +248,25 @@ async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
     assert parent == "web"
 
 
+async def test_a_claim_another_leader_took_over_is_not_trusted_from_memory() -> None:
+    """Found by CI: two replicas leading at once showed one address on two Services. The
+    claim this replica remembered had been given back and made again for another Service by
+    the other replica, while this one's status write waited for a retry."""
+    h = Harness(PUBLIC)
+    web, api = ServiceKey("shop", "web"), ServiceKey("shop", "api")
+    h.writer.status_failures = [409]
+    await h.controller.observe(web, service("web"))
+    assert h.writer.statuses == [] and "198.18.0.1" in h.writer.claims
+    # The other replica: web's claim goes, and api's is made, with its status shown.
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", api)
+    h.writer.statuses.append((api, ("198.18.0.1",), None))
+
+    await h.controller.observe(web, service("web"))
+
+    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.2",))
+    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "api"
+
+
 async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it() -> None:
     """Found writing a chaos regression: the claim stayed with a Service that had moved on
     (here: gone), so the sharer still holding the address could be refused it."""
