@@ -167,7 +167,11 @@ def test_two_operators_leading_at_once_never_show_one_address_on_two_services(
             service = event["object"]
             seen[service.metadata.name] = [] if event["type"] == "DELETED" else ingress_ips(service)
             held = Counter(ip for ips in seen.values() for ip in ips)
-            duplicates.extend((ip, sorted(seen)) for ip, n in held.items() if n > 1)
+            duplicates.extend(
+                (ip, sorted(name for name, ips in seen.items() if ip in ips))
+                for ip, n in held.items()
+                if n > 1
+            )
             if stop.is_set() or sum(map(bool, seen.values())) == count:
                 stream.stop()
 
