@@ -15,7 +15,9 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
+from lbipam.ha.term import Fenced
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import is_status
@@ -26,6 +28,16 @@ log = logging.getLogger(__name__)
 # Seconds a claim may go without its Service's status showing the address: the time between
 # creating a claim and writing the status, with a wide margin.
 CLAIM_GRACE = 60.0
+
+
+@dataclass
+class GivenBack:
+    """What releasing claims left to do."""
+
+    # An address a released claim had kept from another of our Services may be handed out.
+    freed: bool = False
+    # Sharers still holding an address whose claim did not pass to them: they must claim it.
+    unclaimed: list[ServiceKey] = field(default_factory=list)
 
 
 class AddressClaims:
@@ -69,19 +81,16 @@ class AddressClaims:
                 refused[address] = holder
         return refused
 
-    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> bool:
-        """The Service's status no longer shows these: release the claims that are its own.
-
-        Returns whether an address its claim had kept from others may be handed out again.
-        """
-        freed = False
+    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> GivenBack:
+        """The Service's status no longer shows these: release the claims that are its own."""
+        given = GivenBack()
         for address in addresses:
             claim = self._ours.get(address)
             if claim is not None and claim.parent == key:
-                freed |= await self._release(claim)
-        return freed
+                await self._release(claim, given)
+        return given
 
-    async def let_go(self, key: ServiceKey) -> bool:
+    async def let_go(self, key: ServiceKey) -> GivenBack:
         """The Service is gone or no longer ours: release every claim it has (as give_back)."""
         return await self.give_back(key, sorted(self._by_parent.get(key, ())))
 
@@ -106,27 +115,31 @@ class AddressClaims:
             again.extend(owners)
         return again, freed
 
-    async def _release(self, claim: ClaimView) -> bool:
+    async def _release(self, claim: ClaimView, given: GivenBack) -> None:
         """Drop the claim, or pass it to a Service still sharing the address: left with its
         old parent, it would keep the address from the sharer once that parent shows another.
         A parentRef cannot change, so passing is a delete and a create; each await may let
-        the holders change, so they are read after it."""
+        the holders change, so they are read after it. A sharer the claim could not pass to
+        is left to claim the address itself, retried like any reconcile."""
         address = claim.address
         for _ in range(3):
             if claim.parent in self.registry.owners_of(address):
-                return False
-            freed = await self._drop(claim)
+                return
+            given.freed |= await self._drop(claim)
             owners = self.registry.owners_of(address)
             if not owners:
-                return freed
-            holder = await self._claim(owners[0], address)
+                return
+            try:
+                holder = await self._claim(owners[0], address)
+            except Fenced:
+                raise
+            except Exception as error:
+                holder = f"an error ({error})"
             if holder is not None:
-                log.warning(
-                    "%s: %s was taken by %s as its claim passed", owners[0], address, holder
-                )
-                return False
+                log.warning("%s: the claim on %s did not pass: %s", owners[0], address, holder)
+                given.unclaimed.append(owners[0])
+                return
             claim = self._ours[address]
-        return False
 
     async def _drop(self, claim: ClaimView) -> bool:
         """Delete our claim. If it had kept the address from another of our Services (the

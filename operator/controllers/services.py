@@ -205,10 +205,11 @@ class ServiceController:
                 return  # the status may still show them: the next event lets go
             if held:
                 self._event(view, "AddressReleased", f"released {', '.join(held)}")
-        unblocked = await self.claims.let_go(key)
+        given = await self.claims.let_go(key)
+        self.requeue(given.unclaimed)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
-        if freed or unblocked:
+        if freed or given.freed:
             self.retry_pending()
 
     async def _allocate(self, view: ServiceView) -> None:
@@ -232,10 +233,11 @@ class ServiceController:
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
-            if await self.claims.give_back(key, outcome.released):
+            given = await self.claims.give_back(key, outcome.released)
+            if given.freed:
                 self.retry_pending()
             # Only now: the claim on an address a follower keeps has passed to it.
-            self.requeue(outcome.followers)
+            self.requeue([*outcome.followers, *given.unclaimed])
 
     async def _decide(self, view: ServiceView) -> Outcome:
         """The registry's decision, its addresses claimed; one held elsewhere is decided again.

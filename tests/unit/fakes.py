@@ -42,6 +42,7 @@ class RecordingWriter:
     # IPAddress objects by name, as the API server would keep them: one per address.
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
     claim_writes: list[tuple[str, str]] = field(default_factory=list)  # verb, address
+    claim_failures: list[int] = field(default_factory=list)  # as status_failures, for creates
 
     async def apply_service_status(
         self,
@@ -93,6 +94,8 @@ class RecordingWriter:
         self.events.append(Event(kind, involved["name"], reason, message, warning))
 
     async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+        if self.claim_failures:
+            raise ApiError(self.claim_failures.pop(0))
         if address in self.claims:
             raise ApiError(409)
         self.claim_writes.append(("create", address))

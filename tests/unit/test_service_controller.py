@@ -287,6 +287,24 @@ async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it(
     assert h.writer.claims == {}, "the last holder gives the claim back"
 
 
+async def test_a_sharer_the_claim_could_not_pass_to_claims_the_address_itself() -> None:
+    h = Harness(PUBLIC)
+    edge = {"lbipam.io/sharing-key": "edge"}
+    dns, web = ServiceKey("shop", "dns"), ServiceKey("shop", "web-1")  # dns is older
+    await h.controller.observe(dns, service("dns", annotations=edge, ports=[{"port": 53}]))
+    await h.controller.observe(web, service("web-1", annotations=edge))
+    h.writer.claim_failures = [500]  # the create half of passing the claim fails
+
+    await h.controller.observe(dns, None)
+    for _ in range(100):
+        if "198.18.0.1" in h.writer.claims:
+            break
+        await asyncio.sleep(0.01)
+
+    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
+    assert h.registry.held_by(web) == ("198.18.0.1",)
+
+
 async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
     h = Harness(PUBLIC)
     h.controller.rebuild([service("web", held="198.18.0.3")], {})
