@@ -66,11 +66,25 @@ class _Holder:
     # The pools its lbipam.io/pool named at its last decision: leaving them is unasked if unchanged.
     pools: tuple[str, ...]
     addresses: tuple[IP, ...] = ()
+    # The annotations its status's addresses were granted under: those of a decision whose
+    # write failed (409) are not the status's yet.
+    shown_pools: tuple[str, ...] = ()
+    shown_sharing_key: str | None = None
 
     @classmethod
     def of(cls, request: ServiceRequest) -> _Holder:
-        sharing_key = request.sharing_key or None
-        return cls(request.key, request.seniority, sharing_key, request.ports, request.pools)
+        key, pools = request.sharing_key or None, request.pools
+        return cls(request.key, request.seniority, key, request.ports, pools, (), pools, key)
+
+    def shown(self, held: Sequence[IP]) -> tuple[tuple[str, ...], str | None]:
+        """The lbipam.io/pool and sharing key of the status's addresses, `held`."""
+        if set(self.addresses) == set(held):
+            return self.pools, self.sharing_key
+        return self.shown_pools, self.shown_sharing_key
+
+    def terms(self, ip: IP, held: Sequence[IP]) -> tuple[tuple[str, ...], str | None]:
+        """The lbipam.io/pool and sharing key `ip` was granted under."""
+        return (self.pools, self.sharing_key) if ip in self.addresses else self.shown(held)
 
     @property
     def group(self) -> tuple[str, str] | None:
@@ -682,6 +696,9 @@ class Registry:
         known = self._holders.get(request.key)
         final = tuple(choice.ip for choice in choices.values())
         before = dict.fromkeys([*(known.addresses if known else ()), *held])
+        if known is not None:
+            shown_pools, shown_sharing_key = known.shown(held)
+            me = replace(me, shown_pools=shown_pools, shown_sharing_key=shown_sharing_key)
         self._store(replace(me, addresses=final))
         pools = tuple(self._pool_of(ip, request, named) for ip in final)
         described = ", ".join(
@@ -696,7 +713,7 @@ class Registry:
         revoked = {
             str(ip): why
             for ip in released
-            if (why := self._taken_away(request, me, known, ip, final))
+            if (why := self._taken_away(request, me, known, ip, held, final))
         }
         return Outcome(
             addresses=tuple(str(ip) for ip in final),
@@ -717,14 +734,15 @@ class Registry:
         me: _Holder,
         known: _Holder | None,
         ip: IP,
+        held: Sequence[IP],
         final: tuple[IP, ...],
     ) -> str | None:
         """Why a Service lost an address it did not ask to lose; None when it asked.
 
         Leaving its named pools, or following its sharing group, counts only while its
-        annotations are those of the registry's last decision for it, which may be one whose
-        status write failed: then a change it asked for is told as revoked.
+        annotations are those the address was granted under.
         """
+        pools, sharing_key = known.terms(ip, held) if known else (me.pools, me.sharing_key)
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
         if ip in self._blocked:
@@ -736,12 +754,12 @@ class Registry:
         ]
         if rivals:
             return f"{ip} is held by the older Service {', '.join(rivals)}"
-        if known is not None and known.pools != me.pools:
+        if pools != me.pools:
             return None
         if self._outside_named(me, ip):
             named = (name for name in me.pools if name in self._pools)
             return f"{ip} is no longer in {_pool_list(named)}, which lbipam.io/pool names"
-        if known is not None and known.sharing_key != me.sharing_key:
+        if sharing_key != me.sharing_key:
             return None
         try:
             static = ip.family in _statics(request)

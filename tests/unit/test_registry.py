@@ -491,6 +491,27 @@ def test_a_service_that_names_another_pool_has_its_address_released_not_revoked(
     )
 
 
+def test_a_pool_change_asked_for_stays_asked_for_when_its_status_write_failed() -> None:
+    """The registry keeps a decision whose write was refused (409): the next pass releases the
+    address the status still shows, under the annotation the user changed, not as revoked."""
+    reg = registry(pool("p5", "10.0.0.8/30"), pool("p6", "10.0.0.16/30"))
+    first = reg.ensure(service("dns", pools=("p5",)))
+    renamed = service("dns", pools=("p6",))
+    again(reg, renamed, first)  # decided 10.0.0.16; the status write fails
+
+    retried = again(reg, renamed, first)
+    assert (retried.addresses, retried.released, retried.revoked) == (
+        ("10.0.0.16",),
+        ("10.0.0.8",),
+        {},
+    )
+    assert again(reg, renamed, retried).released == ()  # written: p6 is the status's now
+    reg.apply_pool(pool("wide", "10.0.0.0/24", created=1))
+    assert reg.apply_pool(pool("p6", "10.0.0.20/30")).moving == (ServiceKey("default", "dns"),)
+    moved = again(reg, renamed, retried)
+    assert moved.revoked["10.0.0.16"].endswith('no longer in pool "p6", which lbipam.io/pool names')
+
+
 def test_a_service_that_joins_another_sharing_group_has_its_address_released() -> None:
     reg = registry(pool("public", "10.0.0.8/30"))
     reg.ensure(service("web", sharing_key="edge", ports=frozenset({HTTP})))
