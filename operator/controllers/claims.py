@@ -65,9 +65,9 @@ class AddressClaims:
     ) -> dict[str, str]:
         """Claim each address for the Service; returns who holds those someone else has.
 
-        A claim remembered for an address the status does not show yet is made or read
-        again: another replica leading at once may have given it back and claimed the
-        address for another Service since (a status write refused with 409 leaves one).
+        A claim remembered for an address the status does not show yet (one made for a
+        status write refused with 409, or a sharer's) is made or read again: another replica
+        leading at once may have given it back and claimed the address for another Service.
         """
         refused: dict[str, str] = {}
         if not self.enabled:
@@ -140,6 +140,7 @@ class AddressClaims:
                 given.unclaimed.append(owners[0])
                 return
             claim = self._ours[address]
+        given.unclaimed.extend(self.registry.owners_of(address))  # the holders kept changing
 
     async def _drop(self, claim: ClaimView) -> bool:
         """Delete our claim. If it had kept the address from another of our Services (the
@@ -187,17 +188,17 @@ class AddressClaims:
             if not existing.ours or existing.parent is None:
                 return existing.describe()
             self._remember(existing)
-            if self._may_use(key, existing):
-                return None
+            # Even our own claim, or a sharer's, is made afresh once stale: another replica
+            # leading at once would take it over before our status write shows the address.
             if not await self._stale(existing):
-                return existing.describe()
+                return None if self._may_use(key, existing) else existing.describe()
             await self._drop(existing)
         return f"a claim on {address} that keeps changing"
 
     async def _stale(self, claim: ClaimView) -> bool:
-        """Whether another Service's claim may go: that Service is gone, or its status has not
-        shown the address for longer than a status write can take (two replicas that both
-        think they lead must not take each other's claims in flight)."""
+        """Whether a claim may go: its Service is gone, or its status has not shown the address
+        for longer than a status write can take (two replicas that both think they lead must
+        not take each other's claims in flight)."""
         assert claim.parent is not None
         shown = await self.writer.service_ingress(claim.parent)
         if shown is None:

@@ -262,7 +262,8 @@ class ServiceController:
         """Write our status fields; False when the Service changed or went meanwhile.
 
         Either way a newer event follows (MODIFIED or DELETED) and brings the Service back
-        here; the registry keeps the decision, so the next write carries the same addresses.
+        here; the registry keeps the decision, so the next write carries the same addresses
+        unless their claims were lost meanwhile.
         """
         try:
             await self.writer.apply_service_status(

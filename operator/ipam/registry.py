@@ -73,8 +73,10 @@ class _Holder:
 
     @classmethod
     def of(cls, request: ServiceRequest) -> _Holder:
-        key, pools = request.sharing_key or None, request.pools
-        return cls(request.key, request.seniority, key, request.ports, pools, (), pools, key)
+        sharing, pools = request.sharing_key or None, request.pools
+        return cls(
+            request.key, request.seniority, sharing, request.ports, pools, (), pools, sharing
+        )
 
     def shown(self, held: Sequence[IP]) -> tuple[tuple[str, ...], str | None]:
         """The lbipam.io/pool and sharing key of the status's addresses, `held`."""
@@ -130,6 +132,9 @@ class Registry:
         self._ordered: list[Pool] | None = None
         # Services holding at least one address; a holder's addresses are keys of _owners.
         self._holders: dict[ServiceKey, _Holder] = {}
+        # Services a decision left with no address while their status may still show some:
+        # the annotations those were granted under (a _Holder's shown_pools, shown_sharing_key).
+        self._bare: dict[ServiceKey, tuple[tuple[str, ...], str | None]] = {}
         # Address -> its holders: one, or several that can all share it; never empty.
         self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
         # (namespace, sharing key) -> holders in that group; never an empty set.
@@ -394,6 +399,7 @@ class Registry:
 
     def release(self, key: ServiceKey) -> tuple[str, ...]:
         """Forget the Service; returns the addresses nobody holds any more."""
+        self._bare.pop(key, None)
         holder = self._holders.get(key)
         if holder is None:
             return ()
@@ -411,6 +417,7 @@ class Registry:
         self._owners.clear()
         self._groups.clear()
         self._blocked.clear()
+        self._bare.clear()
         self._pools = {name: Pool(p.spec, p.spans, (), p.error) for name, p in self._pools.items()}
         self._ordered = None
         self.changes += 1
@@ -696,9 +703,11 @@ class Registry:
         known = self._holders.get(request.key)
         final = tuple(choice.ip for choice in choices.values())
         before = dict.fromkeys([*(known.addresses if known else ()), *held])
-        if known is not None:
-            shown_pools, shown_sharing_key = known.shown(held)
-            me = replace(me, shown_pools=shown_pools, shown_sharing_key=shown_sharing_key)
+        bare = self._bare.pop(request.key, (me.pools, me.sharing_key))
+        shown_pools, shown_sharing_key = known.shown(held) if known else bare
+        me = replace(me, shown_pools=shown_pools, shown_sharing_key=shown_sharing_key)
+        if held and not final:
+            self._bare[request.key] = (shown_pools, shown_sharing_key)
         self._store(replace(me, addresses=final))
         pools = tuple(self._pool_of(ip, request, named) for ip in final)
         described = ", ".join(
@@ -742,7 +751,9 @@ class Registry:
         Leaving its named pools, or following its sharing group, counts only while its
         annotations are those the address was granted under.
         """
-        pools, sharing_key = known.terms(ip, held) if known else (me.pools, me.sharing_key)
+        pools, sharing_key = (
+            known.terms(ip, held) if known else (me.shown_pools, me.shown_sharing_key)
+        )
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
         if ip in self._blocked:

@@ -62,7 +62,9 @@ class EventPoster:
         except Exception as error:
             # A namespace being deleted takes its Services' Events with it: nobody can read
             # them, so nothing is lost and nothing is worth a warning.
-            terminating = is_status(error, 403) and "NamespaceTerminating" in str(error)
+            terminating = is_status(error, 403) and "NamespaceTerminating" in str(
+                getattr(error, "body", None)
+            )
             log.log(
                 logging.DEBUG if terminating else logging.WARNING,
                 "could not post %s Event on %s: %s",

@@ -6,6 +6,7 @@ table tests can say "this Service in → these writes and Events out".
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -123,11 +124,16 @@ class RecordingWriter:
         return [event.reason for event in self.events]
 
 
-def claim(address: str, key: ServiceKey, manager: str = "lbipam.io") -> dict[str, Any]:
-    """An IPAddress as the API server returns it: lbipam's claim, or another manager's."""
+def claim(
+    address: str, key: ServiceKey, manager: str = "lbipam.io", age: float = 0.0
+) -> dict[str, Any]:
+    """An IPAddress as the API server returns it: lbipam's claim, or another manager's,
+    made `age` seconds ago."""
     body = claim_manifest(address, key)
+    made = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age)
     body["metadata"] |= {
-        "uid": f"uid-{address}",
+        "uid": f"uid-{address}-{key.name}",
+        "creationTimestamp": made.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "labels": {"ipaddress.kubernetes.io/managed-by": manager},
     }
     return body

@@ -12,6 +12,14 @@ from lbipam.kube.errors import ApiError
 from lbipam.kube.events import EventPoster
 
 WEB = {"apiVersion": "v1", "namespace": "shop", "name": "web", "uid": "u1"}
+# As the API server said it in CI.
+TERMINATING = (
+    '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events '
+    '\\"web.\\" is forbidden: unable to create new content in namespace shop because it is '
+    'being terminated","reason":"Forbidden","details":{"name":"web.","kind":"events","causes":'
+    '[{"reason":"NamespaceTerminating","message":"namespace shop is being terminated","field":'
+    '"metadata.namespace"}]},"code":403}'
+)
 
 
 class Refusing:
@@ -31,6 +39,7 @@ async def _post(api: Refusing) -> None:
 
 
 async def test_an_event_refused_by_rbac_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "lbipam.kube.events")
     await _post(Refusing(403, '{"message": "events is forbidden: User \\"x\\" cannot create"}'))
 
     [record] = caplog.records
@@ -41,7 +50,7 @@ async def test_an_event_in_a_namespace_being_deleted_is_not_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, "lbipam.kube.events")
-    await _post(Refusing(403, '{"causes": [{"reason": "NamespaceTerminating"}], "code": 403}'))
+    await _post(Refusing(403, TERMINATING))
 
     [record] = caplog.records
     assert record.levelno == logging.DEBUG

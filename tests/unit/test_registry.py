@@ -512,6 +512,21 @@ def test_a_pool_change_asked_for_stays_asked_for_when_its_status_write_failed() 
     assert moved.revoked["10.0.0.16"].endswith('no longer in pool "p6", which lbipam.io/pool names')
 
 
+def test_a_pool_change_to_a_full_pool_stays_asked_for_when_its_status_write_failed() -> None:
+    reg = registry(pool("p5", "10.0.0.8/30"), pool("p6", "10.0.0.16/32"))
+    reg.ensure(service("web", pools=("p6",)))
+    first = reg.ensure(service("dns", created=1, pools=("p5",)))
+    full = service("dns", created=1, pools=("p6",))
+    assert again(reg, full, first).addresses == ()  # PoolExhausted; the status write fails
+
+    retried = again(reg, full, first)
+    assert (retried.reason, retried.released, retried.revoked) == (
+        Reason.POOL_EXHAUSTED,
+        ("10.0.0.8",),
+        {},
+    )
+
+
 def test_a_service_that_joins_another_sharing_group_has_its_address_released() -> None:
     reg = registry(pool("public", "10.0.0.8/30"))
     reg.ensure(service("web", sharing_key="edge", ports=frozenset({HTTP})))

@@ -238,7 +238,7 @@ async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_nam
 
 async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
     h = Harness(PUBLIC)
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"))
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"), age=120)
 
     await h.controller.observe(ServiceKey("shop", "web"), service("web"))
 
@@ -287,6 +287,20 @@ async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it(
     assert h.writer.claims == {}, "the last holder gives the claim back"
 
 
+async def test_an_own_claim_gone_stale_is_made_afresh_before_the_status_shows_it() -> None:
+    """A replica leading at once may take over a claim whose Service has not shown its
+    address for a minute, even between our read of it and our status write; a fresh one
+    it leaves alone."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", web, age=120)
+
+    await h.controller.observe(web, service("web"))
+
+    assert h.writer.claim_writes == [("delete", "198.18.0.1"), ("create", "198.18.0.1")]
+    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.1",))
+
+
 async def test_a_sharer_the_claim_could_not_pass_to_claims_the_address_itself() -> None:
     h = Harness(PUBLIC)
     edge = {"lbipam.io/sharing-key": "edge"}
@@ -308,7 +322,7 @@ async def test_a_sharer_the_claim_could_not_pass_to_claims_the_address_itself() 
 async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
     h = Harness(PUBLIC)
     h.controller.rebuild([service("web", held="198.18.0.3")], {})
-    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
     odd = claim("198.18.0.6", ServiceKey("shop", "x"))
     odd["spec"]["parentRef"] = {"group": "example.com", "resource": "gateways", "name": "gw"}
     h.writer.claims["198.18.0.6"] = odd
@@ -345,7 +359,7 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     monkeypatch.setattr(services, "SWEEP_FIRST", 0.01)
     monkeypatch.setattr(services, "SWEEP_EVERY", 0.01)
     h = Harness(PUBLIC)
-    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"))
+    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
     calls = 0
     list_claims = h.writer.list_claims
 
