@@ -103,7 +103,13 @@ class Plan:
             return step.target not in self.services
         if kind.endswith("_pool"):
             return step.target in self.pools
-        if kind in ("delete_service", "change_class", "set_source_ranges", "relabel_service"):
+        if kind in (
+            "delete_service",
+            "change_class",
+            "set_source_ranges",
+            "relabel_service",
+            "repoint_service",
+        ):
             return step.target in self.services
         return True
 
@@ -134,6 +140,8 @@ class Plan:
             self.services[target]["ranges"] = args["ranges"]
         elif kind == "relabel_service":
             self.services[target]["team"] = args["team"]
+        elif kind == "repoint_service":
+            self.services[target].update(args)
         elif kind == "label_namespace":
             self.tiers[target] = args["tier"]
 
@@ -164,6 +172,7 @@ def propose(rng: random.Random, plan: Plan) -> Step:
             (1.0, lambda: _change_class(rng, plan, rng.choice(services))),
             (1.0, lambda: _ranges(rng, rng.choice(services))),
             (0.5, lambda: Step("relabel_service", rng.choice(services), {"team": _team(rng)})),
+            (0.7, lambda: _repoint(rng, plan, rng.choice(services))),
         ]
     weights = [w for w, _ in choices]
     step = rng.choices([make for _, make in choices], weights)[0]()
@@ -244,6 +253,14 @@ def _new_service(rng: random.Random, plan: Plan, n: int) -> Step:
     if rng.random() < 0.25:
         fields["sharing"] = rng.choice(("web", "dns"))
     return Step("create_service", f"{rng.choice('ab')}/s{n}", fields)
+
+
+def _repoint(rng: random.Random, plan: Plan, target: str) -> Step:
+    """A user editing lbipam.io/pool or lbipam.io/sharing-key: the Service may move, as asked."""
+    if rng.random() < 0.5:
+        named = rng.choice([[], ["nowhere"], *([p] for p in sorted(plan.pools))])
+        return Step("repoint_service", target, {"pools": named})
+    return Step("repoint_service", target, {"sharing": rng.choice((None, "web", "dns"))})
 
 
 def _range_list(rng: random.Random) -> list[str]:
@@ -344,8 +361,9 @@ class Episode:
         self.known_pools: dict[str, oracle.PoolModel] = {}
         # When each step since the last settle was done, and what each pool covered after it.
         self.coverage: list[tuple[float, dict[str, frozenset[str]]]] = []
-        # Services whose class changed since the last settle: they passed through ClusterIP, so
-        # they were not ours for a moment and may come back with another address.
+        # Services whose class changed since the last settle (they passed through ClusterIP, so
+        # they were not ours for a moment) or whose lbipam annotations the user edited: they
+        # may come back with another address.
         self.reborn: set[str] = set()
         self.hurried = False  # a step since the last settle did not wait
         # As deployed: the operator's ServiceAccount, its Lease in its own namespace.
@@ -445,16 +463,21 @@ class Episode:
     def _delete_pool(self, step: Step) -> None:
         self.env.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, self.pool(step.target))
 
+    def _annotations(self, args: Mapping[str, Any]) -> dict[str, str | None]:
+        """The Service's lbipam annotations in `args`; None removes one (merge patch)."""
+        annotations: dict[str, str | None] = {}
+        if "pools" in args:
+            annotations["lbipam.io/pool"] = ",".join(self.pool(p) for p in args["pools"]) or None
+        if "ips" in args:
+            annotations["lbipam.io/ips"] = ",".join(self.render(a) for a in args["ips"]) or None
+        if "sharing" in args:
+            annotations["lbipam.io/sharing-key"] = args["sharing"]
+        return annotations
+
     def _create_service(self, step: Step) -> None:
         namespace, name = self.service(step.target)
         args = step.args
-        annotations = {}
-        if args.get("pools"):
-            annotations["lbipam.io/pool"] = ",".join(self.pool(p) for p in args["pools"])
-        if args.get("ips"):
-            annotations["lbipam.io/ips"] = ",".join(self.render(a) for a in args["ips"])
-        if args.get("sharing"):
-            annotations["lbipam.io/sharing-key"] = args["sharing"]
+        annotations = {k: v for k, v in self._annotations(args).items() if v is not None}
         spec: dict[str, Any] = {
             "ipFamilyPolicy": args["policy"],
             "ipFamilies": args["families"],
@@ -508,6 +531,12 @@ class Episode:
     def _set_source_ranges(self, step: Step) -> None:
         ranges = step.args["ranges"] or None
         self._patch_service(step.target, {"spec": {"loadBalancerSourceRanges": ranges}})
+
+    def _repoint_service(self, step: Step) -> None:
+        self.reborn.add("/".join(self.service(step.target)))  # it may move: the user asked
+        self._patch_service(
+            step.target, {"metadata": {"annotations": self._annotations(step.args)}}
+        )
 
     def _relabel_service(self, step: Step) -> None:
         self._patch_service(step.target, {"metadata": {"labels": {"team": step.args["team"]}}})
