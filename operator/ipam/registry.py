@@ -55,6 +55,10 @@ class PoolChange:
     moving: tuple[ServiceKey, ...] = ()
 
 
+_Terms = tuple[tuple[str, ...], str | None]  # lbipam.io/pool names, sharing key
+_NO_TERMS: _Terms = ((), None)  # most Services': one tuple for all of them
+
+
 @dataclass(frozen=True, slots=True)
 class _Holder:
     """What the registry remembers of a Service that holds addresses."""
@@ -63,30 +67,29 @@ class _Holder:
     seniority: tuple[str, str, str]
     sharing_key: str | None
     ports: frozenset[Port]
-    # The pools its lbipam.io/pool named at its last decision: leaving them is unasked if unchanged.
+    # The pools its lbipam.io/pool named at its last decision: an address outside them moves.
     pools: tuple[str, ...]
     addresses: tuple[IP, ...] = ()
-    # The annotations its status's addresses were granted under: those of a decision whose
-    # write failed (409) are not the status's yet.
-    shown_pools: tuple[str, ...] = ()
-    shown_sharing_key: str | None = None
+    # The lbipam.io/pool and sharing key `addresses` were granted under: a request refused as
+    # invalid (a pool named before it exists) grants nothing, so they may be older ones.
+    granted: _Terms = _NO_TERMS
+    # ...and those the status's addresses were granted under: a decision whose write failed
+    # (409) is not the status's yet.
+    shown_terms: _Terms = _NO_TERMS
 
     @classmethod
     def of(cls, request: ServiceRequest) -> _Holder:
         sharing, pools = request.sharing_key or None, request.pools
-        return cls(
-            request.key, request.seniority, sharing, request.ports, pools, (), pools, sharing
-        )
+        terms = (pools, sharing) if pools or sharing else _NO_TERMS
+        return cls(request.key, request.seniority, sharing, request.ports, pools, (), terms, terms)
 
-    def shown(self, held: Sequence[IP]) -> tuple[tuple[str, ...], str | None]:
-        """The lbipam.io/pool and sharing key of the status's addresses, `held`."""
-        if set(self.addresses) == set(held):
-            return self.pools, self.sharing_key
-        return self.shown_pools, self.shown_sharing_key
+    def shown(self, held: Sequence[IP]) -> _Terms:
+        """The terms of the status's addresses, `held`."""
+        return self.granted if set(self.addresses) == set(held) else self.shown_terms
 
-    def terms(self, ip: IP, held: Sequence[IP]) -> tuple[tuple[str, ...], str | None]:
-        """The lbipam.io/pool and sharing key `ip` was granted under."""
-        return (self.pools, self.sharing_key) if ip in self.addresses else self.shown(held)
+    def terms(self, ip: IP, held: Sequence[IP]) -> _Terms:
+        """The terms `ip`, held by the registry or the status, was granted under."""
+        return self.granted if ip in self.addresses else self.shown(held)
 
     @property
     def group(self) -> tuple[str, str] | None:
@@ -133,8 +136,8 @@ class Registry:
         # Services holding at least one address; a holder's addresses are keys of _owners.
         self._holders: dict[ServiceKey, _Holder] = {}
         # Services a decision left with no address while their status may still show some:
-        # the annotations those were granted under (a _Holder's shown_pools, shown_sharing_key).
-        self._bare: dict[ServiceKey, tuple[tuple[str, ...], str | None]] = {}
+        # the terms those were granted under (a _Holder's shown_terms).
+        self._bare: dict[ServiceKey, _Terms] = {}
         # Address -> its holders: one, or several that can all share it; never empty.
         self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
         # (namespace, sharing key) -> holders in that group; never an empty set.
@@ -456,6 +459,8 @@ class Registry:
             wishes = self._wishes(request)
         except _Refusal as refusal:
             kept = self._keep(me, current, None)
+            if known is not None and kept:
+                me = replace(me, granted=known.terms(next(iter(kept.values())).ip, held))
             return self._commit(request, me, kept, held, None, refusal, refusal.message)
         choices: dict[int, _Choice] = {}
         missing: list[str] = []
@@ -703,11 +708,10 @@ class Registry:
         known = self._holders.get(request.key)
         final = tuple(choice.ip for choice in choices.values())
         before = dict.fromkeys([*(known.addresses if known else ()), *held])
-        bare = self._bare.pop(request.key, (me.pools, me.sharing_key))
-        shown_pools, shown_sharing_key = known.shown(held) if known else bare
-        me = replace(me, shown_pools=shown_pools, shown_sharing_key=shown_sharing_key)
+        bare = self._bare.pop(request.key, me.shown_terms)
+        me = replace(me, shown_terms=known.shown(held) if known else bare)
         if held and not final:
-            self._bare[request.key] = (shown_pools, shown_sharing_key)
+            self._bare[request.key] = me.shown_terms
         self._store(replace(me, addresses=final))
         pools = tuple(self._pool_of(ip, request, named) for ip in final)
         described = ", ".join(
@@ -751,9 +755,7 @@ class Registry:
         Leaving its named pools, or following its sharing group, counts only while its
         annotations are those the address was granted under.
         """
-        pools, sharing_key = (
-            known.terms(ip, held) if known else (me.shown_pools, me.shown_sharing_key)
-        )
+        pools, sharing_key = known.terms(ip, held) if known else me.shown_terms
         if not self._containing(ip):
             return f"{ip} is no longer in any pool"
         if ip in self._blocked:

@@ -527,6 +527,22 @@ def test_a_pool_change_to_a_full_pool_stays_asked_for_when_its_status_write_fail
     )
 
 
+def test_naming_a_pool_before_it_exists_is_asked_for_when_the_pool_comes() -> None:
+    reg = registry(pool("p5", "10.0.0.8/30"))
+    first = reg.ensure(service("dns", pools=("p5",)))
+    early = service("dns", pools=("p9",))
+    waiting = again(reg, early, first)
+    assert (waiting.reason, waiting.addresses) == (Reason.NO_MATCHING_POOL, ("10.0.0.8",))
+
+    reg.apply_pool(pool("p9", "10.0.0.16/30"))  # a pending Service is retried on pool changes
+    moved = again(reg, early, waiting)
+    assert (moved.addresses, moved.released, moved.revoked) == (
+        ("10.0.0.16",),
+        ("10.0.0.8",),
+        {},
+    )
+
+
 def test_a_service_that_joins_another_sharing_group_has_its_address_released() -> None:
     reg = registry(pool("public", "10.0.0.8/30"))
     reg.ensure(service("web", sharing_key="edge", ports=frozenset({HTTP})))
