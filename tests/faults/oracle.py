@@ -324,7 +324,11 @@ def addresses(now: Cluster) -> list[Violation]:
             pools = [p for p in now.pools.values() if p.covers(address)]
             if not pools:
                 found.append(Violation("outside-pool", f"{key} holds {address}, in no IPPool"))
-            elif service.named and not any(p.name in service.named for p in pools):
+            elif (
+                service.named
+                and not any(p.name in service.named for p in pools)
+                and not _kept_while_naming_a_missing_pool(now, service)
+            ):
                 found.append(
                     Violation("outside-pool", f"{key} holds {address}, outside its named pools")
                 )
@@ -377,13 +381,24 @@ def new_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[V
     return found
 
 
+def _names_a_missing_pool(now: Cluster, service: ServiceModel) -> bool:
+    return any(name not in now.pools for name in service.named)
+
+
+def _kept_while_naming_a_missing_pool(now: Cluster, service: ServiceModel) -> bool:
+    """A request naming a pool that does not exist is refused, and what the Service holds is
+    kept (a typo loses nothing) while its condition says why."""
+    condition = service.held.condition or {}
+    return _names_a_missing_pool(now, service) and condition.get("reason") == "NoMatchingPool"
+
+
 def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[str]) -> str:
     """'ok' when a pool could serve this family now, 'soft' when none can, 'hard' on a refusal.
 
     Mirrors API.md: a named pool that does not exist, a static address in use or in no usable
     pool, and a port conflict in a sharing group refuse the whole request (hard).
     """
-    if any(name not in now.pools for name in service.named):
+    if _names_a_missing_pool(now, service):
         return "hard"
     static = service.statics.get(family)
     if static is not None:

@@ -350,3 +350,20 @@ def test_a_held_network_address_stays_while_another_pool_s_cidr_covers_it(chaos:
         Step("shrink_pool", "p11", {"entry": "{v4}.16/28"}),
     ]
     replays_clean(chaos, steps)
+
+
+def test_a_service_renamed_to_a_pool_that_does_not_exist_keeps_its_addresses(chaos: Env) -> None:
+    """Found by the chaos machine (seed 7575) once it edited annotations, shrunk to 3 steps; the
+    oracle's bug, not the operator's.
+
+    a/s1 held an address of each family when its lbipam.io/pool was set to a pool that does
+    not exist. The operator keeps what a refused request holds (NoMatchingPool says why), so a
+    typo loses nothing; the oracle called both addresses "outside its named pools".
+    """
+    steps = [
+        Step("create_service", "a/s1", _dual([], ports=[(53, "UDP")])),
+        Step("create_pool", "p4", _pool("{v4}.16-{v4}.19", "{v4}.12/31", "{v6}::8/125")),
+        Step("repoint_service", "a/s1", {"pools": ["nowhere"]}),
+        Step("repoint_service", "a/s1", {"pools": ["p4"]}),
+    ]
+    replays_clean(chaos, steps)
