@@ -230,6 +230,7 @@ class ServiceController:
         )
         (written, *_), changed = set_condition([view.condition] if view.condition else [], wanted)
         if outcome.addresses == view.request.held and not changed:
+            self.requeue(outcome.followers)  # it joined a group as its oldest member
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)

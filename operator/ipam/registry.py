@@ -459,8 +459,10 @@ class Registry:
             wishes = self._wishes(request)
         except _Refusal as refusal:
             kept = self._keep(me, current, None)
-            if known is not None and kept:
-                me = replace(me, granted=known.terms(next(iter(kept.values())).ip, held))
+            if kept:
+                ip = next(iter(kept.values())).ip
+                granted = known.terms(ip, held) if known else self._bare.get(request.key)
+                me = replace(me, granted=granted or me.granted)
             return self._commit(request, me, kept, held, None, refusal, refusal.message)
         choices: dict[int, _Choice] = {}
         missing: list[str] = []
@@ -737,7 +739,9 @@ class Registry:
             released=tuple(str(ip) for ip in released),
             revoked=revoked,
             displaced=tuple(sorted({k for c in choices.values() for k in c.displace})),
-            followers=self._followers(me, final) if set(final) != set(before) else (),
+            followers=self._followers(me, final)
+            if set(final) != set(before) or (known is not None and known.group != me.group)
+            else (),
             waiting=refusal is not None and refusal.waiting,
         )
 
@@ -761,12 +765,14 @@ class Registry:
         if ip in self._blocked:
             return f"{ip} is already used by {self._blocked[ip]}"
         rivals = [
-            str(k)
+            self._holders[k]
             for k in self._owners.get(ip, ())
             if k != me.key and not me.can_share(self._holders[k])
         ]
-        if rivals:
-            return f"{ip} is held by the older Service {', '.join(rivals)}"
+        # Held by the group it left: as asked.
+        left = (me.key.namespace, sharing_key) if sharing_key != me.sharing_key else None
+        if rivals and not (left and sharing_key and all(r.group == left for r in rivals)):
+            return f"{ip} is held by the older Service {', '.join(str(r.key) for r in rivals)}"
         if pools != me.pools:
             return None
         if self._outside_named(me, ip):

@@ -533,7 +533,17 @@ class Episode:
         self._patch_service(step.target, {"spec": {"loadBalancerSourceRanges": ranges}})
 
     def _repoint_service(self, step: Step) -> None:
-        self.reborn.add("/".join(self.service(step.target)))  # it may move: the user asked
+        """It may move, as asked; so may the sharing groups it leaves or joins."""
+        moving = {step.target}
+        if "sharing" in step.args:
+            logical = step.target.split("/")[0]
+            groups = {self.plan.services[step.target].get("sharing"), step.args["sharing"]}
+            moving |= {
+                target
+                for target, fields in self.plan.services.items()
+                if target.startswith(f"{logical}/") and fields.get("sharing") in groups - {None}
+            }
+        self.reborn |= {"/".join(self.service(target)) for target in moving}
         self._patch_service(
             step.target, {"metadata": {"annotations": self._annotations(step.args)}}
         )

@@ -454,6 +454,51 @@ def test_a_sharing_service_follows_its_group_and_hears_why() -> None:
     )
 
 
+def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
+    reg = registry(pool("public", "10.0.0.8/30"))
+    old = service("old", created=0, ports=frozenset({HTTP}))
+    dns = service("dns", created=1, sharing_key="edge", ports=frozenset({DNS}))
+    first_old, first_dns = reg.ensure(old), reg.ensure(dns)
+    assert (first_old.addresses, first_dns.addresses) == (("10.0.0.8",), ("10.0.0.9",))
+
+    joined = again(reg, replace(old, sharing_key="edge"), first_old)
+    assert (joined.addresses, joined.followers) == (("10.0.0.8",), (dns.key,))
+    followed = again(reg, dns, first_dns)
+    assert followed.addresses == ("10.0.0.8",) and "10.0.0.9" in followed.revoked
+
+
+def test_a_younger_service_leaving_its_group_is_released_not_revoked() -> None:
+    reg = registry(pool("public", "10.0.0.8/30"))
+    web = service("web", created=0, sharing_key="edge", ports=frozenset({HTTP}))
+    dns = service("dns", created=1, sharing_key="edge", ports=frozenset({DNS}))
+    reg.ensure(web)
+    first = reg.ensure(dns)
+    assert first.addresses == ("10.0.0.8",)
+
+    left = again(reg, replace(dns, sharing_key=""), first)
+    assert (left.addresses, left.released, left.revoked) == (("10.0.0.9",), ("10.0.0.8",), {})
+
+
+def test_a_pool_named_before_it_exists_by_a_service_left_bare_is_asked_for() -> None:
+    """A decision left it no address (its pool full); that write failed, and then it named
+    a pool that does not exist: the address its status still shows keeps its old terms."""
+    reg = registry(pool("p5", "10.0.0.8/30"), pool("p6", "10.0.0.16/32"))
+    reg.ensure(service("web", pools=("p6",)))
+    first = reg.ensure(service("dns", created=1, pools=("p5",)))
+    assert again(reg, service("dns", created=1, pools=("p6",)), first).addresses == ()
+    early = service("dns", created=1, pools=("p9",))
+    waiting = again(reg, early, first)  # keeps 10.0.0.8 while p9 does not exist
+    assert waiting.addresses == ("10.0.0.8",)
+
+    reg.apply_pool(pool("p9", "10.0.0.20/30"))
+    moved = again(reg, early, waiting)
+    assert (moved.addresses, moved.released, moved.revoked) == (
+        ("10.0.0.20",),
+        ("10.0.0.8",),
+        {},
+    )
+
+
 def test_a_follower_with_a_static_address_of_the_other_family_still_hears_why() -> None:
     v6 = "2001:db8::/126"
     reg = registry(

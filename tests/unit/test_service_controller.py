@@ -267,6 +267,24 @@ async def test_a_claim_another_leader_took_over_is_not_trusted_from_memory() -> 
     assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "api"
 
 
+async def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
+    h = Harness(PUBLIC)
+    edge = {"lbipam.io/sharing-key": "edge"}
+    api, dns = ServiceKey("shop", "api"), ServiceKey("shop", "dns-1")  # api is older
+    await h.controller.observe(api, service("api"))
+    await h.controller.observe(dns, service("dns-1", annotations=edge, ports=[{"port": 53}]))
+    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",), ("198.18.0.2",)]
+
+    await h.controller.observe(api, service("api", held="198.18.0.1", annotations=edge))
+    for _ in range(100):
+        if h.registry.held_by(dns) == ("198.18.0.1",):
+            break
+        await asyncio.sleep(0.01)
+
+    assert h.writer.statuses[-1][:2] == (dns, ("198.18.0.1",))
+    assert "AddressRevoked" in h.writer.reasons()[2:]
+
+
 async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it() -> None:
     """Found writing a chaos regression: the claim stayed with a Service that had moved on
     (here: gone), so the sharer still holding the address could be refused it."""
