@@ -90,6 +90,11 @@ class AddressClaims:
                 await self._release(claim, given)
         return given
 
+    def others(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
+        """The Service's own claims on addresses other than those its status shows: those
+        its decision released, and any a let-go whose status write failed left behind."""
+        return sorted(self._by_parent.get(key, set()) - set(shown))
+
     async def let_go(self, key: ServiceKey) -> GivenBack:
         """The Service is gone or no longer ours: release every claim it has (as give_back)."""
         return await self.give_back(key, sorted(self._by_parent.get(key, ())))

@@ -234,7 +234,7 @@ class ServiceController:
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
-            given = await self.claims.give_back(key, outcome.released)
+            given = await self.claims.give_back(key, self.claims.others(key, outcome.addresses))
             if given.freed:
                 self.retry_pending()
             # Only now: the claim on an address a follower keeps has passed to it.

@@ -285,6 +285,25 @@ async def test_an_older_service_joining_a_group_brings_the_group_to_its_address(
     assert "AddressRevoked" in h.writer.reasons()[2:]
 
 
+async def test_a_claim_left_by_a_let_go_whose_write_failed_goes_with_the_next_write() -> None:
+    """Found by the chaos machine (seed 1212): a Service passed through another class; the
+    write clearing its status got 409, so its claim stayed (the status could still show the
+    address). Back in our class it got another address, and the old claim kept .1 blocked,
+    counted in its pool, until the ten-minute sweep."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    await h.controller.observe(web, service("web"))
+    h.writer.status_failures = [409]
+    elsewhere = service("web", held="198.18.0.1", loadBalancerClass="other.example/lb")
+    await h.controller.observe(web, elsewhere)
+    assert "198.18.0.1" in h.writer.claims
+
+    await h.controller.observe(web, service("web", loadBalancerIP="198.18.0.3"))
+
+    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.3",))
+    assert sorted(h.writer.claims) == ["198.18.0.3"]
+
+
 async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it() -> None:
     """Found writing a chaos regression: the claim stayed with a Service that had moved on
     (here: gone), so the sharer still holding the address could be refused it."""
