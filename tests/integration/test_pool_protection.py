@@ -33,7 +33,7 @@ def _burst(core: client.CoreV1Api, namespace: str, stop: threading.Event) -> Non
 
 
 def test_deleting_a_pool_the_moment_its_first_address_shows_always_waits_for_the_holder(
-    core: client.CoreV1Api, pools: Pools, namespace: str
+    core: client.CoreV1Api, pools: Pools, namespace: str, operator: OperatorProcess
 ) -> None:
     pools.create([f"{subnet()}.0/24"])  # the burst's pool
     stop = threading.Event()
@@ -63,14 +63,24 @@ def test_deleting_a_pool_the_moment_its_first_address_shows_always_waits_for_the
         burst.join()
     assert kept == 50
 
-    def gone(name: str) -> bool:
-        try:
-            pools.get(name)
-        except client.ApiException as error:
-            return error.status == 404
-        return False
+    def left() -> list[str]:
+        names = []
+        for name in pools.names[1:]:
+            try:
+                meta = pools.get(name)["metadata"]
+            except client.ApiException as error:
+                if error.status == 404:
+                    continue
+                raise
+            names.append(f"{name} (finalizers {meta.get('finalizers')})")
+        return names
 
-    eventually(lambda: all(gone(n) for n in pools.names[1:]), timeout=30, what="pools gone")
+    try:
+        eventually(lambda: not left(), timeout=30, what="pools gone")
+    except AssertionError as error:
+        # Which pool stayed, and what the operator did about it, for the next reader.
+        logs = operator.logs(lines=80)
+        raise AssertionError(f"{error}: still there: {left()}\noperator:\n{logs}") from None
 
 
 def test_a_new_pool_says_protecting_until_its_finalizer_is_on_then_ready(
