@@ -455,14 +455,15 @@ class Registry:
         current = {ip.family: ip for ip in held}
         if (known := self._holders.get(request.key)) is not None:
             current.update({ip.family: ip for ip in known.addresses})
+        bare = self._bare.pop(request.key, me.shown_terms)
+        me = replace(me, shown_terms=known.shown(held) if known else bare)
         try:
             wishes = self._wishes(request)
         except _Refusal as refusal:
             kept = self._keep(me, current, None)
             if kept:
                 ip = next(iter(kept.values())).ip
-                granted = known.terms(ip, held) if known else self._bare.get(request.key)
-                me = replace(me, granted=granted or me.granted)
+                me = replace(me, granted=known.terms(ip, held) if known else me.shown_terms)
             return self._commit(request, me, kept, held, None, refusal, refusal.message)
         choices: dict[int, _Choice] = {}
         missing: list[str] = []
@@ -710,8 +711,6 @@ class Registry:
         known = self._holders.get(request.key)
         final = tuple(choice.ip for choice in choices.values())
         before = dict.fromkeys([*(known.addresses if known else ()), *held])
-        bare = self._bare.pop(request.key, me.shown_terms)
-        me = replace(me, shown_terms=known.shown(held) if known else bare)
         if held and not final:
             self._bare[request.key] = me.shown_terms
         self._store(replace(me, addresses=final))
@@ -770,8 +769,10 @@ class Registry:
             if k != me.key and not me.can_share(self._holders[k])
         ]
         # Held by the group it left: as asked.
-        left = (me.key.namespace, sharing_key) if sharing_key != me.sharing_key else None
-        if rivals and not (left and sharing_key and all(r.group == left for r in rivals)):
+        left = (
+            (me.key.namespace, sharing_key) if sharing_key not in (None, me.sharing_key) else None
+        )
+        if rivals and not (left and all(r.group == left for r in rivals)):
             return f"{ip} is held by the older Service {', '.join(str(r.key) for r in rivals)}"
         if pools != me.pools:
             return None
