@@ -168,38 +168,54 @@ def credentials(plane: ControlPlane) -> Credentials:
 
 
 RUNTIME = REPO / "build" / "bench-runtime"
+BASELINE = REPO / "build" / "bench-baseline"
 
 
-def runtime_python() -> str:
+def runtime_python(venv: Path = RUNTIME, source: Path = REPO) -> str:
     """A venv with lbipam and its runtime dependencies only, as the container image has them.
 
     Not the bench's own venv: with the test extra installed, Kopf imports the `kubernetes`
     client it finds (19 MiB the operator would never carry in production).
     """
-    python = RUNTIME / "bin" / "python"
+    python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=tempfile.gettempdir())
+    subprocess.run([*pip, "-e", str(source)], check=True, cwd=tempfile.gettempdir())
     return str(python)
+
+
+def baseline_python(revision: str) -> str:
+    """lbipam as of `revision`, in a venv of its own: the "before" of a change, in the same run."""
+    source = BASELINE / "src"
+    if source.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(source)], cwd=REPO, check=True)
+    add = ["git", "worktree", "add", "--detach", str(source), revision]
+    subprocess.run(add, cwd=REPO, check=True, capture_output=True)
+    return runtime_python(BASELINE / "venv", source)
 
 
 class RuntimeOperator(OperatorProcess):
     """`lbipam run` on the runtime venv's Python; `argv` may wrap it in a profiler."""
 
     def __init__(
-        self, plane: ControlPlane, argv: list[str] | None = None, claims: bool = True
+        self,
+        plane: ControlPlane,
+        argv: list[str] | None = None,
+        claims: bool = True,
+        python: Path = RUNTIME / "bin" / "python",
     ) -> None:
         super().__init__(plane, **OPERATOR_ENV)
         if not claims:
             self.env["LBIPAM_ADDRESS_CLAIMS"] = "off"
         self.argv = argv or ["-m", "lbipam.cli", "run"]
+        self.python = python
 
     def start(self, wait: bool = True) -> OperatorProcess:
         with open(self.log_path, "ab") as log:
             # Not from the checkout: its folder `operator/` would shadow the stdlib module.
             self.popen = subprocess.Popen(
-                [str(RUNTIME / "bin" / "python"), *self.argv],
+                [str(self.python), *self.argv],
                 cwd=tempfile.gettempdir(),
                 env=self.env,
                 stdout=log,
@@ -241,6 +257,7 @@ async def cluster(
     wrapper: list[str] | None = None,
     peer: Peer | None = None,
     claims: bool = True,
+    python: Path = RUNTIME / "bin" / "python",
 ) -> AsyncIterator[Cluster]:
     plane = ControlPlane()
     observer: Observer | None = None
@@ -263,7 +280,7 @@ async def cluster(
                     "--timeout=60s",
                 )
                 await api.create_pool(POOL, POOL_ADDRESSES)
-                process = RuntimeOperator(plane, wrapper, claims)
+                process = RuntimeOperator(plane, wrapper, claims, python)
                 await asyncio.to_thread(process.start)
                 await wait_pool_status(api)
             if peer is not None:
@@ -471,6 +488,7 @@ async def run_lbipam(
     profile_dir: Path | None = None,
     heap_out: Path | None = None,
     claims: bool = True,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     spy_binary = profiling.py_spy() if profile_dir is not None else None
     cprofile = None
@@ -479,7 +497,8 @@ async def run_lbipam(
     wrapper = cprofiled(cprofile) if cprofile is not None else None
     if heap_out is not None:
         wrapper = heap_traced(heap_out)
-    async with cluster(operator=True, wrapper=wrapper, claims=claims) as c:
+    python = BASELINE / "venv" / "bin" / "python" if baseline else RUNTIME / "bin" / "python"
+    async with cluster(operator=True, wrapper=wrapper, claims=claims, python=python) as c:
         assert c.operator is not None and c.operator.popen is not None
         if heap_out is not None:
             c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
@@ -488,7 +507,8 @@ async def run_lbipam(
             raw = profile_dir / f"operator-{n}.pyspy.txt"
             spy = profiling.SpyRecorder(spy_binary, c.operator.popen.pid, raw)
         result = await burst(c, n, write_status=False, rate=rate, spy=spy)
-        label = "lbipam" if claims else "lbipam, claims off"
+        label = f"lbipam at {baseline}" if baseline else "lbipam"
+        label += "" if claims else ", claims off"
         log(f"{label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
         if heap_out is not None:
             result["heap"] = await asyncio.to_thread(heap_dump, c.operator, heap_out)
@@ -568,6 +588,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         sizes.append(20_000)
     peers = [PEERS[key] for key in args.peers.split(",") if key]
     await asyncio.to_thread(runtime_python)
+    if args.baseline:
+        await asyncio.to_thread(baseline_python, args.baseline)
     if peers:
         await asyncio.to_thread(build_all)
     out_dir = Path(args.out).parent
@@ -578,6 +600,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "latency_from": "creator wall clock just before the create call",
         "pool": POOL_ADDRESSES,
         "peers": {peer.key: peer.label for peer in peers},
+        "baseline": args.baseline,
         "sizes": {},
     }
     if args.idle_rss:
@@ -595,6 +618,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             idle_count=args.idle if n == sizes[0] else 0,
             restarts=n == args.restart_at,
         )
+        if args.baseline:
+            sized["lbipam_baseline"] = await run_lbipam(n, rate, baseline=args.baseline)
         if args.claims_cost:
             sized["lbipam_claims_off"] = await run_lbipam(n, rate, claims=False)
             sized["floor_claims"] = await run_floor(n, claim=True)
@@ -659,6 +684,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--idle-rss", type=float, default=60, help="seconds before idle RSS is read (0: skip)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="REV",
+        help="also run lbipam as of git revision REV, for a before/after in one run",
     )
     parser.add_argument("--out", default=str(REPO / "bench/results/cluster.json"))
     return parser.parse_args(argv)

@@ -59,6 +59,8 @@ def _burst_row(n: str, run: str, result: dict[str, Any], ratio: str) -> str:
 def comparison(report: dict[str, Any]) -> list[str]:
     """floor | lbipam | peers for every N, then every controller's idle memory."""
     labels = {**LABELS, **report.get("peers", {})}
+    if report.get("baseline"):
+        labels["lbipam_baseline"] = f"lbipam at {report['baseline']}"
     out = [_row(COLUMNS), _row(["---"] * len(COLUMNS))]
     for n, sized in report["sizes"].items():
         for key, label in labels.items():
