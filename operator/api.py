@@ -1,4 +1,4 @@
-"""Names of the user-facing contract (API.md): group, annotations, conditions, labels."""
+"""Names of the user-facing contract (docs/reference.md): group, annotations, conditions, labels."""
 
 from __future__ import annotations
 

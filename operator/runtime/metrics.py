@@ -46,7 +46,7 @@ class _PoolCollector(Collector):
 
 
 class Metrics:
-    """Every metric of API.md, in a registry of its own."""
+    """Every metric of docs/reference.md, in a registry of its own."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

@@ -1,4 +1,4 @@
-"""What API.md says the cluster must look like, judged from the objects alone.
+"""What docs/reference.md says the cluster must look like, judged from the objects alone.
 
 Independent of the operator's code: pools are parsed here with `ipaddress`, readiness,
 admission and free space are recomputed from the IPPools and the Services' statuses. The chaos
@@ -57,7 +57,10 @@ def _subtract(spans: list[Span], holes: Iterable[Span]) -> list[Span]:
 
 
 def _entry(text: str, first_last: bool) -> tuple[int, Span]:
-    """An IPPool entry as (family, span); IPv4 CIDRs up to /30 lose both ends (API.md)."""
+    """An IPPool entry as (family, span); IPv4 CIDRs up to /30 lose both ends.
+
+    (docs/reference.md, "Network and broadcast addresses")
+    """
     family, start, end = _interval(text)
     cidr = family == 4 and "/" in text and not first_last
     if cidr and ipaddress.ip_network(text.strip(), strict=False).prefixlen <= 30:
@@ -72,7 +75,7 @@ class PoolModel:
     name: str
     body: Mapping[str, Any]
     usable: dict[int, list[Span]]  # what it hands out
-    # What its holders keep: usable plus the ends of IPv4 CIDRs and x.x.x.0/255 (README:
+    # What its holders keep: usable plus the ends of IPv4 CIDRs and x.x.x.0/255 (docs/reference.md:
     # "A Service that already holds such an address keeps it").
     covered: dict[int, list[Span]]
     conflict_with: str | None = None
@@ -249,7 +252,7 @@ class ServiceModel:
         )
 
     def may_use(self, pool: PoolModel, static: bool) -> bool:
-        """The pool may hand this Service a new address (API.md "Pool choice")."""
+        """The pool may hand this Service a new address (docs/reference.md "Pool choice")."""
         if not pool.ready:
             return False
         if self.named:
@@ -395,8 +398,8 @@ def _kept_while_naming_a_missing_pool(now: Cluster, service: ServiceModel) -> bo
 def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[str]) -> str:
     """'ok' when a pool could serve this family now, 'soft' when none can, 'hard' on a refusal.
 
-    Mirrors API.md: a named pool that does not exist, a static address in use or in no usable
-    pool, and a port conflict in a sharing group refuse the whole request (hard).
+    Mirrors docs/reference.md: a named pool that does not exist, a static address in use or in
+    no usable pool, and a port conflict in a sharing group refuse the whole request (hard).
     """
     if _names_a_missing_pool(now, service):
         return "hard"
@@ -532,8 +535,8 @@ def _restricting(body: Mapping[str, Any]) -> set[str] | None:
     """The ipBlocks a Service's source ranges need, or None when they restrict nothing."""
     spec = body.get("spec") or {}
     ranges = spec.get("loadBalancerSourceRanges") or []
-    # README "Source ranges": only `externalTrafficPolicy: Local` gets a policy (with Cluster,
-    # SNAT hides the client, so the policy would drop allowed clients).
+    # docs/reference.md "Source ranges": only `externalTrafficPolicy: Local` gets a policy (with
+    # Cluster, SNAT hides the client, so the policy would drop allowed clients).
     local = spec.get("externalTrafficPolicy") == "Local"
     if not ranges or not spec.get("selector") or not local:
         return None

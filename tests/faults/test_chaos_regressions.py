@@ -334,8 +334,9 @@ def test_a_held_network_address_stays_while_another_pool_s_cidr_covers_it(chaos:
     bug, not the operator's.
 
     a/s8 got {v4}.16 from p11 (allowFirstLastIPs). When p11 let .16/28 go, .16 was still inside
-    p13's .16/28, as its network address: never handed out, but kept by a holder (README). The
-    oracle read "inside a pool" as "handed out by a pool" and called .16 outside every pool.
+    p13's .16/28, as its network address: never handed out, but kept by a holder
+    (docs/reference.md). The oracle read "inside a pool" as "handed out by a pool" and called .16
+    outside every pool.
     """
     steps = [
         Step(

@@ -479,7 +479,7 @@ def test_the_session_operator_runs_as_lbipams_service_account(
     assert review.status.user_info.username == "system:serviceaccount:lbipam-system:lbipam"
 
 
-# --- failure modes (README) ----------------------------------------------------------
+# --- failure modes (docs/security.md) ------------------------------------------------
 
 GOOD_CLAIM = Forbidden(
     "claim a free address outside every ServiceCIDR",
@@ -520,7 +520,7 @@ def test_a_policy_that_cannot_be_set_up_refuses_everyone(
     in_force(GOOD_CLAIM, lbipam, scene, "admitted")
 
 
-def test_an_admin_turns_them_off_and_on_with_the_readme_commands(
+def test_an_admin_turns_them_off_and_on_with_the_documented_commands(
     installed: None, kubectl: Kubectl, lbipam: Clients, scene: Scene
 ) -> None:
     case = story("delete a team's firewall")

@@ -161,7 +161,7 @@ def test_the_live_endpoint_passes_promtool_lint(operator: OperatorProcess) -> No
         [promtool, "check", "metrics"], input=scrape, capture_output=True, text=True
     )
 
-    # API.md names the pool-size gauge lbipam_pool_addresses_total (as MetalLB's
+    # docs/reference.md names the pool-size gauge lbipam_pool_addresses_total (as MetalLB's
     # metallb_allocator_addresses_total); that name is the one finding the lint may report.
     findings = [line for line in result.stderr.splitlines() if line.strip()]
     assert "lbipam_pool_addresses_total" in scrape

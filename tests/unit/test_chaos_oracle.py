@@ -1,4 +1,4 @@
-"""The chaos oracle reads API.md right: a wrong oracle would cry wolf or stay silent."""
+"""The chaos oracle reads docs/reference.md right: a wrong oracle would cry wolf or stay silent."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_the_younger_of_two_overlapping_pools_is_in_conflict() -> None:
 
 
 def test_a_network_address_is_never_handed_out_but_a_holder_keeps_it() -> None:
-    """Seed 4646: a held address inside a pool's CIDR stays, as the README promises."""
+    """Seed 4646: a held address inside a pool's CIDR stays, as docs/reference.md promises."""
     now = world([pool("p", "10.0.0.0/29")], [service("s", "10.0.0.0")])
     assert [v.invariant for v in new_addresses(now, {})] == ["new-address"]
     assert new_addresses(now, {"s": ("10.0.0.0",)}) == []

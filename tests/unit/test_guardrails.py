@@ -1,7 +1,7 @@
-"""deploy/guardrails.yaml, README's table of its rules and the tests that break them agree.
+"""deploy/guardrails.yaml, docs/security.md's table of its rules and the tests agree.
 
 A reviewer reads each rule's CEL in deploy/guardrails.yaml, with the attack it stops next to
-it, and its message in README.md; tests/integration/test_guardrails.py makes each forbidden
+it, and its message in docs/security.md; tests/integration/test_guardrails.py makes each forbidden
 write on the real control plane. These checks keep the three saying the same thing.
 """
 
@@ -17,6 +17,7 @@ from tests.integration.test_guardrails import FORBIDDEN, first_of_each_rule, ref
 
 REPO = Path(__file__).resolve().parents[2]
 GUARDRAILS = REPO / "deploy" / "guardrails.yaml"
+SECURITY = REPO / "docs" / "security.md"
 LBIPAM = "system:serviceaccount:lbipam-system:lbipam"
 
 
@@ -71,14 +72,14 @@ def test_every_rule_has_a_forbidden_write_that_the_integration_tests_make() -> N
     assert {(case.policy, case.rule) for case in FORBIDDEN} == rules
 
 
-def readme_rules() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
+def documented_rules() -> list[list[str]]:
+    text = SECURITY.read_text()
     start = text.index("| policy | rule | a write it refuses | message |")
     table = text[start : text.index("\n\n", start)].splitlines()[2:]
     return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in table]
 
 
-def test_the_readme_lists_each_rule_with_a_write_it_refuses_and_the_api_servers_message() -> None:
+def test_the_security_page_lists_each_rule_with_a_refused_write_and_its_message() -> None:
     expected = [
         [
             f"`{case.policy}`",
@@ -88,13 +89,14 @@ def test_the_readme_lists_each_rule_with_a_write_it_refuses_and_the_api_servers_
         ]
         for case in first_of_each_rule()
     ]
-    assert readme_rules() == expected
+    assert documented_rules() == expected
 
 
-def test_the_readme_command_that_turns_them_off_selects_every_binding() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_documented_command_that_turns_them_off_selects_every_binding() -> None:
     command = re.search(
-        r"^\$ kubectl delete validatingadmissionpolicybindings -l (\S+)$", readme, re.M
+        r"^\$ kubectl delete validatingadmissionpolicybindings -l (\S+)$",
+        SECURITY.read_text(),
+        re.M,
     )
     assert command is not None
     key, value = command[1].split("=")

@@ -31,7 +31,7 @@ EXPECTED_ALERTS = {
     "LBIPAMNoLeader",
 }
 
-# Every metric the operator exports (docs: API.md, "Metrics").
+# Every metric the operator exports (docs/reference.md, "Metrics").
 KNOWN_METRICS = {
     "lbipam_pool_addresses_total",
     "lbipam_pool_addresses_allocated",
