@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -25,8 +24,8 @@ PUBLISH_INTERVAL = 0.25
 class PoolSnapshots:
     """The registry's pools, copied on the event loop whenever it changed.
 
-    The registry is only ever read here, on the loop that changes it; the scrape thread reads
-    `latest`, an immutable tuple replaced whole, so it sees one copy or the next, never a mix.
+    Only the loop that changes the registry reads it; the scrape thread reads `latest`, an
+    immutable tuple replaced whole, so it sees one copy or the next, never a mix of both.
     """
 
     def __init__(self, registry: Registry, gone: Callable[[str], None]) -> None:
@@ -45,7 +44,7 @@ class PoolSnapshots:
             try:
                 summaries.append(self.registry.pool_summary(name))
             except KeyError:
-                continue  # removed since it was listed: this copy simply leaves it out
+                continue  # removed since it was listed: left out of this copy, not a failed copy
         before = {summary.name for summary in self.latest}
         self.latest = tuple(summaries)
         for name in sorted(before - {summary.name for summary in summaries}):
@@ -128,7 +127,7 @@ class Metrics:
             "lbipam_leader", "1 on the replica that is leading.", registry=self.collector_registry
         )
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def leading_with(self, registry: Registry) -> AsyncIterator[PoolSnapshots]:
         """While leading, report this term's pools; only the leader reports capacity, so
         sums over replicas stay right."""
