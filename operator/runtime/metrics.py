@@ -28,14 +28,14 @@ class PoolSnapshots:
     immutable tuple replaced whole, so it sees one copy or the next, never a mix of both.
     """
 
-    def __init__(self, registry: Registry, gone: Callable[[str], None]) -> None:
+    def __init__(self, registry: Registry, published: Callable[[frozenset[str]], None]) -> None:
         self.registry = registry
         self.latest: tuple[PoolSummary, ...] = ()
-        self._gone = gone
+        self._published = published
         self._seen = -1
 
     def publish(self) -> None:
-        """Copy the pools if the registry changed since the last copy; report pools gone."""
+        """Copy the pools if the registry changed since the last copy; say which pools it has."""
         if self.registry.changes == self._seen:
             return
         self._seen = self.registry.changes
@@ -45,10 +45,8 @@ class PoolSnapshots:
                 summaries.append(self.registry.pool_summary(name))
             except KeyError:
                 continue  # removed since it was listed: left out of this copy, not a failed copy
-        before = {summary.name for summary in self.latest}
         self.latest = tuple(summaries)
-        for name in sorted(before - {summary.name for summary in summaries}):
-            self._gone(name)
+        self._published(frozenset(summary.name for summary in summaries))
 
     async def run(self) -> None:
         while True:
@@ -126,12 +124,16 @@ class Metrics:
         self.leader = Gauge(
             "lbipam_leader", "1 on the replica that is leading.", registry=self.collector_registry
         )
+        # Pools that may have series: those of the last copy and those counted since. Only
+        # the event loop touches it. A failure's pool label is what the Service asked for,
+        # which may name no pool at all; it goes only with a pool a copy showed.
+        self._named: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def leading_with(self, registry: Registry) -> AsyncIterator[PoolSnapshots]:
         """While leading, report this term's pools; only the leader reports capacity, so
         sums over replicas stay right."""
-        snapshots = PoolSnapshots(registry, self._pool_gone)
+        snapshots = PoolSnapshots(registry, self._keep_series_of)
         snapshots.publish()
         publisher = asyncio.create_task(snapshots.run())
         pools = _PoolCollector(snapshots)
@@ -145,14 +147,17 @@ class Metrics:
             self.leader.set(0)
             self.pending.set(0)
 
-    def _pool_gone(self, pool: str) -> None:
-        """A deleted pool leaves no series behind, its counters neither."""
-        # prometheus-client before 0.22 raises KeyError for a series never made.
-        with contextlib.suppress(KeyError):
-            self.releases.remove(pool)
-        for result in ("allocated", "failed"):
+    def _keep_series_of(self, pools: frozenset[str]) -> None:
+        """A pool gone from the registry leaves no series behind, its counters neither; also
+        one made, counted and deleted between two copies, which no copy ever showed."""
+        for pool in self._named - pools:
+            # prometheus-client before 0.22 raises KeyError for a series never made.
             with contextlib.suppress(KeyError):
-                self.allocations.remove(pool, result)
+                self.releases.remove(pool)
+            for result in ("allocated", "failed"):
+                with contextlib.suppress(KeyError):
+                    self.allocations.remove(pool, result)
+        self._named = set(pools)
 
     def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
         """Count one written decision: an allocation per pool it drew from, or a failure."""
@@ -161,6 +166,7 @@ class Metrics:
             drawn = {pool for address, pool in pairs if address in outcome.allocated}
             for pool in sorted(drawn):
                 self.allocations.labels(pool=pool, result="allocated").inc()
+            self._named.update(drawn)
         else:
             pool = ",".join(requested_pools)
             self.allocations.labels(pool=pool, result="failed").inc()
@@ -169,6 +175,8 @@ class Metrics:
     def released(self, pools: Iterable[str | None]) -> None:
         for pool in pools:
             self.releases.labels(pool=pool or "").inc()
+            if pool:
+                self._named.add(pool)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.collector_registry)
