@@ -13,11 +13,13 @@ from tests.operator_process import OperatorProcess
 
 SCRAPES = 2000
 CYCLES = 5  # pools made, used and deleted while scraping, at the least
+KEPT = 2  # pools alive at once besides the newest: each lives a few rounds, long enough to be seen
 SCRAPE_TIMEOUT = 10  # Prometheus' default scrape_timeout
 
 
 class Churn(threading.Thread):
-    """Makes a pool, gives a Service an address from it, then deletes both; again and again."""
+    """Makes a pool and gives a Service an address from it, then deletes the Service and the
+    pool made KEPT rounds before; again and again."""
 
     def __init__(self, core: client.CoreV1Api, pools: Pools, namespace: str) -> None:
         super().__init__(daemon=True)
@@ -27,22 +29,28 @@ class Churn(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        made = 0
         try:
             while not self.done.is_set():
-                self.cycle(len(self.deleted))
+                self.make(made)
+                if made >= KEPT:
+                    self.delete(made - KEPT)
+                made += 1
+            for left in range(max(0, made - KEPT), made):
+                self.delete(left)
         except BaseException as error:  # shown by the test, not lost with the thread
             self.error = error
 
-    def cycle(self, n: int) -> None:
+    def make(self, n: int) -> None:
         pool = self.pools.create([f"{subnet()}.0/30"], name=f"{self.namespace}-churn-{n}")
         service = f"churn-{n}"
-        create(
-            self.core,
-            self.namespace,
-            service_manifest(service, annotations={"lbipam.io/pool": pool}),
-        )
+        annotations = {"lbipam.io/pool": pool}
+        create(self.core, self.namespace, service_manifest(service, annotations=annotations))
         wait_address(self.core, self.namespace, service)
-        self.core.delete_namespaced_service(service, self.namespace)
+
+    def delete(self, n: int) -> None:
+        self.core.delete_namespaced_service(f"churn-{n}", self.namespace)
+        pool = f"{self.namespace}-churn-{n}"
         self.pools.delete(pool)
         self.deleted.append(pool)
 
@@ -69,12 +77,13 @@ def test_no_scrape_fails_while_pools_are_created_and_deleted(
                 continue
             if "lbipam_leader 1.0" not in text:
                 failures.append(f"scrape {scrapes} is not the leader's: {text[-200:]!r}")
-            seen.update(re.findall(rf'pool="({namespace}-churn-\d+)",family=', text))
+            seen.update(re.findall(rf'family="IPv4",pool="({namespace}-churn-\d+)"', text))
     finally:
         churn.done.set()
         churn.join(60)
 
-    print(f"{scrapes} scrapes, {len(failures)} failed; {len(churn.deleted)} pools made and deleted")
+    print(f"{scrapes} scrapes, {len(failures)} failed;", end=" ")
+    print(f"{len(churn.deleted)} pools made and deleted, {len(seen)} of them seen in scrapes")
     assert churn.error is None, churn.error
     assert failures == [], failures[:5]
     assert scrapes >= SCRAPES
