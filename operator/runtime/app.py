@@ -59,7 +59,7 @@ class Operator:
                 await term.ended.wait()  # the elector notices and ends it; then it tries again
                 return
             log.info("leading: starting to handle Services and IPPools")
-            with self.metrics.leading_with(controllers.registry):
+            async with self.metrics.leading_with(controllers.registry):
                 await kopf.operator(
                     clusterwide=True,
                     standalone=True,

@@ -1,27 +1,64 @@
-"""Prometheus metrics: counters of what happened, gauges recomputed from the registry on scrape."""
+"""Prometheus metrics: counters of what happened, gauges from a snapshot of the registry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lbipam.ipam.addresses import FAMILY_NAMES
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import PoolSummary, Registry
 from lbipam.ipam.requests import Outcome
 
 # Allocation normally takes milliseconds; the tail covers a slow or restarting API server.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# How stale a scrape's pool gauges may be; well under any scrape interval, and copying the
+# pools at most this often keeps the copy's cost off every decision.
+PUBLISH_INTERVAL = 0.25
+
+
+class PoolSnapshots:
+    """The registry's pools, copied on the event loop whenever it changed.
+
+    Only the loop that changes the registry reads it; the scrape thread reads `latest`, an
+    immutable tuple replaced whole, so it sees one copy or the next, never a mix of both.
+    """
+
+    def __init__(self, registry: Registry, published: Callable[[frozenset[str]], None]) -> None:
+        self.registry = registry
+        self.latest: tuple[PoolSummary, ...] = ()
+        self._published = published
+        self._seen = -1
+
+    def publish(self) -> None:
+        """Copy the pools if the registry changed since the last copy; say which pools it has."""
+        if self.registry.changes == self._seen:
+            return
+        self._seen = self.registry.changes
+        summaries = []
+        for name in self.registry.pool_names():
+            try:
+                summaries.append(self.registry.pool_summary(name))
+            except KeyError:
+                continue  # removed since it was listed: left out of this copy, not a failed copy
+        self.latest = tuple(summaries)
+        self._published(frozenset(summary.name for summary in summaries))
+
+    async def run(self) -> None:
+        while True:
+            self.publish()
+            await asyncio.sleep(PUBLISH_INTERVAL)
 
 
 class _PoolCollector(Collector):
-    """Pool capacity read from the registry at scrape time, so it cannot drift."""
+    """Pool capacity from the last snapshot the event loop published."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.source = registry
+    def __init__(self, snapshots: PoolSnapshots) -> None:
+        self.snapshots = snapshots
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["pool", "family"]
@@ -36,9 +73,9 @@ class _PoolCollector(Collector):
         available = GaugeMetricFamily(
             "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
         )
-        for name in self.source.pool_names():
-            for counts in self.source.pool_summary(name).counts:
-                key = [name, FAMILY_NAMES[counts.family]]
+        for summary in self.snapshots.latest:
+            for counts in summary.counts:
+                key = [summary.name, FAMILY_NAMES[counts.family]]
                 total.add_metric(key, float(counts.total))
                 allocated.add_metric(key, float(counts.allocated))
                 available.add_metric(key, float(counts.available))
@@ -46,58 +83,81 @@ class _PoolCollector(Collector):
 
 
 class Metrics:
-    """Every metric of docs/reference.md, in a registry of its own."""
+    """Every metric of docs/reference.md, in a Prometheus collector registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.collector_registry = CollectorRegistry()
         self.allocations = Counter(
             "lbipam_allocations",
             "Allocation attempts by pool and result.",
             ["pool", "result"],
-            registry=self.registry,
+            registry=self.collector_registry,
         )
         self.failures = Counter(
             "lbipam_allocation_failures",
             "Failed allocations by reason.",
             ["reason"],
-            registry=self.registry,
+            registry=self.collector_registry,
         )
         self.releases = Counter(
-            "lbipam_releases", "Addresses released by pool.", ["pool"], registry=self.registry
+            "lbipam_releases",
+            "Addresses released by pool.",
+            ["pool"],
+            registry=self.collector_registry,
         )
         self.latency = Histogram(
             "lbipam_allocation_latency_seconds",
             "From the Service first seen without an address to its status written.",
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.collector_registry,
         )
         self.pending = Gauge(
             "lbipam_services_pending",
             "Handled Services without an address.",
-            registry=self.registry,
+            registry=self.collector_registry,
         )
         self.policies = Gauge(
             "lbipam_networkpolicies_managed",
             "NetworkPolicies lbipam manages.",
-            registry=self.registry,
+            registry=self.collector_registry,
         )
         self.leader = Gauge(
-            "lbipam_leader", "1 on the replica that is leading.", registry=self.registry
+            "lbipam_leader", "1 on the replica that is leading.", registry=self.collector_registry
         )
+        # Pools that may have series: those of the last copy and those counted since. Only
+        # the event loop touches it. A failure's pool label is what the Service asked for,
+        # which may name no pool at all; it goes only with a pool a copy showed.
+        self._named: set[str] = set()
 
-    @contextmanager
-    def leading_with(self, registry: Registry) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def leading_with(self, registry: Registry) -> AsyncIterator[PoolSnapshots]:
         """While leading, report this term's pools; only the leader reports capacity, so
         sums over replicas stay right."""
-        pools = _PoolCollector(registry)
-        self.registry.register(pools)
+        snapshots = PoolSnapshots(registry, self._keep_series_of)
+        snapshots.publish()
+        publisher = asyncio.create_task(snapshots.run())
+        pools = _PoolCollector(snapshots)
+        self.collector_registry.register(pools)
         self.leader.set(1)
         try:
-            yield
+            yield snapshots
         finally:
-            self.registry.unregister(pools)
+            publisher.cancel()
+            self.collector_registry.unregister(pools)
             self.leader.set(0)
             self.pending.set(0)
+
+    def _keep_series_of(self, pools: frozenset[str]) -> None:
+        """A pool gone from the registry leaves no series behind, its counters neither; also
+        one made, counted and deleted between two copies, which no copy ever showed."""
+        for pool in self._named - pools:
+            # prometheus-client before 0.22 raises KeyError for a series never made.
+            with contextlib.suppress(KeyError):
+                self.releases.remove(pool)
+            for result in ("allocated", "failed"):
+                with contextlib.suppress(KeyError):
+                    self.allocations.remove(pool, result)
+        self._named = set(pools)
 
     def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
         """Count one written decision: an allocation per pool it drew from, or a failure."""
@@ -106,6 +166,7 @@ class Metrics:
             drawn = {pool for address, pool in pairs if address in outcome.allocated}
             for pool in sorted(drawn):
                 self.allocations.labels(pool=pool, result="allocated").inc()
+            self._named.update(drawn)
         else:
             pool = ",".join(requested_pools)
             self.allocations.labels(pool=pool, result="failed").inc()
@@ -114,6 +175,8 @@ class Metrics:
     def released(self, pools: Iterable[str | None]) -> None:
         for pool in pools:
             self.releases.labels(pool=pool or "").inc()
+            if pool:
+                self._named.add(pool)
 
     def serve(self, port: int) -> None:
-        start_http_server(port, registry=self.registry)
+        start_http_server(port, registry=self.collector_registry)

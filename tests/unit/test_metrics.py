@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+from prometheus_client import generate_latest
+
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey, ServiceRequest
-from lbipam.runtime.metrics import Metrics
+from lbipam.runtime.metrics import Metrics, PoolSnapshots
 
 
 def request(name: str, **fields: object) -> ServiceRequest:
@@ -13,37 +18,135 @@ def request(name: str, **fields: object) -> ServiceRequest:
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
-    return metrics.registry.get_sample_value(name, labels)
+    return metrics.collector_registry.get_sample_value(name, labels)
 
 
-def test_capacity_gauges_follow_the_registry_and_counters_count_what_happened() -> None:
+async def test_capacity_gauges_follow_the_registry_and_counters_count_what_happened() -> None:
     registry = Registry()
     registry.apply_pool(PoolSpec("small", ("10.0.0.0/31", "fd00::/126")))
     metrics = Metrics()
-    leading = metrics.leading_with(registry)
-    leading.__enter__()
-
-    for name in ("a", "b"):
-        metrics.record(registry.ensure(request(name)))
-    metrics.record(registry.ensure(request("dual", family_policy="RequireDualStack")))
-    metrics.record(registry.ensure(request("late")), requested_pools=())
-    metrics.released(registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a")))
-
     v4 = {"pool": "small", "family": "IPv4"}
     v6 = {"pool": "small", "family": "IPv6"}
-    assert sample(metrics, "lbipam_pool_addresses_total", **v4) == 2
-    assert sample(metrics, "lbipam_pool_addresses_total", **v6) == 4
-    assert sample(metrics, "lbipam_pool_addresses_allocated", **v4) == 1
-    assert sample(metrics, "lbipam_pool_addresses_available", **v4) == 1
-    assert sample(metrics, "lbipam_pool_addresses_allocated", **v6) == 0
-    assert sample(metrics, "lbipam_allocations_total", pool="small", result="allocated") == 2
-    assert sample(metrics, "lbipam_allocations_total", pool="", result="failed") == 2
-    assert sample(metrics, "lbipam_allocation_failures_total", reason="PoolExhausted") == 2
-    assert sample(metrics, "lbipam_releases_total", pool="small") == 1
-    assert sample(metrics, "lbipam_leader") == 1
-    leading.__exit__(None, None, None)
+
+    async with metrics.leading_with(registry) as pools:
+        for name in ("a", "b"):
+            metrics.record(registry.ensure(request(name)))
+        metrics.record(registry.ensure(request("dual", family_policy="RequireDualStack")))
+        metrics.record(registry.ensure(request("late")), requested_pools=())
+        metrics.released(registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a")))
+        assert sample(metrics, "lbipam_pool_addresses_allocated", **v4) == 0  # not yet published
+        pools.publish()
+
+        assert sample(metrics, "lbipam_pool_addresses_total", **v4) == 2
+        assert sample(metrics, "lbipam_pool_addresses_total", **v6) == 4
+        assert sample(metrics, "lbipam_pool_addresses_allocated", **v4) == 1
+        assert sample(metrics, "lbipam_pool_addresses_available", **v4) == 1
+        assert sample(metrics, "lbipam_pool_addresses_allocated", **v6) == 0
+        assert sample(metrics, "lbipam_allocations_total", pool="small", result="allocated") == 2
+        assert sample(metrics, "lbipam_allocations_total", pool="", result="failed") == 2
+        assert sample(metrics, "lbipam_allocation_failures_total", reason="PoolExhausted") == 2
+        assert sample(metrics, "lbipam_releases_total", pool="small") == 1
+        assert sample(metrics, "lbipam_leader") == 1
+
     assert sample(metrics, "lbipam_pool_addresses_total", **v4) is None
     assert sample(metrics, "lbipam_leader") == 0
+
+
+async def test_the_publisher_copies_the_registry_by_itself_a_few_times_a_second() -> None:
+    registry = Registry()
+    metrics = Metrics()
+
+    async with metrics.leading_with(registry):
+        registry.apply_pool(PoolSpec("later", ("10.0.0.0/30",), allow_first_last_ips=True))
+        for _ in range(40):  # up to 2 s: the publisher wakes every quarter second
+            total = sample(metrics, "lbipam_pool_addresses_total", pool="later", family="IPv4")
+            if total is not None:
+                break
+            await asyncio.sleep(0.05)
+
+    assert total == 4
+
+
+async def test_a_deleted_pool_leaves_no_series_behind() -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("going", ("10.0.0.0/30",)))
+    registry.apply_pool(PoolSpec("staying", ("10.0.1.0/30",)))
+    metrics = Metrics()
+
+    async with metrics.leading_with(registry) as pools:
+        metrics.record(registry.ensure(request("a", pools=("going",))), ("going",))
+        metrics.record(registry.ensure(request("b", pools=("staying",))), ("staying",))
+        metrics.released(registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a")))
+        pools.publish()
+        assert sample(metrics, "lbipam_releases_total", pool="going") == 1
+        registry.remove_pool("going")
+        pools.publish()
+
+        registry.apply_pool(PoolSpec("brief", ("10.0.2.0/30",)))
+        metrics.record(registry.ensure(request("c", pools=("brief",))), ("brief",))
+        registry.remove_pool("brief")  # made, used and gone between two copies
+        pools.publish()
+
+        scrape = generate_latest(metrics.collector_registry).decode()
+        assert 'pool="going"' not in scrape
+        assert 'pool="brief"' not in scrape
+        assert sample(metrics, "lbipam_pool_addresses_total", pool="staying", family="IPv4") == 2
+        assert sample(metrics, "lbipam_allocations_total", pool="staying", result="allocated") == 1
+
+
+class PoolDeletedWhileListed(Registry):
+    """A registry whose pool goes between `pool_names` and `pool_summary`."""
+
+    def pool_names(self) -> list[str]:
+        names = super().pool_names()
+        self.remove_pool("going")
+        return names
+
+
+def test_a_pool_removed_between_listing_and_reading_is_left_out_of_the_snapshot() -> None:
+    registry = PoolDeletedWhileListed()
+    registry.apply_pool(PoolSpec("going", ("10.0.0.0/30",)))
+    registry.apply_pool(PoolSpec("staying", ("10.0.1.0/30",)))
+    published: list[frozenset[str]] = []
+    snapshots = PoolSnapshots(registry, published.append)
+
+    snapshots.publish()
+
+    assert [summary.name for summary in snapshots.latest] == ["staying"]
+    assert published == [frozenset({"staying"})]
+
+
+async def test_scrapes_on_another_thread_never_fail_while_pools_come_and_go() -> None:
+    registry = Registry()
+    metrics = Metrics()
+    scrapes, failures = 0, []
+    done = threading.Event()
+
+    def scrape_until_done() -> None:
+        nonlocal scrapes
+        while not done.is_set():
+            try:
+                text = generate_latest(metrics.collector_registry).decode()
+                assert "lbipam_leader 1.0" in text
+            except Exception as error:  # every failure is counted, none hidden
+                failures.append(repr(error))
+            scrapes += 1
+
+    async with metrics.leading_with(registry) as pools:
+        scraper = threading.Thread(target=scrape_until_done)
+        scraper.start()
+        for step in range(3000):
+            registry.apply_pool(PoolSpec(f"p{step % 8}", (f"10.0.{step % 8}.0/28",)))
+            registry.remove_pool(f"p{(step + 3) % 8}")
+            pools.publish()
+            if step % 100 == 0:
+                await asyncio.sleep(0.001)  # the scrape thread gets its turns
+        done.set()
+        scraper.join()
+
+    print(f"{scrapes} scrapes, {len(failures)} failed")
+    assert scrapes > 0
+    assert failures == []
 
 
 def test_a_follower_reports_no_pool_gauges_so_sums_over_replicas_stay_right() -> None:
@@ -55,12 +158,12 @@ def test_a_follower_reports_no_pool_gauges_so_sums_over_replicas_stay_right() ->
     assert sample(metrics, "lbipam_leader") == 0
 
 
-def test_an_ipv6_slash_64_is_reported_as_a_float_gauge() -> None:
+async def test_an_ipv6_slash_64_is_reported_as_a_float_gauge() -> None:
     registry = Registry()
     registry.apply_pool(PoolSpec("huge", ("2001:db8::/64",)))
     metrics = Metrics()
 
-    with metrics.leading_with(registry):
+    async with metrics.leading_with(registry):
         total = sample(metrics, "lbipam_pool_addresses_total", pool="huge", family="IPv6")
 
     assert total == float(2**64)

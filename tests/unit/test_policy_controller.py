@@ -50,7 +50,7 @@ async def test_ranges_make_one_policy_and_an_unchanged_service_writes_nothing_mo
     assert h.writer.policy_writes == [("create", "shop", "lbipam-web")]
     policy = h.writer.policies[("shop", "lbipam-web")]
     assert policy["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "198.18.2.0/24"}}]
-    assert h.metrics.registry.get_sample_value("lbipam_networkpolicies_managed") == 1
+    assert h.metrics.collector_registry.get_sample_value("lbipam_networkpolicies_managed") == 1
 
 
 async def test_edited_ranges_replace_the_policy_and_removed_ranges_delete_it() -> None:
