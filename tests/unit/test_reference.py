@@ -46,12 +46,12 @@ def test_every_setting_is_documented_with_its_default() -> None:
     assert len(documented) == len(dataclasses.fields(Settings))
 
 
-def test_every_metric_is_documented_with_its_type() -> None:
+async def test_every_metric_is_documented_with_its_type() -> None:
     documented = {row[0].strip("`"): row[1] for row in table_rows("## Metrics")}
     metrics = Metrics()
     exported: dict[str, str] = {}
-    with metrics.leading_with(Registry()):
-        for family in metrics.registry.collect():
+    async with metrics.leading_with(Registry()):
+        for family in metrics.collector_registry.collect():
             counter = family.type == "counter" or isinstance(family, CounterMetricFamily)
             exported[family.name + ("_total" if counter else "")] = family.type
     assert exported == documented
