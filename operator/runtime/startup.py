@@ -59,6 +59,22 @@ class Gate:
         self._handled.set()
         return await asyncio.shield(self._ready)
 
+    async def synced(self) -> Indexes:
+        """The indexes, once Kopf has filled them."""
+        indexes = await self._indexes
+        await self._handled.wait()
+        return indexes
+
+    def open(self, controllers: Controllers) -> None:
+        self._ready.set_result(controllers)
+
+    def fail(self, error: Exception) -> None:
+        """The start-up failed: the handlers waiting here fail too."""
+        if not self.listed.done():
+            self.listed.set_exception(error)
+        else:
+            self._ready.set_exception(error)
+
     @property
     def ready(self) -> bool:
         return self._ready.done() and not self._ready.cancelled() and not self._ready.exception()
@@ -81,8 +97,7 @@ async def start_up(gate: Gate, settings: Settings, api: Api, term: Term, metrics
         controllers = Controllers(settings, Registry(), gateway, metrics, listed, claimed)
         gate.listed.set_result(controllers)
         # Phase 2, indexes synced: pools, namespaces and ServiceCIDRs, all listed by Kopf.
-        indexes = await gate._indexes
-        await gate._handled.wait()
+        indexes = await gate.synced()
         # Phase 3, rebuild: every pool and every held address is known before any decision.
         pools, namespaces, cidrs = indexes.pools, indexes.namespaces, indexes.service_cidrs
         controllers.rebuild(
@@ -91,13 +106,10 @@ async def start_up(gate: Gate, settings: Settings, api: Api, term: Term, metrics
             {name: ranges for name in cidrs for ranges in cidrs[name]},
         )
     except Exception as error:
-        if not gate.listed.done():
-            gate.listed.set_exception(error)
-            return
-        log.exception("the start-up failed; this term ends")
-        gate._ready.set_exception(error)
-        term.ended.set()
+        if gate.listed.done():  # else the caller raises it: Kopf has not started
+            log.exception("the start-up failed; this term ends")
+            term.ended.set()
+        gate.fail(error)
         return
     # Phase 4, ready: the handlers waiting at the gate go on; /readyz says so.
-    gate._ready.set_result(controllers)
-    log.info("ready: handling Services and IPPools")
+    gate.open(controllers)
