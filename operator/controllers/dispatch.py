@@ -87,8 +87,10 @@ class Dispatcher:
         then = Next()
         try:
             await self.services.reconcile(key, then)
-        finally:
-            self.schedule(then)
+        except Exception:
+            self.schedule(then)  # not when cancelled: the term is over
+            raise
+        self.schedule(then)
 
     def _retry_pending(self) -> None:
         keys = self.services.pending
