@@ -7,7 +7,8 @@ controller hands its own `Next` to `schedule`; only this module submits work. Th
    with back-off instead of waiting for the Service's next change; nothing runs once the
    term is fenced, and what is queued is cancelled when it ends.
 2. Nothing a reconcile leaves is queued before it is over, and it is queued even when the
-   reconcile failed half-way: a Service it displaced must move all the same. So the other
+   reconcile failed half-way (not when cancelled: the term is over): a Service it displaced
+   must move all the same. So the other
    members of a sharing group (`Outcome.followers`) start only once the Service they follow
    has written its status and given back its claims: the claim on a shared address has
    passed to them by then. The controller records them only after that status write, or at
