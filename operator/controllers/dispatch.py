@@ -8,11 +8,11 @@ controller hands its own `Next` to `schedule`; only this module submits work. Th
    term is fenced, and what is queued is cancelled when it ends.
 2. Nothing a reconcile leaves is queued before it is over, and it is queued even when the
    reconcile failed half-way (not when cancelled: the term is over): a Service it displaced
-   must move all the same. So the other
-   members of a sharing group (`Outcome.followers`) start only once the Service they follow
-   has written its status and given back its claims: the claim on a shared address has
-   passed to them by then. The controller records them only after that status write, or at
-   once when it needed no write (it joined a group as its oldest member).
+   must move all the same. So the other members of a sharing group (`Outcome.followers`)
+   start only once the Service they follow has written its status and given back its
+   claims: the claim on a shared address has passed to them by then. The controller records
+   them only after that status write, or at once when it needed no write (it joined a group
+   as its oldest member).
 3. Within one result, Services go in the order recorded, each once: those a refused claim's
    blocked address displaced (never the Service deciding), those its decision displaced,
    its group's other members, then holders a released claim did not pass to, who claim the
