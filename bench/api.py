@@ -73,7 +73,8 @@ def service_manifest(name: str, annotations: dict[str, str] | None = None) -> di
 
 
 def status_apply(namespace: str, name: str, ip: str, pool: str) -> dict[str, Any]:
-    """The body of the operator's status write (lbipam.kube.writer.Kube.apply_service_status)."""
+    """The body of the operator's status write (`KubeGateway.apply_service_status` in
+    lbipam.kube.gateway)."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1",

@@ -14,38 +14,46 @@ import datetime
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lbipam.ha.term import Fenced
-from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import is_status
-from lbipam.kube.writer import Writer
+from lbipam.kube.gateway import Gateway
 from lbipam.objects import ClaimView, claim_view
 
 log = logging.getLogger(__name__)
 # Seconds a claim may go without its Service's status showing the address: the time between
 # creating a claim and writing the status, with a wide margin.
 CLAIM_GRACE = 60.0
+# The Services holding an address now (several only when they share it). A function, not a
+# list: every await may change the holders, so they are asked again after each.
+Owners = Callable[[str], Sequence[ServiceKey]]
 
 
 @dataclass
-class GivenBack:
-    """What releasing claims left to do."""
+class ClaimReport:
+    """What a pass over claims left for the Service controller to act on."""
 
-    # An address a released claim had kept from another of our Services may be handed out.
-    freed: bool = False
-    # Sharers still holding an address whose claim did not pass to them: they must claim it.
+    # Addresses someone else holds, with who: the registry must block them.
+    refused: dict[str, str] = field(default_factory=dict)
+    # Addresses whose claim (ours) was deleted: one may have kept the address from another of
+    # our Services (the registry blocked it then), so it may be handed out again.
+    dropped: list[str] = field(default_factory=list)
+    # Holders of an address whose claim did not pass to them: they must claim it themselves.
     unclaimed: list[ServiceKey] = field(default_factory=list)
 
 
 class AddressClaims:
-    """Our IPAddress claims, by address; a no-op when claims are off."""
+    """Our IPAddress claims, by address; a no-op when claims are off.
 
-    def __init__(self, writer: Writer, registry: Registry, enabled: bool) -> None:
-        self.writer = writer
-        self.registry = registry
+    It talks to the API server only: who holds an address is asked of the caller (`Owners`),
+    and what the registry must learn (blocked, unblocked) goes back in a `ClaimReport`.
+    """
+
+    def __init__(self, gateway: Gateway, enabled: bool) -> None:
+        self.gateway = gateway
         self.enabled = enabled
         self._ours: dict[str, ClaimView] = {}
         # The addresses of _ours by parent: a Service that lets go drops all of its claims,
@@ -61,66 +69,66 @@ class AddressClaims:
                 self._remember(claim)
 
     async def take(
-        self, key: ServiceKey, addresses: Sequence[str], shown: Sequence[str]
-    ) -> dict[str, str]:
-        """Claim each address for the Service; returns who holds those someone else has.
+        self, key: ServiceKey, addresses: Sequence[str], shown: Sequence[str], owners: Owners
+    ) -> ClaimReport:
+        """Claim each address for the Service; `refused` says who holds those someone else has.
 
         A claim remembered for an address the status does not show yet (one made for a
         status write refused with 409, or a sharer's) is made or read again: another replica
         leading at once may have given it back and claimed the address for another Service.
         """
-        refused: dict[str, str] = {}
+        report = ClaimReport()
         if not self.enabled:
-            return refused
+            return report
         for address in addresses:
             known = self._ours.get(address)
-            if known is not None and address in shown and self._may_use(key, known):
+            if known is not None and address in shown and _may_use(key, known, owners):
                 continue
-            holder = await self._claim(key, address)
+            holder = await self._create_claim(key, address, owners, report)
             if holder is not None:
-                refused[address] = holder
-        return refused
+                report.refused[address] = holder
+        return report
 
-    async def give_back(self, key: ServiceKey, addresses: Iterable[str]) -> GivenBack:
+    async def release(
+        self, key: ServiceKey, addresses: Iterable[str], owners: Owners
+    ) -> ClaimReport:
         """The Service's status no longer shows these: release the claims that are its own."""
-        given = GivenBack()
+        report = ClaimReport()
         for address in addresses:
             claim = self._ours.get(address)
             if claim is not None and claim.parent == key:
-                await self._release(claim, given)
-        return given
+                await self._drop_or_pass(claim, report, owners)
+        return report
 
-    def others(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
+    def left_behind(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The Service's own claims on addresses other than those its status shows: those
         its decision released, and any a let-go whose status write failed left behind."""
         return sorted(self._by_parent.get(key, set()) - set(shown))
 
-    async def let_go(self, key: ServiceKey) -> GivenBack:
-        """The Service is gone or no longer ours: release every claim it has (as give_back)."""
-        return await self.give_back(key, sorted(self._by_parent.get(key, ())))
+    async def release_all(self, key: ServiceKey, owners: Owners) -> ClaimReport:
+        """The Service is gone or no longer ours: release every claim it has."""
+        return await self.release(key, sorted(self._by_parent.get(key, ())), owners)
 
-    async def collect(self, relist: bool = True) -> tuple[list[ServiceKey], bool]:
-        """Release claims nobody holds. Returns holders that must claim their address again,
-        and whether an address a released claim had kept from others may be handed out.
+    async def collect(self, owners: Owners, relist: bool = True) -> ClaimReport:
+        """Release claims nobody holds; their holders, if any, must claim the address again.
 
         Without `relist`, what this term knows is used: right after the start-up list.
         """
+        report = ClaimReport()
         if not self.enabled:
-            return [], False
+            return report
         if relist:
-            self.rebuild(await self.writer.list_claims(claim_view))
-        again: list[ServiceKey] = []
-        freed = False
+            self.rebuild(await self.gateway.list_claims(claim_view))
         for address, claim in sorted(self._ours.items()):
-            owners = self.registry.owners_of(address)
-            if claim.parent in owners or not await self._stale(claim):
+            holders = owners(address)
+            if claim.parent in holders or not await self._stale(claim):
                 continue
-            freed |= await self._drop(claim)
+            await self._drop(claim, report)
             log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
-            again.extend(owners)
-        return again, freed
+            report.unclaimed.extend(holders)
+        return report
 
-    async def _release(self, claim: ClaimView, given: GivenBack) -> None:
+    async def _drop_or_pass(self, claim: ClaimView, report: ClaimReport, owners: Owners) -> None:
         """Drop the claim, or pass it to a Service still sharing the address: left with its
         old parent, it would keep the address from the sharer once that parent shows another.
         A parentRef cannot change, so passing is a delete and a create; each await may let
@@ -128,31 +136,30 @@ class AddressClaims:
         is left to claim the address itself, retried like any reconcile."""
         address = claim.address
         for _ in range(3):
-            if claim.parent in self.registry.owners_of(address):
+            if claim.parent in owners(address):
                 return
-            given.freed |= await self._drop(claim)
-            owners = self.registry.owners_of(address)
-            if not owners:
+            await self._drop(claim, report)
+            holders = owners(address)
+            if not holders:
                 return
             try:
-                holder = await self._claim(owners[0], address)
+                holder = await self._create_claim(holders[0], address, owners, report)
             except Fenced:
                 raise
             except Exception as error:
                 holder = f"an error ({error})"
             if holder is not None:
-                log.warning("%s: the claim on %s did not pass: %s", owners[0], address, holder)
-                given.unclaimed.append(owners[0])
+                log.warning("%s: the claim on %s did not pass: %s", holders[0], address, holder)
+                report.unclaimed.append(holders[0])
                 return
             claim = self._ours[address]
-        given.unclaimed.extend(self.registry.owners_of(address))  # the holders kept changing
+        report.unclaimed.extend(owners(address))  # the holders kept changing
 
-    async def _drop(self, claim: ClaimView) -> bool:
-        """Delete our claim. If it had kept the address from another of our Services (the
-        registry blocked it then), the address may be handed out again: whether it was."""
+    async def _drop(self, claim: ClaimView, report: ClaimReport) -> None:
+        """Delete our claim, and say so: it may have kept the address from another Service."""
         self._forget(claim.address)
-        await self.writer.delete_claim(claim.address, claim.uid)
-        return self.registry.unblock(claim.address)
+        await self.gateway.delete_claim(claim.address, claim.uid)
+        report.dropped.append(claim.address)
 
     def _remember(self, claim: ClaimView) -> None:
         self._forget(claim.address)
@@ -169,16 +176,13 @@ class AddressClaims:
         if not addresses:
             self._by_parent.pop(claim.parent, None)
 
-    def _may_use(self, key: ServiceKey, claim: ClaimView) -> bool:
-        """The claim's Service is this one, or shares the address with it."""
-        owners = self.registry.owners_of(claim.address)
-        return claim.parent == key or (key in owners and claim.parent in owners)
-
-    async def _claim(self, key: ServiceKey, address: str) -> str | None:
+    async def _create_claim(
+        self, key: ServiceKey, address: str, owners: Owners, report: ClaimReport
+    ) -> str | None:
         """Create the claim; None when it is ours now, else who holds the address."""
         for _ in range(3):  # a stale claim deleted meanwhile: try again
             try:
-                self._remember(claim_view(await self.writer.create_claim(address, key)))
+                self._remember(claim_view(await self.gateway.create_claim(address, key)))
                 return None
             except Exception as error:
                 if is_status(error, 403, 422):
@@ -186,7 +190,7 @@ class AddressClaims:
                     return f"the cluster (the API server refused the claim: {_reason(error)})"
                 if not is_status(error, 409):
                     raise
-            body = await self.writer.read_claim(address)
+            body = await self.gateway.read_claim(address)
             if body is None:
                 continue
             existing = claim_view(body)
@@ -196,8 +200,8 @@ class AddressClaims:
             # Even our own claim, or a sharer's, is made afresh once stale: another replica
             # leading at once would take it over before our status write shows the address.
             if not await self._stale(existing):
-                return None if self._may_use(key, existing) else existing.describe()
-            await self._drop(existing)
+                return None if _may_use(key, existing, owners) else existing.describe()
+            await self._drop(existing, report)
         return f"a claim on {address} that keeps changing"
 
     async def _stale(self, claim: ClaimView) -> bool:
@@ -205,10 +209,16 @@ class AddressClaims:
         for longer than a status write can take (two replicas that both think they lead must
         not take each other's claims in flight)."""
         assert claim.parent is not None
-        shown = await self.writer.service_ingress(claim.parent)
+        shown = await self.gateway.service_ingress(claim.parent)
         if shown is None:
             return True
         return claim.address not in shown and _age(claim.created) > CLAIM_GRACE
+
+
+def _may_use(key: ServiceKey, claim: ClaimView, owners: Owners) -> bool:
+    """The claim's Service is this one, or shares the address with it."""
+    holders = owners(claim.address)
+    return claim.parent == key or (key in holders and claim.parent in holders)
 
 
 def _age(created: str) -> float:

@@ -11,7 +11,7 @@ from lbipam.api import MANAGED_BY_LABEL
 from lbipam.controllers.views import ServiceLookup
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube.writer import Writer
+from lbipam.kube.gateway import Gateway
 from lbipam.objects import ServiceView
 from lbipam.policy.build import PolicyWarning, build_policy, policy_name
 from lbipam.runtime.metrics import Metrics
@@ -45,9 +45,9 @@ class PolicyController:
     """Creates, updates, restores and deletes the NetworkPolicies lbipam manages."""
 
     def __init__(
-        self, writer: Writer, metrics: Metrics, settings: Settings, views: ServiceLookup
+        self, gateway: Gateway, metrics: Metrics, settings: Settings, views: ServiceLookup
     ) -> None:
-        self.writer = writer
+        self.gateway = gateway
         self.metrics = metrics
         self.settings = settings
         self.views = views
@@ -94,7 +94,7 @@ class PolicyController:
         if wanted is None and key not in self.managed:
             return  # nothing wanted, nothing of ours to remove: no API call
         name = name or self.managed.get(key) or policy_name(key.name)
-        existing = await self.writer.get_policy(key.namespace, name)
+        existing = await self.gateway.get_policy(key.namespace, name)
         if existing is not None and not is_managed(existing):
             if wanted is not None and view is not None:
                 self._event(
@@ -108,7 +108,7 @@ class PolicyController:
             return
         if wanted is None:
             if existing is not None:
-                await self.writer.delete_policy(key.namespace, name, existing["metadata"]["uid"])
+                await self.gateway.delete_policy(key.namespace, name, existing["metadata"]["uid"])
                 log.info("%s: deleted NetworkPolicy %s", key, name)
             self.managed.pop(key, None)
             return
@@ -122,8 +122,8 @@ class PolicyController:
                         "resourceVersion": existing["metadata"]["resourceVersion"],
                     },
                 }
-            await self.writer.put_policy(wanted, existing is not None)
+            await self.gateway.put_policy(wanted, existing is not None)
             log.info("%s: %s NetworkPolicy %s", key, "updated" if existing else "created", name)
 
     def _event(self, view: ServiceView, reason: str, message: str) -> None:
-        self.writer.event(view.reference, "Service", reason, message, warning=True)
+        self.gateway.event(view.reference, "Service", reason, message, warning=True)

@@ -16,13 +16,13 @@ from typing import Any
 
 from lbipam.api import FINALIZER, POOL_EXHAUSTED, POOL_READY, POOL_SERVICE_CIDR
 from lbipam.controllers.conditions import condition, set_condition
-from lbipam.controllers.services import ServiceController
+from lbipam.controllers.results import Next, Scheduler
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
 from lbipam.kube.errors import is_status
-from lbipam.kube.writer import Writer
+from lbipam.kube.gateway import Gateway
 from lbipam.objects import PoolView
 
 # Allocations change counts; one write per pool per interval keeps status writes off the
@@ -69,10 +69,11 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
 class PoolController:
     """Owns the pool views, the pool side of the registry, pool status and the finalizer."""
 
-    def __init__(self, registry: Registry, writer: Writer, services: ServiceController) -> None:
+    def __init__(self, registry: Registry, gateway: Gateway, scheduler: Scheduler) -> None:
         self.registry = registry
-        self.writer = writer
-        self.services = services
+        self.gateway = gateway
+        # What a pool change leaves the Services to do goes there (the dispatcher).
+        self.scheduler = scheduler
         self.views: dict[str, PoolView] = {}
         self._service_cidrs: dict[str, Sequence[str]] = {}
         self._errors: dict[str, str] = {}
@@ -148,7 +149,7 @@ class PoolController:
             return
         status = desired_status(self.registry.pool_summary(name), view)
         if {k: view.status.get(k) for k in status} != status:
-            await self.writer.patch_pool(name, {"status": status}, status=True)
+            await self.gateway.patch_pool(name, {"status": status}, status=True)
             self.views[name] = replace(view, status=status)
 
     def cancel(self) -> None:
@@ -156,8 +157,10 @@ class PoolController:
 
     def _changed(self, change: PoolChange, *names: str) -> None:
         self._mark(*names, *change.conflicts)
-        self.services.requeue((*change.revoked, *change.moving))
-        self.services.retry_pending(pools_changed=True)
+        then = Next()
+        then.requeue((*change.revoked, *change.moving))
+        then.retry_pending(pools_changed=True)
+        self.scheduler.schedule(then)
 
     def _mark(self, *names: str) -> None:
         self._dirty.update(names)
@@ -183,7 +186,7 @@ class PoolController:
             if self._blocked_reported.get(view.name) != names:
                 self._blocked_reported[view.name] = names
                 shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
-                self.writer.event(
+                self.gateway.event(
                     view.reference,
                     "IPPool",
                     "DeletionBlocked",
@@ -202,7 +205,7 @@ class PoolController:
             "metadata": {"finalizers": list(finalizers), "resourceVersion": view.resource_version}
         }
         try:
-            await self.writer.patch_pool(view.name, patch, status=False)
+            await self.gateway.patch_pool(view.name, patch, status=False)
         except Exception as error:
             if not is_status(error, 404, 409):
                 raise

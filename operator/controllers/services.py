@@ -5,63 +5,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from lbipam.api import SERVICE_CONDITION
-from lbipam.controllers.claims import AddressClaims
+from lbipam.controllers.claims import AddressClaims, ClaimReport
 from lbipam.controllers.conditions import condition, set_condition
+from lbipam.controllers.results import Next
 from lbipam.controllers.views import ServiceViews
-from lbipam.controllers.workqueue import WorkQueue
-from lbipam.ha.term import Fenced
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.kube.errors import is_status
-from lbipam.kube.writer import Writer
-from lbipam.objects import ServiceView, service_key
+from lbipam.kube.gateway import Gateway
+from lbipam.objects import ServiceView
 from lbipam.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
-SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then
-SWEEP_EVERY = 600.0
 # Each round blocks the addresses found held elsewhere; a pool full of foreign claims ends
 # the rounds with PoolExhausted, so this bounds only a storm of concurrent claimers.
 MAX_CLAIM_ROUNDS = 16
 
-Follower = Callable[[ServiceKey], Awaitable[None]]
-
 
 class ServiceController:
-    """Owns the Service side of the registry and the Service views; one Service at a time."""
+    """Owns the Service side of the registry and the Service views; one Service at a time.
+
+    It blocks an address when a claim is refused and unblocks it when a claim that kept it
+    goes; what it leaves for other Services to do goes back in a `Next`, never to a queue.
+    """
 
     def __init__(
         self,
         registry: Registry,
-        writer: Writer,
+        gateway: Gateway,
         metrics: Metrics,
         views: ServiceViews,
         claims: AddressClaims,
-        follower: Follower,
     ) -> None:
         self.registry = registry
-        self.writer = writer
+        self.gateway = gateway
         self.metrics = metrics
         self.views = views
         self.claims = claims
-        # Told of every change of a Service once its status is settled (the policy controller).
-        self.follower = follower
         self.pending: set[ServiceKey] = set()
         # PreferDualStack Services served in one family only: retried with the pending ones,
         # not counted as pending (they have an address).
-        self._partial: set[ServiceKey] = set()
+        self.partial: set[ServiceKey] = set()
         self.rebuilt = asyncio.Event()
         self._namespace_labels: dict[str, Mapping[str, str]] = {}
         self._first_seen: dict[ServiceKey, float] = {}
-        self._queue = WorkQueue("Service")
-        self._retry_scheduled = False
-        self._retry_partial = False
 
     def rebuild(
         self, services: Iterable[ServiceView], namespace_labels: Mapping[str, Mapping[str, str]]
@@ -80,118 +72,60 @@ class ServiceController:
             len(losers),
         )
 
-    async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
-        """A Service was added or changed (view) or deleted (None)."""
+    def observe(self, key: ServiceKey, view: ServiceView | None) -> bool:
+        """A Service was added or changed (view) or deleted (None): whether to reconcile it
+        (it is ours, or was)."""
         known = key in self.views
         if not known and (view is None or (not view.handled and view.condition is None)):
-            await self.follower(key)  # never ours; a policy of ours may still name it
-            return
+            return False  # never ours
         if view is None:
             self.views.remove(key)
         else:
             self.views.put(view)
-        await self._queue.run(key, partial(self._reconcile, key))
-        await self.follower(key)
+        return True
 
-    def namespace_changed(self, name: str, labels: Mapping[str, str] | None) -> None:
+    def namespace_changed(self, name: str, labels: Mapping[str, str] | None) -> Next:
         """New labels may make a pool match: pending Services of the namespace try again."""
+        then = Next()
         if labels is None:
             self._namespace_labels.pop(name, None)
-            return
-        if self._namespace_labels.get(name) != labels:
+        elif self._namespace_labels.get(name) != labels:
             self._namespace_labels[name] = dict(labels)
-            self._retry([k for k in self.pending | self._partial if k.namespace == name])
+            then.retry = [k for k in self.pending | self.partial if k.namespace == name]
+        return then
 
-    async def sweep_forever(self) -> None:
-        """Soon after start-up, then now and then: let go of Services deleted unseen.
+    def age(self, key: ServiceKey) -> tuple[str, ServiceKey]:
+        """Sorts older Services first: creationTimestamp, then namespace/name."""
+        view = self.views.get(key)
+        return (view.request.created if view else "", key)
 
-        A Service deleted between the start-up list and Kopf's first listing sends no
-        DELETED event; without this its address would stay taken until the next restart.
-        """
-        await self.rebuilt.wait()
-        # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
-        delay, first = SWEEP_FIRST, True
-        while True:
-            try:
-                if not first:
-                    before = self.views.snapshot()
-                    listed = await self.writer.list_services(service_key)
-                    await self.sweep(before, set(listed))
-                again, freed = await self.claims.collect(relist=not first)
-                self.requeue(again)
-                if freed:
-                    self.retry_pending()
-            except Fenced:
-                return
-            except Exception:
-                log.exception("sweep failed; the next one tries again in %.0fs", delay)
-            await asyncio.sleep(delay)
-            delay, first = SWEEP_EVERY, False
+    async def collect_claims(self, relist: bool) -> Next:
+        """Release claims nobody holds (see `AddressClaims.collect`)."""
+        then = Next()
+        self._settle(await self.claims.collect(self.registry.owners_of, relist), then)
+        return then
 
-    async def sweep(
-        self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]
-    ) -> None:
-        """Release what `before` knew of and the cluster no longer has, unless news came since."""
-        gone = [k for k, view in before.items() if k not in existing and self.views.get(k) is view]
-        for key in sorted(gone):
-            await self.observe(key, None)
-        if gone:
-            log.info("swept %d Services deleted while unwatched", len(gone))
-
-    def requeue(self, keys: Iterable[ServiceKey]) -> None:
-        """Reconcile these Services soon, outside the caller."""
-        for key in keys:
-            self._queue.submit(key, partial(self._reconcile, key))
-
-    def retry_pending(self, pools_changed: bool = False) -> None:
-        """Capacity may have appeared: give pending Services another try, oldest first; when
-        pools changed, also PreferDualStack ones lacking a family (a freed address is not
-        worth retrying them all: most lack it because no pool has that family at all).
-
-        Calls coalesce into one pass per loop turn, so a burst of deletions does not retry
-        every pending Service once per deletion.
-        """
-        self._retry_partial |= pools_changed
-        if not self._retry_scheduled:
-            self._retry_scheduled = True
-            asyncio.get_running_loop().call_soon(self._retry_all)
-
-    def cancel(self) -> None:
-        """End of a term: queued reconciles must not act on this term's decisions."""
-        self._queue.cancel()
-
-    def _retry_all(self) -> None:
-        keys = self.pending | self._partial if self._retry_partial else self.pending
-        self._retry_scheduled = self._retry_partial = False
-        self._retry(list(keys))
-
-    def _retry(self, keys: list[ServiceKey]) -> None:
-        def age(key: ServiceKey) -> tuple[str, ServiceKey]:
-            view = self.views.get(key)
-            return (view.request.created if view else "", key)
-
-        self.requeue(sorted(keys, key=age))
+    async def reconcile(self, key: ServiceKey, then: Next) -> None:
+        """Make the Service's status what the registry decides; `then` gets what is left."""
+        view = self.views.get(key)
+        if view is None or not view.handled:
+            await self._let_go(key, view, then)
+        else:
+            await self._allocate(view, then)
 
     def _with_labels(self, view: ServiceView) -> ServiceView:
         labels = self._namespace_labels.get(view.key.namespace, {})
         return replace(view, request=replace(view.request, namespace_labels=labels))
 
     def _pending(self, key: ServiceKey, pending: bool, partial: bool = False) -> None:
-        for keys, member in ((self.pending, pending), (self._partial, partial)):
+        for keys, member in ((self.pending, pending), (self.partial, partial)):
             if member:
                 keys.add(key)
             else:
                 keys.discard(key)
         self.metrics.pending.set(len(self.pending))
 
-    async def _reconcile(self, key: ServiceKey) -> None:
-        view = self.views.get(key)
-        if view is None or not view.handled:
-            await self._let_go(key, view)
-        else:
-            await self._allocate(view)
-
-    async def _let_go(self, key: ServiceKey, view: ServiceView | None) -> None:
+    async def _let_go(self, key: ServiceKey, view: ServiceView | None, then: Next) -> None:
         """The Service is gone or no longer ours: free its addresses, remove what we wrote."""
         held = self.registry.held_by(key)
         pools = [self.registry.pool_of(address) for address in held]
@@ -205,19 +139,17 @@ class ServiceController:
                 return  # the status may still show them: the next event lets go
             if held:
                 self._event(view, "AddressReleased", f"released {', '.join(held)}")
-        given = await self.claims.let_go(key)
-        self.requeue(given.unclaimed)
+        self._settle(await self.claims.release_all(key, self.registry.owners_of), then)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
-        if freed or given.freed:
-            self.retry_pending()
+            then.retry_pending()
 
-    async def _allocate(self, view: ServiceView) -> None:
+    async def _allocate(self, view: ServiceView, then: Next) -> None:
         key = view.key
         if not view.request.held:
             self._first_seen.setdefault(key, time.monotonic())
-        outcome = await self._decide(view)
-        self.requeue(outcome.displaced)
+        outcome = await self._decide(view, then)
+        then.requeue(outcome.displaced)
         self._pending(key, not outcome.ok, outcome.partial)
         if outcome.waiting and not outcome.addresses and not outcome.released:
             return  # the pool's protection event retries it; a failure now would only flash
@@ -230,32 +162,42 @@ class ServiceController:
         )
         (written, *_), changed = set_condition([view.condition] if view.condition else [], wanted)
         if outcome.addresses == view.request.held and not changed:
-            self.requeue(outcome.followers)  # it joined a group as its oldest member
+            then.requeue(outcome.followers)  # it joined a group as its oldest member
             return  # already as it should be: level-triggered, nothing to write
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
-            given = await self.claims.give_back(key, self.claims.others(key, outcome.addresses))
-            if given.freed:
-                self.retry_pending()
-            # Only now: the claim on an address a follower keeps has passed to it.
-            self.requeue([*outcome.followers, *given.unclaimed])
+            left = self.claims.left_behind(key, outcome.addresses)
+            report = await self.claims.release(key, left, self.registry.owners_of)
+            # Only now: the claim on an address a group member keeps has passed to it.
+            then.requeue(outcome.followers)
+            self._settle(report, then)
 
-    async def _decide(self, view: ServiceView) -> Outcome:
+    async def _decide(self, view: ServiceView, then: Next) -> Outcome:
         """The registry's decision, its addresses claimed; one held elsewhere is decided again.
 
         The registry completes `held` with what it recorded, so a stale event moves nothing.
         """
         request = self._with_labels(view).request
+        owners = self.registry.owners_of
         for _ in range(MAX_CLAIM_ROUNDS):
             outcome = self.registry.ensure(request)
-            refused = await self.claims.take(view.key, outcome.addresses, view.request.held)
-            if not refused:
+            report = await self.claims.take(view.key, outcome.addresses, view.request.held, owners)
+            self._settle(report, then)
+            if not report.refused:
                 return outcome
-            for address, holder in refused.items():
+            for address, holder in report.refused.items():
                 log.info("%s: %s is held by %s; choosing again", view.key, address, holder)
                 displaced = self.registry.block(address, holder)
-                self.requeue(k for k in displaced if k != view.key)
+                then.requeue(k for k in displaced if k != view.key)
         raise RuntimeError(f"every address chosen for {view.key} was claimed by someone else")
+
+    def _settle(self, report: ClaimReport, then: Next) -> None:
+        """The registry learns what the claims did: an address a dropped claim kept from
+        others is handed out again, and holders the claim did not pass to claim it."""
+        unblocked = [address for address in report.dropped if self.registry.unblock(address)]
+        if unblocked:
+            then.retry_pending()
+        then.requeue(report.unclaimed)
 
     async def _write(
         self, view: ServiceView, ingress: tuple[str, ...], condition: Mapping[str, Any] | None
@@ -267,11 +209,11 @@ class ServiceController:
         unless their claims were lost meanwhile.
         """
         try:
-            await self.writer.apply_service_status(
+            await self.gateway.apply_service_status(
                 view.key, view.resource_version, ingress, condition
             )
         except Exception as error:
-            if is_status(error, 409) or await self.writer.service_gone(view.key, error):
+            if is_status(error, 409) or await self.gateway.service_gone(view.key, error):
                 return False
             raise
         return True
@@ -302,4 +244,4 @@ class ServiceController:
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False
     ) -> None:
-        self.writer.event(view.reference, "Service", reason, message, warning=warning)
+        self.gateway.event(view.reference, "Service", reason, message, warning=warning)

@@ -1,1 +1,2 @@
-"""Kopf glue: each handler parses what Kopf hands it and calls the one controller that owns it."""
+"""Kopf glue: each handler parses what Kopf hands it and calls its one owner (a controller,
+or the dispatcher for Service work)."""

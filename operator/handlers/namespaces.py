@@ -15,11 +15,9 @@ async def namespace_index(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
-) -> None:
+async def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Namespaces always exist, so this is also what rebuilds an otherwise empty cluster.
-    owner = controllers(memo, indexes)
+    owner = await controllers(memo)
     meta = body["metadata"]
     labels = None if event["type"] == "DELETED" else dict(meta.get("labels") or {})
-    owner.services.namespace_changed(meta["name"], labels)
+    owner.dispatcher.namespace_changed(meta["name"], labels)

@@ -11,8 +11,6 @@ from lbipam.handlers.startup import controllers
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=dict([MANAGED_BY_LABEL]))
-async def policy_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
-) -> None:
-    owner = controllers(memo, indexes)
+async def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = await controllers(memo)
     await owner.policies.policy_changed(body, deleted=event["type"] == "DELETED")

@@ -18,9 +18,7 @@ async def pool_index(body: kopf.Body, **_: Any) -> dict[str, tuple[PoolView, Poo
 
 
 @kopf.on.event(GROUP, VERSION, POOLS)
-async def pool_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
-) -> None:
-    owner = controllers(memo, indexes)
+async def pool_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = await controllers(memo)
     pool = None if event["type"] == "DELETED" else (pool_view(body), pool_spec(body))
     await owner.pools.observe(body["metadata"]["name"], pool)

@@ -20,8 +20,8 @@ async def service_cidr_index(body: kopf.Body, **_: Any) -> dict[str, tuple[str, 
 
 @kopf.on.event("networking.k8s.io", "v1", "servicecidrs")
 async def service_cidr_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    owner = controllers(memo, indexes)
+    owner = await controllers(memo)
     cidrs = None if event["type"] == "DELETED" else _cidrs(body)
     owner.pools.service_cidr_changed(body["metadata"]["name"], cidrs)

@@ -1,6 +1,7 @@
 """Services: parse, hand to the Service controller, return nothing.
 
-Services have no Kopf index (see `Controllers.start`): their held addresses are read by one
+Services have no Kopf index (see `runtime.wiring.Controllers`): their held addresses are
+read by one
 paged list before Kopf starts.
 """
 
@@ -15,9 +16,7 @@ from lbipam.objects import service_key, service_view
 
 
 @kopf.on.event("", "v1", "services")
-async def service_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **indexes: Any
-) -> None:
-    owner = controllers(memo, indexes)
+async def service_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = await controllers(memo)
     view = None if event["type"] == "DELETED" else service_view(body, owner.settings)
-    await owner.services.observe(service_key(body), view)
+    await owner.dispatcher.service_changed(service_key(body), view)

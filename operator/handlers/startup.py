@@ -1,34 +1,25 @@
-"""Kopf's settings, and the one rebuild from the indexes before the first handler acts."""
+"""Kopf's settings, its login, and where its handlers meet the term's start-up."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
+from lbipam.ha.term import Term
+from lbipam.ipam.pool import PoolSpec
 from lbipam.kube.client import in_cluster
+from lbipam.objects import PoolView
+from lbipam.runtime.startup import Gate, Indexes
 from lbipam.runtime.wiring import Controllers
 
 
-def controllers(memo: kopf.Memo, indexes: Mapping[str, Any]) -> Controllers:
-    """This term's controllers; on the first handler call, rebuilt first.
-
-    Kopf runs no handler before the pool and namespace indexes have their initial listing,
-    and the Services were listed before Kopf started: at this point every pool and every
-    address held in the cluster is known before anything new is handed out.
-    """
-    built: Controllers = memo.controllers
-    if not built.rebuilt:
-        pools, namespaces = indexes["pool_index"], indexes["namespace_index"]
-        cidrs = indexes["service_cidr_index"]
-        built.rebuild(
-            (pool for name in pools for pool in pools[name]),
-            {name: labels for name in namespaces for labels in namespaces[name]},
-            {name: ranges for name in cidrs for ranges in cidrs[name]},
-        )
-    return built
+async def controllers(memo: kopf.Memo) -> Controllers:
+    """This term's controllers, once its start-up is through (see `runtime.startup`)."""
+    gate: Gate = memo.gate
+    return await gate.enter()
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -61,6 +52,22 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
 
 
+# Kopf's ActivityFn type knows no index kwargs; its own indexing example ignores it likewise.
+@kopf.on.startup()  # type: ignore[arg-type]
+async def hand_over_indexes(
+    memo: kopf.Memo,
+    pool_index: kopf.Index[str, tuple[PoolView, PoolSpec]],
+    namespace_index: kopf.Index[str, dict[str, str]],
+    service_cidr_index: kopf.Index[str, tuple[str, ...]],
+    **_: Any,
+) -> None:
+    """Kopf's indexes, empty yet, to the start-up, which reads them once Kopf has filled
+    them: Kopf's docs say indexes handed over here may be read later, and that no resource
+    handler runs before they are complete."""
+    gate: Gate = memo.gate
+    gate.hand_over(Indexes(pool_index, namespace_index, service_cidr_index))
+
+
 @kopf.on.cleanup()
 async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     """Kopf is stopping (on a signal): this term of leadership is over.
@@ -68,8 +75,8 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
     The term's end is also the stop flag given to Kopf. Left unset, Kopf's shutdown waits
     5 s for its own waiter on that flag, and every rolling update would pay for it.
     """
-    owner: Controllers = memo.controllers
-    owner.writer.term.ended.set()
+    term: Term = memo.term
+    term.ended.set()
 
 
 @kopf.on.login()

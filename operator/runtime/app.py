@@ -25,7 +25,7 @@ from lbipam.kube.leases import Leases
 from lbipam.runtime.health import serve_health
 from lbipam.runtime.logs import configure_logging
 from lbipam.runtime.metrics import Metrics
-from lbipam.runtime.wiring import Controllers
+from lbipam.runtime.startup import Gate, start_up
 from lbipam.settings import Settings
 
 log = logging.getLogger("lbipam")
@@ -38,7 +38,7 @@ class Operator:
         self.settings = settings
         self.api = api
         self.metrics = metrics
-        self.controllers: Controllers | None = None
+        self.gate: Gate | None = None
         self.kopf_ready = asyncio.Event()
         self.heartbeat = time.monotonic()
 
@@ -49,8 +49,14 @@ class Operator:
         and its writes are fenced by the term, so nothing decided in it is written after it.
         """
         self.kopf_ready = asyncio.Event()
-        controllers = await Controllers.start(self.settings, self.api, term, self.metrics)
-        self.controllers = controllers
+        gate = Gate()
+        starting = asyncio.create_task(start_up(gate, self.settings, self.api, term, self.metrics))
+        try:
+            controllers = await asyncio.shield(gate.listed)
+        except BaseException:
+            starting.cancel()
+            raise
+        self.gate = gate
         try:
             if not term.active():
                 # The start-up list outlasted the term (a stolen Lease, a long pause): Kopf
@@ -63,20 +69,22 @@ class Operator:
                 await kopf.operator(
                     clusterwide=True,
                     standalone=True,
-                    memo=kopf.Memo(controllers=controllers),
+                    memo=kopf.Memo(gate=gate, term=term),
                     ready_flag=self.kopf_ready,
                     stop_flag=term.ended,
                 )
         finally:
             term.ended.set()
-            self.controllers = None
+            starting.cancel()
+            gate.close()
+            self.gate = None
             await controllers.stop()
             log.info("stopped handling Services and IPPools")
 
     def ready(self) -> bool:
-        if self.controllers is None:
-            return True  # a healthy follower is ready: it takes over when the leader goes
-        return self.kopf_ready.is_set() and self.controllers.rebuilt
+        if self.gate is None:
+            return True  # a healthy standby replica is ready: it takes over when the leader goes
+        return self.kopf_ready.is_set() and self.gate.ready
 
     async def beat(self) -> None:
         """Proves the event loop turns; /healthz fails when it stops doing so."""
@@ -105,7 +113,7 @@ async def main(settings: Settings) -> None:
         "on" if settings.leader_election else "off",
     )
     # While Kopf runs it owns SIGINT/SIGTERM and stops itself; lead() then returns, and so
-    # does the elector. A follower has no Kopf: these handlers end its wait.
+    # does the elector. A standby replica has no Kopf: these handlers end its wait.
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,4 +1,4 @@
-"""A recording stand-in for `lbipam.kube.writer.Writer`: what the controllers wrote, in order.
+"""A recording stand-in for `lbipam.kube.gateway.Gateway`: what the controllers asked, in order.
 
 Not a mock of the Kubernetes API: it keeps only what the controllers themselves asked for, so
 table tests can say "this Service in → these writes and Events out".
@@ -28,7 +28,7 @@ class Event:
 
 
 @dataclass
-class RecordingWriter:
+class RecordingGateway:
     statuses: list[tuple[ServiceKey, tuple[str, ...], Mapping[str, Any] | None]] = field(
         default_factory=list
     )

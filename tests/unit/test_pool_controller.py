@@ -1,19 +1,16 @@
-"""The pool controller against a recording writer: protection first, status, deletion."""
+"""The pool controller against a recording gateway: protection first, status, deletion."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lbipam.api import FINALIZER
-from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.pools import PoolController
-from lbipam.controllers.services import ServiceController
-from lbipam.controllers.views import ServiceViews
+from lbipam.controllers.results import Next
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey, ServiceRequest
 from lbipam.objects import PoolView, pool_spec, pool_view
-from lbipam.runtime.metrics import Metrics
-from tests.unit.fakes import RecordingWriter
+from tests.unit.fakes import RecordingGateway
 
 
 def ippool(*finalizers: str, deleting: bool = False, **spec: Any) -> dict[str, Any]:
@@ -31,24 +28,23 @@ def ippool(*finalizers: str, deleting: bool = False, **spec: Any) -> dict[str, A
 
 
 class Harness:
+    """The pool controller, with the harness standing in for the dispatcher: it records
+    what pool changes leave the Services to do."""
+
     def __init__(self) -> None:
         self.registry = Registry()
-        self.writer = RecordingWriter()
-        claims = AddressClaims(self.writer, self.registry, enabled=False)
-        services = ServiceController(
-            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.ignore
-        )
-        services.rebuild([], {})
-        self.pools = PoolController(self.registry, self.writer, services)
+        self.gateway = RecordingGateway()
+        self.scheduled: list[Next] = []
+        self.pools = PoolController(self.registry, self.gateway, self)
 
-    async def ignore(self, key: ServiceKey) -> None:
-        return None
+    def schedule(self, then: Next) -> None:
+        self.scheduled.append(then)
 
     async def observe(self, body: dict[str, Any]) -> None:
         await self.pools.observe("public", (pool_view(body), pool_spec(body)))
 
     def status(self) -> dict[str, Any]:
-        [*_, (_, patch, is_status)] = self.writer.pool_patches
+        [*_, (_, patch, is_status)] = self.gateway.pool_patches
         assert is_status
         return dict(patch["status"])
 
@@ -62,7 +58,7 @@ async def test_a_new_pool_gets_the_finalizer_before_anything_and_says_protecting
     h = Harness()
 
     await h.observe(ippool())
-    [(name, patch, is_status)] = h.writer.pool_patches
+    [(name, patch, is_status)] = h.gateway.pool_patches
     assert (name, is_status) == ("public", False)
     assert patch == {"metadata": {"finalizers": [FINALIZER], "resourceVersion": "11"}}
     await h.pools.sync("public")
@@ -80,7 +76,7 @@ async def test_once_protected_the_pool_is_ready_and_counts_its_usable_addresses(
     status = h.status()
     assert ready(status) == ("True", "Ready")
     assert (status["total"], status["available"], status["observedGeneration"]) == ("6", "6", 2)
-    assert all(not patch.get("metadata") for _, patch, _ in h.writer.pool_patches)
+    assert all(not patch.get("metadata") for _, patch, _ in h.gateway.pool_patches)
 
 
 async def test_an_unchanged_status_is_not_written_twice() -> None:
@@ -94,7 +90,7 @@ async def test_an_unchanged_status_is_not_written_twice() -> None:
 
     await h.pools.sync("public")
 
-    assert len(h.writer.pool_patches) == 1
+    assert len(h.gateway.pool_patches) == 1
 
 
 async def test_deleting_a_pool_in_use_waits_and_names_the_holders_then_lets_go() -> None:
@@ -105,13 +101,13 @@ async def test_deleting_a_pool_in_use_waits_and_names_the_holders_then_lets_go()
 
     await h.observe(ippool(FINALIZER, deleting=True))
     await h.pools.sync("public")
-    assert h.writer.reasons() == ["DeletionBlocked"]
-    assert "shop/web" in h.writer.events[0].message
-    assert all(not patch.get("metadata") for _, patch, _ in h.writer.pool_patches)
+    assert h.gateway.reasons() == ["DeletionBlocked"]
+    assert "shop/web" in h.gateway.events[0].message
+    assert all(not patch.get("metadata") for _, patch, _ in h.gateway.pool_patches)
 
     h.registry.release(web)
     await h.pools.sync("public")
-    [*_, (_, patch, is_status)] = h.writer.pool_patches
+    [*_, (_, patch, is_status)] = h.gateway.pool_patches
     assert not is_status and patch["metadata"]["finalizers"] == []
 
 
@@ -128,3 +124,19 @@ async def test_a_pool_whose_selector_cannot_be_read_says_so_in_its_status() -> N
 def test_views_keep_what_the_controller_needs() -> None:
     view = pool_view(ippool(FINALIZER))
     assert view == PoolView("public", "uid-public", 2, False, (FINALIZER,), "11", {})
+
+
+async def test_a_shrunk_pool_leaves_its_lost_holders_to_the_services_then_every_pending_one() -> (
+    None
+):
+    h = Harness()
+    await h.observe(ippool(FINALIZER))
+    web = ServiceKey("shop", "web")
+    assert h.registry.ensure(ServiceRequest(web, "t")).addresses == ("198.18.0.1",)
+    h.scheduled.clear()
+
+    await h.observe(ippool(FINALIZER, addresses=["198.18.0.4/30"]))
+
+    [then] = h.scheduled
+    assert then.services == [web], "it lost an address that left every pool"
+    assert then.pending and then.pools_changed, "pools changed: pending Services try again"

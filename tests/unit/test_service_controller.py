@@ -1,4 +1,4 @@
-"""The Service controller against a recording writer: a Service in → writes and Events out."""
+"""The Service controller against a recording gateway: a Service in → writes and Events out."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from lbipam.api import SERVICE_CONDITION
-from lbipam.controllers import services
+from lbipam.controllers import sweep
 from lbipam.controllers.claims import AddressClaims
+from lbipam.controllers.dispatch import Dispatcher
+from lbipam.controllers.results import Next
 from lbipam.controllers.services import ServiceController
+from lbipam.controllers.sweep import Sweeper
 from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
@@ -20,7 +23,7 @@ from lbipam.ipam.requests import ServiceKey
 from lbipam.objects import ClaimView, ServiceView, claim_view, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
-from tests.unit.fakes import RecordingWriter, claim
+from tests.unit.fakes import RecordingGateway, claim
 
 SETTINGS = Settings.load({"LBIPAM_NAMESPACE": "x"})
 
@@ -50,20 +53,29 @@ def service(
 
 
 class Harness:
+    """The Service controller behind the dispatcher, as each term wires them; the harness
+    stands in for the policy controller and records which Services it was told of."""
+
     def __init__(self, *pools: PoolSpec) -> None:
         self.registry = Registry()
         for pool in pools:
             self.registry.apply_pool(pool)
-        self.writer = RecordingWriter()
-        self.followed: list[ServiceKey] = []
-        claims = AddressClaims(self.writer, self.registry, enabled=True)
+        self.gateway = RecordingGateway()
+        self.told: list[ServiceKey] = []
+        claims = AddressClaims(self.gateway, enabled=True)
         self.controller = ServiceController(
-            self.registry, self.writer, Metrics(), ServiceViews(), claims, self.follow
+            self.registry, self.gateway, Metrics(), ServiceViews(), claims
         )
+        self.dispatcher = Dispatcher(self.controller, self)
+        self.sweeper = Sweeper(self.controller, self.dispatcher, self.gateway)
         self.controller.rebuild([], {})
 
-    async def follow(self, key: ServiceKey) -> None:
-        self.followed.append(key)
+    async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
+        """A Service event, as the Kopf handler hands it on."""
+        await self.dispatcher.service_changed(key, view)
+
+    async def service_changed(self, key: ServiceKey) -> None:
+        self.told.append(key)
 
 
 PUBLIC = PoolSpec("public", ("198.18.0.0/29",))
@@ -72,83 +84,83 @@ PUBLIC = PoolSpec("public", ("198.18.0.0/29",))
 async def test_a_new_service_gets_the_lowest_usable_address_in_one_write_and_one_event() -> None:
     h = Harness(PUBLIC)
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    [(key, ingress, condition)] = h.writer.statuses
+    [(key, ingress, condition)] = h.gateway.statuses
     assert (key, ingress) == (ServiceKey("shop", "web"), ("198.18.0.1",))
     assert condition is not None and condition["type"] == SERVICE_CONDITION
     assert (condition["status"], condition["reason"]) == ("True", "Allocated")
-    assert h.writer.reasons() == ["AddressAllocated"]
-    assert h.followed == [ServiceKey("shop", "web")]
+    assert h.gateway.reasons() == ["AddressAllocated"]
+    assert h.told == [ServiceKey("shop", "web")]
 
 
 async def test_a_service_already_showing_its_decision_is_not_written_again() -> None:
     h = Harness(PUBLIC)
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    (_, _, condition) = h.writer.statuses[0]
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    (_, _, condition) = h.gateway.statuses[0]
     echoed = service("web", held="198.18.0.1")
     echoed = ServiceView(echoed.key, echoed.uid, True, echoed.request, condition, echoed.body)
 
-    await h.controller.observe(echoed.key, echoed)
+    await h.observe(echoed.key, echoed)
 
-    assert len(h.writer.statuses) == 1
-    assert h.writer.reasons() == ["AddressAllocated"]
+    assert len(h.gateway.statuses) == 1
+    assert h.gateway.reasons() == ["AddressAllocated"]
 
 
 async def test_no_pool_means_a_false_condition_a_warning_and_a_pending_service() -> None:
     h = Harness()
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    [(_, ingress, condition)] = h.writer.statuses
+    [(_, ingress, condition)] = h.gateway.statuses
     assert ingress == () and condition is not None
     assert (condition["status"], condition["reason"]) == ("False", "NoMatchingPool")
-    assert h.writer.events[0].warning and h.writer.reasons() == ["AllocationFailed"]
+    assert h.gateway.events[0].warning and h.gateway.reasons() == ["AllocationFailed"]
     assert h.controller.pending == {ServiceKey("shop", "web")}
 
 
 async def test_a_service_that_stops_being_a_load_balancer_is_cleared_and_released() -> None:
     h = Harness(PUBLIC)
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    (_, _, condition) = h.writer.statuses[0]
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    (_, _, condition) = h.gateway.statuses[0]
     changed = service("web", held="198.18.0.1", kind="ClusterIP")
     changed = ServiceView(changed.key, changed.uid, False, changed.request, condition, changed.body)
 
-    await h.controller.observe(changed.key, changed)
+    await h.observe(changed.key, changed)
 
-    assert h.writer.statuses[-1] == (ServiceKey("shop", "web"), (), None)
-    assert h.writer.reasons() == ["AddressAllocated", "AddressReleased"]
+    assert h.gateway.statuses[-1] == (ServiceKey("shop", "web"), (), None)
+    assert h.gateway.reasons() == ["AddressAllocated", "AddressReleased"]
     assert h.registry.held_by(ServiceKey("shop", "web")) == ()
 
 
 async def test_a_service_that_never_was_ours_costs_no_write() -> None:
     h = Harness(PUBLIC)
 
-    await h.controller.observe(ServiceKey("shop", "db"), service("db", kind="ClusterIP"))
-    await h.controller.observe(ServiceKey("shop", "gone"), None)
+    await h.observe(ServiceKey("shop", "db"), service("db", kind="ClusterIP"))
+    await h.observe(ServiceKey("shop", "gone"), None)
 
-    assert h.writer.statuses == [] and h.writer.events == []
-    assert h.followed == [ServiceKey("shop", "db"), ServiceKey("shop", "gone")]
+    assert h.gateway.statuses == [] and h.gateway.events == []
+    assert h.told == [ServiceKey("shop", "db"), ServiceKey("shop", "gone")]
 
 
 async def test_a_write_refused_as_stale_keeps_the_decision_for_the_next_event() -> None:
     h = Harness(PUBLIC)
-    h.writer.status_failures = [409]
+    h.gateway.status_failures = [409]
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",)]
-    assert h.writer.reasons() == ["AddressAllocated"]
+    assert [ingress for _, ingress, _ in h.gateway.statuses] == [("198.18.0.1",)]
+    assert h.gateway.reasons() == ["AddressAllocated"]
 
 
 async def test_an_unexpected_api_error_is_retried_not_raised() -> None:
     h = Harness(PUBLIC)
-    h.writer.status_failures = [500]
+    h.gateway.status_failures = [500]
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    assert h.writer.statuses == [], "the failed write is retried later, in the background"
+    assert h.gateway.statuses == [], "the failed write is retried later, in the background"
     assert h.registry.held_by(ServiceKey("shop", "web")) == ("198.18.0.1",)
 
 
@@ -157,11 +169,11 @@ async def test_an_older_holder_wins_a_duplicate_and_the_younger_is_told_why() ->
     older, younger = service("a", held="198.18.0.3"), service("bbbb", held="198.18.0.3")
     h.controller.rebuild([older, younger], {})
 
-    await h.controller.observe(younger.key, younger)
+    await h.observe(younger.key, younger)
 
-    [(_, ingress, _)] = h.writer.statuses
+    [(_, ingress, _)] = h.gateway.statuses
     assert ingress == ("198.18.0.1",)
-    [revoked] = [e for e in h.writer.events if e.reason == "AddressRevoked"]
+    [revoked] = [e for e in h.gateway.events if e.reason == "AddressRevoked"]
     assert revoked.warning and "held by the older Service shop/a" in revoked.message
 
 
@@ -172,7 +184,7 @@ async def test_only_services_gone_from_the_cluster_and_unchanged_since_are_relea
     before = h.controller.views.snapshot()
     h.controller.views.put(service("recreated", held="10.0.0.2"))
 
-    await h.controller.sweep(before, {ServiceKey("shop", "kept")})
+    await h.sweeper.sweep(before, {ServiceKey("shop", "kept")})
 
     assert h.registry.held_by(ServiceKey("shop", "kept")) == ("10.0.0.0",)
     assert h.registry.held_by(ServiceKey("shop", "deleted")) == ()
@@ -190,32 +202,32 @@ async def test_namespace_labels_decide_pools_with_a_namespace_selector(
 
     team_a = Selector.from_dict({"matchLabels": {"team": "a"}})
     h = Harness(PoolSpec("team-a", ("198.18.1.0/29",), namespace_selector=team_a))
-    h.controller.namespace_changed("shop", labels)
+    h.dispatcher.namespace_changed("shop", labels)
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    [(_, _, condition)] = h.writer.statuses
+    [(_, _, condition)] = h.gateway.statuses
     assert condition is not None and condition["reason"] == expected
 
 
 async def test_a_service_waiting_only_for_a_pool_to_be_protected_sees_no_failure() -> None:
     h = Harness(PoolSpec("fresh", ("198.18.0.0/29",), protected=False))
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    assert h.writer.statuses == [] and h.writer.events == []
+    assert h.gateway.statuses == [] and h.gateway.events == []
     assert h.controller.pending == {ServiceKey("shop", "web")}
 
 
 async def test_every_address_is_claimed_before_the_status_shows_it_and_released_after() -> None:
     h = Harness(PUBLIC)
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    assert h.writer.claim_writes == [("create", "198.18.0.1")]
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    assert h.gateway.claim_writes == [("create", "198.18.0.1")]
 
-    await h.controller.observe(ServiceKey("shop", "web"), None)
+    await h.observe(ServiceKey("shop", "web"), None)
 
-    assert h.writer.claim_writes[-1] == ("delete", "198.18.0.1")
-    assert h.writer.claims == {}
+    assert h.gateway.claim_writes[-1] == ("delete", "198.18.0.1")
+    assert h.gateway.claims == {}
 
 
 async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_names_the_holder() -> (
@@ -223,14 +235,12 @@ async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_nam
 ):
     h = Harness(PUBLIC)
     kubernetes = ServiceKey("default", "kubernetes")
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", kubernetes, "ipallocator.k8s.io")
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", kubernetes, "ipallocator.k8s.io")
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    await h.controller.observe(
-        ServiceKey("shop", "fix"), service("fix", loadBalancerIP="198.18.0.1")
-    )
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "fix"), service("fix", loadBalancerIP="198.18.0.1"))
 
-    (_, web, _), (_, fix, condition) = h.writer.statuses
+    (_, web, _), (_, fix, condition) = h.gateway.statuses
     assert (web, fix) == (("198.18.0.2",), ())
     assert condition is not None and condition["reason"] == "AddressInUse"
     assert "the ClusterIP of Service default/kubernetes" in condition["message"]
@@ -238,13 +248,13 @@ async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_nam
 
 async def test_a_stale_claim_of_a_service_that_let_go_is_replaced() -> None:
     h = Harness(PUBLIC)
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"), age=120)
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", ServiceKey("shop", "old"), age=120)
 
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
 
-    [(_, ingress, _)] = h.writer.statuses
+    [(_, ingress, _)] = h.gateway.statuses
     assert ingress == ("198.18.0.1",)
-    parent = h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"]
+    parent = h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"]
     assert parent == "web"
 
 
@@ -254,35 +264,35 @@ async def test_a_claim_another_leader_took_over_is_not_trusted_from_memory() -> 
     the other replica, while this one's status write waited for a retry."""
     h = Harness(PUBLIC)
     web, api = ServiceKey("shop", "web"), ServiceKey("shop", "api")
-    h.writer.status_failures = [409]
-    await h.controller.observe(web, service("web"))
-    assert h.writer.statuses == [] and "198.18.0.1" in h.writer.claims
+    h.gateway.status_failures = [409]
+    await h.observe(web, service("web"))
+    assert h.gateway.statuses == [] and "198.18.0.1" in h.gateway.claims
     # The other replica: web's claim goes, and api's is made, with its status shown.
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", api)
-    h.writer.statuses.append((api, ("198.18.0.1",), None))
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", api)
+    h.gateway.statuses.append((api, ("198.18.0.1",), None))
 
-    await h.controller.observe(web, service("web"))
+    await h.observe(web, service("web"))
 
-    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.2",))
-    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "api"
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.2",))
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "api"
 
 
 async def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
     h = Harness(PUBLIC)
     edge = {"lbipam.io/sharing-key": "edge"}
     api, dns = ServiceKey("shop", "api"), ServiceKey("shop", "dns-1")  # api is older
-    await h.controller.observe(api, service("api"))
-    await h.controller.observe(dns, service("dns-1", annotations=edge, ports=[{"port": 53}]))
-    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",), ("198.18.0.2",)]
+    await h.observe(api, service("api"))
+    await h.observe(dns, service("dns-1", annotations=edge, ports=[{"port": 53}]))
+    assert [ingress for _, ingress, _ in h.gateway.statuses] == [("198.18.0.1",), ("198.18.0.2",)]
 
-    await h.controller.observe(api, service("api", held="198.18.0.1", annotations=edge))
+    await h.observe(api, service("api", held="198.18.0.1", annotations=edge))
     for _ in range(100):
         if h.registry.held_by(dns) == ("198.18.0.1",):
             break
         await asyncio.sleep(0.01)
 
-    assert h.writer.statuses[-1][:2] == (dns, ("198.18.0.1",))
-    assert "AddressRevoked" in h.writer.reasons()[2:]
+    assert h.gateway.statuses[-1][:2] == (dns, ("198.18.0.1",))
+    assert "AddressRevoked" in h.gateway.reasons()[2:]
 
 
 async def test_a_claim_left_by_a_let_go_whose_write_failed_goes_with_the_next_write() -> None:
@@ -292,16 +302,16 @@ async def test_a_claim_left_by_a_let_go_whose_write_failed_goes_with_the_next_wr
     counted in its pool, until the ten-minute sweep."""
     h = Harness(PUBLIC)
     web = ServiceKey("shop", "web")
-    await h.controller.observe(web, service("web"))
-    h.writer.status_failures = [409]
+    await h.observe(web, service("web"))
+    h.gateway.status_failures = [409]
     elsewhere = service("web", held="198.18.0.1", loadBalancerClass="other.example/lb")
-    await h.controller.observe(web, elsewhere)
-    assert "198.18.0.1" in h.writer.claims
+    await h.observe(web, elsewhere)
+    assert "198.18.0.1" in h.gateway.claims
 
-    await h.controller.observe(web, service("web", loadBalancerIP="198.18.0.3"))
+    await h.observe(web, service("web", loadBalancerIP="198.18.0.3"))
 
-    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.3",))
-    assert sorted(h.writer.claims) == ["198.18.0.3"]
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.3",))
+    assert sorted(h.gateway.claims) == ["198.18.0.3"]
 
 
 async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it() -> None:
@@ -311,17 +321,17 @@ async def test_the_claim_on_a_shared_address_passes_to_the_sharer_that_keeps_it(
     edge = {"lbipam.io/sharing-key": "edge"}
     dns, web = ServiceKey("shop", "dns"), ServiceKey("shop", "web-1")  # dns is older
     udp = [{"port": 53, "protocol": "UDP"}]
-    await h.controller.observe(dns, service("dns", annotations=edge, ports=udp))
-    await h.controller.observe(web, service("web-1", annotations=edge))
-    assert [ingress for _, ingress, _ in h.writer.statuses] == [("198.18.0.1",)] * 2
-    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "dns"
-    await h.controller.observe(dns, None)  # the claim's parent goes: web-1 keeps the address
+    await h.observe(dns, service("dns", annotations=edge, ports=udp))
+    await h.observe(web, service("web-1", annotations=edge))
+    assert [ingress for _, ingress, _ in h.gateway.statuses] == [("198.18.0.1",)] * 2
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "dns"
+    await h.observe(dns, None)  # the claim's parent goes: web-1 keeps the address
 
-    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
-    await h.controller.observe(web, service("web-1", held="198.18.0.1", annotations=edge))
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
+    await h.observe(web, service("web-1", held="198.18.0.1", annotations=edge))
     assert h.registry.held_by(web) == ("198.18.0.1",)
-    await h.controller.observe(web, None)
-    assert h.writer.claims == {}, "the last holder gives the claim back"
+    await h.observe(web, None)
+    assert h.gateway.claims == {}, "the last holder gives the claim back"
 
 
 async def test_an_own_claim_gone_stale_is_made_afresh_before_the_status_shows_it() -> None:
@@ -330,46 +340,46 @@ async def test_an_own_claim_gone_stale_is_made_afresh_before_the_status_shows_it
     it leaves alone."""
     h = Harness(PUBLIC)
     web = ServiceKey("shop", "web")
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", web, age=120)
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web, age=120)
 
-    await h.controller.observe(web, service("web"))
+    await h.observe(web, service("web"))
 
-    assert h.writer.claim_writes == [("delete", "198.18.0.1"), ("create", "198.18.0.1")]
-    assert h.writer.statuses[-1][:2] == (web, ("198.18.0.1",))
+    assert h.gateway.claim_writes == [("delete", "198.18.0.1"), ("create", "198.18.0.1")]
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.1",))
 
 
 async def test_a_sharer_the_claim_could_not_pass_to_claims_the_address_itself() -> None:
     h = Harness(PUBLIC)
     edge = {"lbipam.io/sharing-key": "edge"}
     dns, web = ServiceKey("shop", "dns"), ServiceKey("shop", "web-1")  # dns is older
-    await h.controller.observe(dns, service("dns", annotations=edge, ports=[{"port": 53}]))
-    await h.controller.observe(web, service("web-1", annotations=edge))
-    h.writer.claim_failures = [500]  # the create half of passing the claim fails
+    await h.observe(dns, service("dns", annotations=edge, ports=[{"port": 53}]))
+    await h.observe(web, service("web-1", annotations=edge))
+    h.gateway.claim_failures = [500]  # the create half of passing the claim fails
 
-    await h.controller.observe(dns, None)
+    await h.observe(dns, None)
     for _ in range(100):
-        if "198.18.0.1" in h.writer.claims:
+        if "198.18.0.1" in h.gateway.claims:
             break
         await asyncio.sleep(0.01)
 
-    assert h.writer.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web-1"
     assert h.registry.held_by(web) == ("198.18.0.1",)
 
 
 async def test_claims_nobody_holds_are_collected_and_holders_without_one_claim_again() -> None:
     h = Harness(PUBLIC)
     h.controller.rebuild([service("web", held="198.18.0.3")], {})
-    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
+    h.gateway.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
     odd = claim("198.18.0.6", ServiceKey("shop", "x"))
     odd["spec"]["parentRef"] = {"group": "example.com", "resource": "gateways", "name": "gw"}
-    h.writer.claims["198.18.0.6"] = odd
+    h.gateway.claims["198.18.0.6"] = odd
 
-    again, _ = await h.controller.claims.collect()
+    report = await h.controller.claims.collect(h.registry.owners_of)
 
-    assert "198.18.0.5" not in h.writer.claims and again == []
-    assert "198.18.0.6" in h.writer.claims, "a claim lbipam did not make is left alone"
-    await h.controller.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
-    assert "198.18.0.3" in h.writer.claims
+    assert "198.18.0.5" not in h.gateway.claims and report.unclaimed == []
+    assert "198.18.0.6" in h.gateway.claims, "a claim lbipam did not make is left alone"
+    await h.observe(ServiceKey("shop", "web"), service("web", held="198.18.0.3"))
+    assert "198.18.0.3" in h.gateway.claims
 
 
 async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to_replace_it() -> (
@@ -378,27 +388,27 @@ async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to
     """Found by the chaos machine: a shrunk pool with nothing left gave only AllocationFailed."""
     h = Harness(PoolSpec("small", ("198.18.0.9",)))
     key = ServiceKey("shop", "web")
-    await h.controller.observe(key, service("web"))
+    await h.observe(key, service("web"))
     h.registry.apply_pool(PoolSpec("small", ("198.18.0.9",), exclude=("198.18.0.9",)))
 
-    await h.controller.observe(key, service("web", held="198.18.0.9"))
+    await h.observe(key, service("web", held="198.18.0.9"))
 
-    (_, ingress, condition) = h.writer.statuses[-1]
+    (_, ingress, condition) = h.gateway.statuses[-1]
     assert ingress == () and condition is not None and condition["status"] == "False"
-    assert h.writer.reasons()[-2:] == ["AddressRevoked", "AllocationFailed"]
-    revoked = next(e for e in h.writer.events if e.reason == "AddressRevoked")
+    assert h.gateway.reasons()[-2:] == ["AddressRevoked", "AllocationFailed"]
+    revoked = next(e for e in h.gateway.events if e.reason == "AddressRevoked")
     assert "198.18.0.9 is no longer in any pool" in revoked.message
 
 
 async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(services, "SWEEP_FIRST", 0.01)
-    monkeypatch.setattr(services, "SWEEP_EVERY", 0.01)
+    monkeypatch.setattr(sweep, "SWEEP_FIRST", 0.01)
+    monkeypatch.setattr(sweep, "SWEEP_EVERY", 0.01)
     h = Harness(PUBLIC)
-    h.writer.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
+    h.gateway.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
     calls = 0
-    list_claims = h.writer.list_claims
+    list_claims = h.gateway.list_claims
 
     async def flaky(keep: Callable[[dict[str, Any]], ClaimView]) -> list[ClaimView]:
         nonlocal calls
@@ -407,15 +417,15 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
             raise RuntimeError("API server restarting")
         return await list_claims(keep)
 
-    monkeypatch.setattr(h.writer, "list_claims", flaky)
-    sweeping = asyncio.create_task(h.controller.sweep_forever())
+    monkeypatch.setattr(h.gateway, "list_claims", flaky)
+    sweeping = asyncio.create_task(h.sweeper.run())
     for _ in range(200):
-        if "198.18.0.5" not in h.writer.claims:
+        if "198.18.0.5" not in h.gateway.claims:
             break
         await asyncio.sleep(0.01)
     sweeping.cancel()
 
-    assert calls >= 2 and "198.18.0.5" not in h.writer.claims
+    assert calls >= 2 and "198.18.0.5" not in h.gateway.claims
 
 
 async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address() -> None:
@@ -427,20 +437,20 @@ async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(
     moved = ServiceKey("shop", "moved")
     ours = {"type": SERVICE_CONDITION, "status": "True", "reason": "Allocated"}
     # The last term gave it .1 (claim and status), then its class changed while nobody led.
-    h.writer.claims["198.18.0.1"] = claim("198.18.0.1", moved)
-    h.controller.claims.rebuild([claim_view(h.writer.claims["198.18.0.1"])])  # listed at start
-    h.writer.statuses.append((moved, ("198.18.0.1",), ours))
-    await h.controller.observe(ServiceKey("shop", "web"), service("web"))
-    assert h.writer.statuses[-1][1] == ("198.18.0.2",), "its claim still holds .1"
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", moved)
+    h.controller.claims.rebuild([claim_view(h.gateway.claims["198.18.0.1"])])  # listed at start
+    h.gateway.statuses.append((moved, ("198.18.0.1",), ours))
+    await h.observe(ServiceKey("shop", "web"), service("web"))
+    assert h.gateway.statuses[-1][1] == ("198.18.0.2",), "its claim still holds .1"
 
     # Passing through ClusterIP to change class, the API server cleared status.loadBalancer.
     elsewhere = service("moved", loadBalancerClass="other.example/lb")
-    await h.controller.observe(moved, replace(elsewhere, condition=ours))
+    await h.observe(moved, replace(elsewhere, condition=ours))
 
-    assert h.writer.statuses[-1][:2] == (moved, ())
-    assert "198.18.0.1" not in h.writer.claims
-    await h.controller.observe(ServiceKey("shop", "new"), service("new"))
-    assert h.writer.statuses[-1][1] == ("198.18.0.1",)
+    assert h.gateway.statuses[-1][:2] == (moved, ())
+    assert "198.18.0.1" not in h.gateway.claims
+    await h.observe(ServiceKey("shop", "new"), service("new"))
+    assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
     assert h.registry.pool_summary("public").allocated == 2
 
 
@@ -449,15 +459,15 @@ async def test_a_prefer_dual_stack_service_gets_its_second_family_when_a_pool_of
     h = Harness(PUBLIC)
     key = ServiceKey("shop", "dns")
     dns = service("dns", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
-    await h.controller.observe(key, dns)
-    assert h.writer.statuses[-1][1] == ("198.18.0.1",)
+    await h.observe(key, dns)
+    assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
     assert key not in h.controller.pending, "it has an address: not pending"
 
     h.registry.apply_pool(PoolSpec("public6", ("2001:db8:5::/126",)))
-    h.controller.retry_pending(pools_changed=True)  # as the pool controller does
+    h.dispatcher.schedule(Next(pending=True, pools_changed=True))  # as the pool controller does
     for _ in range(100):
-        if len(h.writer.statuses[-1][1]) == 2:
+        if len(h.gateway.statuses[-1][1]) == 2:
             break
         await asyncio.sleep(0.01)
 
-    assert h.writer.statuses[-1][1] == ("198.18.0.1", "2001:db8:5::")
+    assert h.gateway.statuses[-1][1] == ("198.18.0.1", "2001:db8:5::")

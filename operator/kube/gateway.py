@@ -1,4 +1,5 @@
-"""What the controllers need from the cluster (`Writer`) and its implementation on the API."""
+"""The gateway to the cluster: every read and write the controllers make (`Gateway`), and
+its implementation on the API server (`KubeGateway`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _pool(name: str, status: bool) -> str:
     return f"/apis/{GROUP}/{VERSION}/{POOLS}/{name}" + ("/status" if status else "")
 
 
-class Writer(Protocol):
+class Gateway(Protocol):
     """Every read and write the controllers make; tests record them with a fake."""
 
     async def apply_service_status(
@@ -83,8 +84,8 @@ def yaml_safe(text: str, limit: int = 1024) -> str:
     return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
 
 
-class ApiWriter:
-    """`Writer` on the API server; every write is fenced by the term of leadership."""
+class KubeGateway:
+    """`Gateway` on the API server; every write is fenced by the term of leadership."""
 
     def __init__(self, api: Api, term: Term) -> None:
         self.term = term

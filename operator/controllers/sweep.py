@@ -1,0 +1,63 @@
+"""The sweep: soon after start-up, then now and then, what no event told of is put right.
+
+A Service deleted between the start-up list and Kopf's first listing sends no DELETED event;
+without the sweep its address would stay taken until the next restart. Claims whose Service
+let go while nobody watched are released the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from lbipam.controllers.dispatch import Dispatcher
+from lbipam.controllers.services import ServiceController
+from lbipam.ha.term import Fenced
+from lbipam.ipam.requests import ServiceKey
+from lbipam.kube.gateway import Gateway
+from lbipam.objects import ServiceView, service_key
+
+log = logging.getLogger(__name__)
+SWEEP_FIRST = 30.0  # seconds: Kopf's first listing is processed by then
+SWEEP_EVERY = 600.0
+
+
+class Sweeper:
+    """Lets go of Services deleted unseen and collects claims nobody holds."""
+
+    def __init__(
+        self, services: ServiceController, dispatcher: Dispatcher, gateway: Gateway
+    ) -> None:
+        self.services = services
+        self.dispatcher = dispatcher
+        self.gateway = gateway
+
+    async def run(self) -> None:
+        await self.services.rebuilt.wait()
+        # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
+        delay, first = SWEEP_FIRST, True
+        while True:
+            try:
+                if not first:
+                    before = self.services.views.snapshot()
+                    listed = await self.gateway.list_services(service_key)
+                    await self.sweep(before, set(listed))
+                self.dispatcher.schedule(await self.services.collect_claims(relist=not first))
+            except Fenced:
+                return
+            except Exception:
+                log.exception("sweep failed; the next one tries again in %.0fs", delay)
+            await asyncio.sleep(delay)
+            delay, first = SWEEP_EVERY, False
+
+    async def sweep(
+        self, before: Mapping[ServiceKey, ServiceView], existing: set[ServiceKey]
+    ) -> None:
+        """Release what `before` knew of and the cluster no longer has, unless news came since."""
+        views = self.services.views
+        gone = [k for k, view in before.items() if k not in existing and views.get(k) is view]
+        for key in sorted(gone):
+            await self.dispatcher.service_changed(key, None)
+        if gone:
+            log.info("swept %d Services deleted while unwatched", len(gone))
