@@ -92,6 +92,11 @@ class Prometheus:
         except AssertionError as error:
             raise AssertionError(f"{error}: {self.value(query)} != {expected}") from None
 
+    def wait_at_least(self, query: str, least: float, timeout: float = 20) -> None:
+        eventually(
+            lambda: (self.value(query) or 0) >= least, timeout=timeout, what=f"{query} >= {least}"
+        )
+
     def stop(self) -> None:
         self.popen.terminate()
         self.popen.wait(10)

@@ -12,7 +12,6 @@ from kubernetes import client
 from tests.kit import (
     Pools,
     create,
-    eventually,
     service_manifest,
     subnet,
     wait_address,
@@ -64,19 +63,8 @@ def test_prometheus_sees_pending_services_and_failures(
     create(core, namespace, service_manifest("second"))
     wait_reason(core, namespace, "second", "PoolExhausted")
 
-    eventually(
-        lambda: (prometheus.value("lbipam_services_pending") or 0) >= 1,
-        timeout=20,
-        what="lbipam_services_pending >= 1",
-    )
-    eventually(
-        lambda: (
-            (prometheus.value('lbipam_allocation_failures_total{reason="PoolExhausted"}') or 0)
-            > before
-        ),
-        timeout=20,
-        what="a PoolExhausted failure counted",
-    )
+    prometheus.wait_at_least("lbipam_services_pending", 1)
+    prometheus.wait_at_least('lbipam_allocation_failures_total{reason="PoolExhausted"}', before + 1)
 
 
 def test_the_live_endpoint_passes_promtool_lint(operator: OperatorProcess) -> None:
