@@ -2,96 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import tempfile
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.controlplane.cluster import die_with_parent, free_port
 from tests.kit import (
     Pools,
     create,
-    eventually,
     service_manifest,
     subnet,
     wait_address,
     wait_reason,
 )
 from tests.operator_process import OperatorProcess
-
-
-class Prometheus:
-    """Debian's prometheus server, scraping the operator every second."""
-
-    def __init__(self, target_port: int) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is not installed: apt-get install -y prometheus", False)
-        self.folder = Path(tempfile.mkdtemp(prefix="lbipam-prometheus-"))
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "lbipam",
-                    "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
-                }
-            ],
-        }
-        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = open(self.folder / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={self.folder / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-
-    def get(self, path: str) -> dict[str, object]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return dict(json.loads(response.read()))
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        eventually(ready, timeout=30, what="Prometheus to be ready")
-
-    def value(self, query: str) -> float | None:
-        """The single value of an instant query, or None when it has no result."""
-        data = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": query}))
-        result = data["data"]["result"]  # type: ignore[index]
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_value(self, query: str, expected: float, timeout: float = 20) -> None:
-        try:
-            eventually(lambda: self.value(query) == expected, timeout=timeout, what=query)
-        except AssertionError as error:
-            raise AssertionError(f"{error}: {self.value(query)} != {expected}") from None
-
-    def stop(self) -> None:
-        self.popen.terminate()
-        self.popen.wait(10)
-        self.log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+from tests.prometheus import Prometheus
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +63,8 @@ def test_prometheus_sees_pending_services_and_failures(
     create(core, namespace, service_manifest("second"))
     wait_reason(core, namespace, "second", "PoolExhausted")
 
-    eventually(
-        lambda: (prometheus.value("lbipam_services_pending") or 0) >= 1,
-        timeout=20,
-        what="lbipam_services_pending >= 1",
-    )
-    eventually(
-        lambda: (
-            (prometheus.value('lbipam_allocation_failures_total{reason="PoolExhausted"}') or 0)
-            > before
-        ),
-        timeout=20,
-        what="a PoolExhausted failure counted",
-    )
+    prometheus.wait_at_least("lbipam_services_pending", 1)
+    prometheus.wait_at_least('lbipam_allocation_failures_total{reason="PoolExhausted"}', before + 1)
 
 
 def test_the_live_endpoint_passes_promtool_lint(operator: OperatorProcess) -> None:
