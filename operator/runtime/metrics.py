@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from lbipam.ipam.addresses import FAMILY_NAMES
 from lbipam.ipam.registry import PoolSummary, Registry
-from lbipam.ipam.requests import Outcome
+from lbipam.ipam.requests import Outcome, Reason
 
 # Allocation normally takes milliseconds; the tail covers a slow or restarting API server.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -99,6 +99,11 @@ class Metrics:
             ["reason"],
             registry=self.collector_registry,
         )
+        # Every reason from 0: a counter's first sample shows no increase to rate(), so a
+        # series made by the first failure would hide that failure from every dashboard.
+        for reason in Reason:
+            if reason is not Reason.ALLOCATED:
+                self.failures.labels(reason=reason.value)
         self.releases = Counter(
             "lbipam_releases",
             "Addresses released by pool.",
@@ -145,7 +150,9 @@ class Metrics:
             publisher.cancel()
             self.collector_registry.unregister(pools)
             self.leader.set(0)
+            # A standby replica reports nothing it no longer manages.
             self.pending.set(0)
+            self.policies.set(0)
 
     def _keep_series_of(self, pools: frozenset[str]) -> None:
         """A pool gone from the registry leaves no series behind, its counters neither; also

@@ -167,3 +167,21 @@ async def test_an_ipv6_slash_64_is_reported_as_a_float_gauge() -> None:
         total = sample(metrics, "lbipam_pool_addresses_total", pool="huge", family="IPv6")
 
     assert total == float(2**64)
+
+
+def test_every_failure_reason_is_counted_from_zero_so_the_first_failure_shows_in_a_rate() -> None:
+    metrics = Metrics()
+
+    assert sample(metrics, "lbipam_allocation_failures_total", reason="PoolExhausted") == 0
+    assert sample(metrics, "lbipam_allocation_failures_total", reason="PortConflict") == 0
+    assert sample(metrics, "lbipam_allocation_failures_total", reason="Allocated") is None
+
+
+async def test_a_replica_that_stops_leading_reports_no_managed_policies() -> None:
+    metrics = Metrics()
+
+    async with metrics.leading_with(Registry()):
+        metrics.policies.set(3)
+        assert sample(metrics, "lbipam_networkpolicies_managed") == 3
+
+    assert sample(metrics, "lbipam_networkpolicies_managed") == 0
