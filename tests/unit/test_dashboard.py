@@ -6,9 +6,11 @@ Whether each query runs and shows data is tests/integration/test_dashboard.py's 
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import yaml
+from prometheus_client.samples import Sample
 
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
@@ -20,18 +22,23 @@ from tests.unit.test_metrics import request
 METRIC = re.compile(r"\b(lbipam_[a-z_]+)(\{[^}]*\})?")
 
 
-def exported() -> dict[str, set[str]]:
-    """Every sample name a scrape of a leading replica shows after one of each event, with the
-    names of its labels."""
+async def scrape_after_one_of_each_event() -> list[Sample]:
     registry = Registry()
     registry.apply_pool(PoolSpec("one", ("10.0.0.1/32",)))
     metrics = Metrics()
-    with metrics.leading_with(registry):
+    async with metrics.leading_with(registry) as snapshots:
         metrics.record(registry.ensure(request("first")))
         metrics.record(registry.ensure(request("second")))  # the pool is full: a failure
         metrics.released(registry.pool_of(a) for a in registry.release(request("first").key))
         metrics.latency.observe(0.1)
-        samples = [s for family in metrics.registry.collect() for s in family.samples]
+        snapshots.publish()
+        return [s for family in metrics.collector_registry.collect() for s in family.samples]
+
+
+def exported() -> dict[str, set[str]]:
+    """Every sample name a scrape of a leading replica shows after one of each event, with the
+    names of its labels."""
+    samples = asyncio.run(scrape_after_one_of_each_event())
     names: dict[str, set[str]] = {}
     for sample in samples:
         names.setdefault(sample.name, set()).update(sample.labels)
