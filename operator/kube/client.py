@@ -13,8 +13,9 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import aiohttp
 import yaml
 
 from lbipam.kube.errors import ApiError
+from lbipam.kube.exec_plugin import ExecPlugin, ExecSpec, Issued, cluster_info
 
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -33,35 +35,65 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_S = 60.0  # projected service-account tokens are rotated in place
 
 
+REMOVED_USER_FIELDS = {
+    "auth-provider": (
+        "auth-provider plugins were removed in Kubernetes 1.26; use an exec credential plugin "
+        "instead (kubelogin for OIDC and AKS, gke-gcloud-auth-plugin for GKE)"
+    ),
+    "username": (
+        "basic authentication was removed from the API server in Kubernetes 1.19; use a "
+        "token, a client certificate or an exec credential plugin"
+    ),
+    "as": "impersonation is not supported; use a kubeconfig user that has the rights itself",
+    "as-groups": "impersonation is not supported; use a kubeconfig user with the rights itself",
+    "as-uid": "impersonation is not supported; use a kubeconfig user with the rights itself",
+}
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the client trusts: the cluster's CA (a file or PEM bytes), or nothing at all."""
+
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    insecure: bool = False
+
+    def context(self, cert: tuple[bytes, bytes] | None) -> ssl.SSLContext:
+        """A TLS context presenting `cert` (PEM certificate and key), if given."""
+        context = ssl.create_default_context(
+            cafile=self.ca_file, cadata=self.ca_data.decode() if self.ca_data else None
+        )
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if cert is not None:
+            # load_cert_chain reads files only; the key stays on disk for no longer than this.
+            with tempfile.TemporaryDirectory() as folder:
+                cert_path, key_path = Path(folder, "cert"), Path(folder, "key")
+                cert_path.write_bytes(cert[0])
+                key_path.touch(mode=0o600)
+                key_path.write_bytes(cert[1])
+                context.load_cert_chain(cert_path, key_path)
+        return context
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Where the API server is and how to prove who we are."""
 
     server: str
-    tls: ssl.SSLContext
+    trust: Trust = Trust()
+    cert: tuple[bytes, bytes] | None = None  # a client certificate and key, PEM
     token: str | None = None
     token_file: Path | None = None  # re-read now and then: the kubelet rotates it
     proxy: str | None = None
+    exec: ExecSpec | None = None  # a credential plugin run when a token or certificate is due
+    server_name: str | None = None  # the name the server's certificate is checked against
+    namespace: str = "default"  # the context's namespace, for commands given none
 
-
-def _tls(
-    ca_file: str | None, ca_data: bytes | None, cert: tuple[bytes, bytes] | None, insecure: bool
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=ca_file, cadata=ca_data.decode() if ca_data else None
-    )
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if cert is not None:
-        # load_cert_chain reads files only; the key stays on disk for no longer than this.
-        with tempfile.TemporaryDirectory() as folder:
-            cert_path, key_path = Path(folder, "cert"), Path(folder, "key")
-            cert_path.write_bytes(cert[0])
-            key_path.touch(mode=0o600)
-            key_path.write_bytes(cert[1])
-            context.load_cert_chain(cert_path, key_path)
-    return context
+    @cached_property
+    def tls(self) -> ssl.SSLContext:
+        return self.trust.context(self.cert)
 
 
 def _field(entry: Mapping[str, Any], name: str, base: Path) -> bytes | None:
@@ -73,28 +105,94 @@ def _field(entry: Mapping[str, Any], name: str, base: Path) -> bytes | None:
     return None
 
 
-def from_kubeconfig(path: Path) -> Credentials:
-    """The current context of a kubeconfig: client certificate or token, no exec plugins."""
-    config = yaml.safe_load(path.read_text()) or {}
+@dataclass(frozen=True)
+class _Named:
+    """One entry of a kubeconfig list, with the folder its relative paths start from."""
 
-    def named(kind: str, name: str) -> Mapping[str, Any]:
-        for item in config.get(kind + "s") or []:
-            if item.get("name") == name:
-                return item.get(kind) or {}
-        raise ValueError(f"{path}: no {kind} named {name!r}")
+    value: Mapping[str, Any]
+    base: Path
 
-    context = named("context", config.get("current-context") or "")
-    cluster = named("cluster", context["cluster"])
-    user = named("user", context["user"])
-    if "exec" in user or "auth-provider" in user:
-        raise ValueError(f"{path}: exec and auth-provider credentials are not supported")
-    base = path.parent
+
+class Kubeconfig:
+    """One or more kubeconfig files merged as kubectl does: the first file naming a thing wins."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+        self.current: str | None = None
+        self.entries: dict[str, dict[str, _Named]] = {"context": {}, "cluster": {}, "user": {}}
+        for path in paths:
+            config = yaml.safe_load(path.read_text()) or {}
+            self.current = self.current or config.get("current-context") or None
+            for kind, known in self.entries.items():
+                for item in config.get(kind + "s") or []:
+                    known.setdefault(item.get("name"), _Named(item.get(kind) or {}, path.parent))
+
+    def named(self, kind: str, name: str) -> _Named:
+        found = self.entries[kind].get(name)
+        if found is None:
+            where = ", ".join(str(p) for p in self.paths)
+            raise ValueError(f"{where}: no {kind} named {name!r}")
+        return found
+
+    def credentials(self, context_name: str | None = None) -> Credentials:
+        """The credentials of `context_name`, or of the current context."""
+        context = self.named("context", context_name or self.current or "").value
+        cluster = self.named("cluster", context["cluster"])
+        user = self.named("user", context["user"])
+        for field, instead in REMOVED_USER_FIELDS.items():
+            if field in user.value:
+                raise ValueError(f"users[{context['user']}].user.{field}: {instead}")
+        proxy = cluster.value.get("proxy-url") or None
+        if proxy is not None and not str(proxy).startswith(("http://", "https://")):
+            raise ValueError(
+                f"clusters[{context['cluster']}].cluster.proxy-url {proxy!r}: only http(s) "
+                "proxies are supported; reach a SOCKS proxy through a local HTTP proxy"
+            )
+        ca = _field(cluster.value, "certificate-authority", cluster.base)
+        return Credentials(
+            server=str(cluster.value["server"]).rstrip("/"),
+            trust=Trust(None, ca, bool(cluster.value.get("insecure-skip-tls-verify"))),
+            cert=_client_certificate(user.value, user.base),
+            token=user.value.get("token") or None,
+            token_file=_token_file(user.value, user.base),
+            proxy=proxy,
+            exec=_exec(user.value, user.base, cluster.value, ca),
+            server_name=cluster.value.get("tls-server-name") or None,
+            namespace=context.get("namespace") or "default",
+        )
+
+
+def _client_certificate(user: Mapping[str, Any], base: Path) -> tuple[bytes, bytes] | None:
     cert, key = _field(user, "client-certificate", base), _field(user, "client-key", base)
-    ca = _field(cluster, "certificate-authority", base)
-    insecure = bool(cluster.get("insecure-skip-tls-verify"))
-    tls = _tls(None, ca, (cert, key) if cert and key else None, insecure)
-    server = cluster["server"].rstrip("/")
-    return Credentials(server, tls, user.get("token"), proxy=cluster.get("proxy-url"))
+    if bool(cert) != bool(key):
+        raise ValueError("a kubeconfig user with client-certificate needs client-key, and back")
+    return (cert, key) if cert and key else None
+
+
+def _token_file(user: Mapping[str, Any], base: Path) -> Path | None:
+    name = user.get("tokenFile")
+    return base / os.path.expanduser(str(name)) if name and not user.get("token") else None
+
+
+def _exec(
+    user: Mapping[str, Any], base: Path, cluster: Mapping[str, Any], ca: bytes | None
+) -> ExecSpec | None:
+    entry = user.get("exec")
+    if not entry:
+        return None
+    return ExecSpec.parse(entry, base, cluster_info(cluster, ca))
+
+
+def kubeconfig_paths() -> list[Path]:
+    """$KUBECONFIG's files (those that exist), else ~/.kube/config."""
+    listed = [p for p in (os.environ.get("KUBECONFIG") or "").split(os.pathsep) if p]
+    paths = [Path(os.path.expanduser(p)) for p in listed or ["~/.kube/config"]]
+    return [path for path in paths if path.exists()]
+
+
+def from_kubeconfig(path: Path | Sequence[Path], context: str | None = None) -> Credentials:
+    """A context of one kubeconfig, or of several merged (the current context by default)."""
+    return Kubeconfig([path] if isinstance(path, Path) else path).credentials(context)
 
 
 def in_cluster(folder: Path = SERVICE_ACCOUNT) -> Credentials:
@@ -102,15 +200,30 @@ def in_cluster(folder: Path = SERVICE_ACCOUNT) -> Credentials:
     host = os.environ["KUBERNETES_SERVICE_HOST"]
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    tls = _tls(str(folder / "ca.crt"), None, None, False)
-    return Credentials(server, tls, token_file=folder / "token")
+    namespace = (
+        (folder / "namespace").read_text().strip() if (folder / "namespace").exists() else None
+    )
+    return Credentials(
+        server,
+        Trust(str(folder / "ca.crt")),
+        token_file=folder / "token",
+        namespace=namespace or "default",
+    )
 
 
 def credentials() -> Credentials:
     """$KUBECONFIG when set (or ~/.kube/config), else the in-cluster service account."""
-    first = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
-    path = Path(os.path.expanduser(first))
-    return from_kubeconfig(path) if path.exists() else in_cluster()
+    paths = kubeconfig_paths()
+    return from_kubeconfig(paths) if paths else in_cluster()
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What the next request shows the API server: headers, and the TLS context to use."""
+
+    headers: Mapping[str, str]
+    tls: ssl.SSLContext
+    issued: Issued | None = None  # the exec plugin's credential, refused on a 401
 
 
 class Api:
@@ -125,15 +238,28 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=json.dumps,
         )
+        self.plugin = ExecPlugin(creds.exec) if creds.exec is not None else None
         self._token = creds.token
         self._token_read = 0.0
+        self._issued_tls: tuple[Issued, ssl.SSLContext] | None = None
 
-    def authorization(self) -> dict[str, str]:
+    async def proof(self) -> Proof:
+        """The exec plugin's current credential (run again when expired), else the token."""
+        if self.plugin is None:
+            return Proof(_bearer(self._static_token()), self.creds.tls)
+        issued = await self.plugin.credential()
+        if issued.cert is None:
+            return Proof(_bearer(issued.token), self.creds.tls, issued)
+        if self._issued_tls is None or self._issued_tls[0] is not issued:
+            self._issued_tls = (issued, self.creds.trust.context(issued.cert))
+        return Proof(_bearer(issued.token), self._issued_tls[1], issued)
+
+    def _static_token(self) -> str | None:
         file = self.creds.token_file
         if file is not None and time.monotonic() - self._token_read > TOKEN_REREAD_S:
             self._token = file.read_text().strip()
             self._token_read = time.monotonic()
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        return self._token
 
     async def request(
         self,
@@ -145,11 +271,30 @@ class Api:
         content_type: str = JSON,
     ) -> Any:
         """The decoded JSON answer (None when empty)."""
-        headers = {"Accept": JSON, **self.authorization()}
-        data = None
-        if body is not None:
+        data = None if body is None else json.dumps(body).encode()
+        proof = await self.proof()
+        status, reason, raw = await self._send(method, path, data, params, content_type, proof)
+        if status == 401 and self.plugin is not None and proof.issued is not None:
+            # Revoked before its expirationTimestamp: as kubectl does, run the plugin again, once.
+            self.plugin.refused(proof.issued)
+            proof = await self.proof()
+            status, reason, raw = await self._send(method, path, data, params, content_type, proof)
+        if status >= 400:
+            raise ApiError(status, reason, raw.decode(errors="replace"))
+        return json.loads(raw) if raw else None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        content_type: str,
+        proof: Proof,
+    ) -> tuple[int, str, bytes]:
+        headers = {"Accept": JSON, **proof.headers}
+        if data is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body).encode()
         async with self.session.request(
             method,
             self.creds.server + path,
@@ -157,14 +302,17 @@ class Api:
             params=params,
             headers=headers,
             proxy=self.creds.proxy,
+            ssl=proof.tls,
+            server_hostname=self.creds.server_name,
         ) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                raise ApiError(response.status, response.reason or "", raw.decode(errors="replace"))
-            return json.loads(raw) if raw else None
+            return response.status, response.reason or "", await response.read()
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def connect() -> Api:
