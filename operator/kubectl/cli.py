@@ -17,7 +17,7 @@ from lbipam.kube.errors import ApiError
 from lbipam.kube.exec_plugin import ExecError
 from lbipam.kubectl.cluster import Cluster
 from lbipam.kubectl.pools import pools_report
-from lbipam.kubectl.render import Style, dump
+from lbipam.kubectl.render import Style, counted, dump
 from lbipam.kubectl.report import Report
 from lbipam.kubectl.services import services_report
 from lbipam.kubectl.validate import check_offline, check_online, read_pools, validate_report
@@ -166,8 +166,15 @@ async def _validate(
     nodes = await cluster.nodes()
     for pool in checked:
         await check_online(pool, cluster, view, nodes)
-    counts = f"{len(snapshot.pools)} pools, {len(snapshot.service_cidrs)} ServiceCIDRs"
-    note = f"Checked against the cluster at {server}: {counts}, {len(nodes)} nodes."
+    counts = ", ".join(
+        counted(len(things), kind)
+        for things, kind in (
+            (snapshot.pools, "pool"),
+            (snapshot.service_cidrs, "ServiceCIDR"),
+            (nodes, "node"),
+        )
+    )
+    note = f"Checked against the cluster at {server}: {counts}."
     return validate_report(checked, note, style, args.strict)
 
 

@@ -70,6 +70,11 @@ def age(stamp: str, now: datetime.datetime | None = None) -> str:
     return f"{seconds // 3600}h" if seconds < 172800 else f"{seconds // 86400}d"
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 pool`, `3 pools`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def dump(data: Any, output: str) -> str:
     if output == "json":
         return json.dumps(data, indent=2) + "\n"

@@ -20,7 +20,7 @@ from lbipam.ipam.pool import Pool
 from lbipam.ipam.registry import PoolState
 from lbipam.kube.errors import ApiError
 from lbipam.kubectl.cluster import Body, Cluster
-from lbipam.kubectl.render import Style, table, wrap
+from lbipam.kubectl.render import Style, counted, table, wrap
 from lbipam.kubectl.report import Report
 from lbipam.kubectl.view import View
 from lbipam.objects import held_addresses, pool_spec, service_key
@@ -156,14 +156,18 @@ def validate_report(
     rows = []
     for c in checked:
         verdict = (
-            style(f"{len(c.errors)} error{'s' * (len(c.errors) != 1)}", "bad")
+            style(counted(len(c.errors), "error"), "bad")
             if c.errors
+            else style(counted(len(c.warnings), "warning"), "warn")
+            if c.warnings
             else style("ok", "good")
         )
         rows.append([c.file, c.name, str(c.addresses) if c.addresses else "-", verdict])
-    lines = table(["FILE", "POOL", "ADDRESSES", "RESULT"], rows)
+    lines = [*table(["FILE", "POOL", "ADDRESSES", "RESULT"], rows), ""]
     for c in checked:
         for kind, messages, tone in (("error", c.errors, "bad"), ("warning", c.warnings, "warn")):
             for message in messages:
                 lines += wrap(f"{style(kind, tone)}: {c.name}: {message}", "  ")
-    return Report(data, [*lines, "", cluster_note], ok=not failed)
+    if lines[-1]:
+        lines.append("")
+    return Report(data, [*lines, cluster_note], ok=not failed)

@@ -108,7 +108,7 @@ def test_validate_offline_names_the_bad_entry_and_fails(
     assert out[0].split() == ["FILE", "POOL", "ADDRESSES", "RESULT"]
     assert out[1].split() == [str(manifest), "broken", "-", "1", "error"]
     assert out[2].split() == [str(manifest), "fine", "2", "ok"]
-    assert " ".join(line.strip() for line in out[3:5]) == (
+    assert " ".join(line.strip() for line in out[4:6]) == (
         'error: broken: addresses[1] "192.168.60.20-192.168.60.10": range end is below its '
         'start; write it as "192.168.60.10-192.168.60.20"'
     )
