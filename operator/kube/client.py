@@ -8,6 +8,7 @@ call then paid for argument validation the operator does not need.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import ssl
@@ -215,6 +216,29 @@ def credentials() -> Credentials:
     """$KUBECONFIG when set (or ~/.kube/config), else the in-cluster service account."""
     paths = kubeconfig_paths()
     return from_kubeconfig(paths) if paths else in_cluster()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the credentials prove we are now, for a client other than `Api` (Kopf's)."""
+
+    token: str | None
+    cert: tuple[bytes, bytes] | None  # PEM certificate and key
+    expires: datetime.datetime | None  # when to ask again (an exec plugin's expiry)
+
+
+async def identity(creds: Credentials) -> Identity:
+    """The token or certificate to present now; an exec plugin is run for it."""
+    if creds.exec is not None:
+        issued = await ExecPlugin(creds.exec).credential()
+        expires = None
+        if issued.expires is not None:
+            expires = datetime.datetime.fromtimestamp(issued.expires, datetime.UTC)
+        return Identity(issued.token, issued.cert, expires)
+    token = creds.token
+    if creds.token_file is not None:
+        token = creds.token_file.read_text().strip()
+    return Identity(token, creds.cert, None)
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,30 @@ from kubernetes import client
 
 from lbipam.kube.client import Api, from_kubeconfig
 from tests.controlplane import ControlPlane
+from tests.kit import SYSTEM, Pools, create, service_manifest, subnet, wait_address
 from tests.kubeconfigs import write_kubeconfig
+from tests.operator_process import OperatorProcess
 
 PLUGIN = Path(__file__).with_name("token_plugin.py")
 REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 
-def exec_kubeconfig(plane: ControlPlane, folder: Path, mode: str, namespace: str) -> Path:
+def exec_kubeconfig(
+    plane: ControlPlane,
+    folder: Path,
+    mode: str,
+    namespace: str,
+    account: str = "viewer",
+    valid_s: int = 3,
+) -> Path:
+    """A kubeconfig running token_plugin.py, its tokens for `account` valid `valid_s` seconds."""
     env = {
         "PLUGIN_ADMIN_CERT": str(plane.pki.admin_cert),
         "PLUGIN_ADMIN_KEY": str(plane.pki.admin_key),
         "PLUGIN_NAMESPACE": namespace,
-        "PLUGIN_ACCOUNT": "viewer",
+        "PLUGIN_ACCOUNT": account,
         "PLUGIN_RUNS": str(folder / "runs"),
-        "PLUGIN_VALID_S": "3",
+        "PLUGIN_VALID_S": str(valid_s),
     }
     user = {
         "exec": {
@@ -97,3 +107,36 @@ async def test_a_plugin_client_certificate_is_presented_and_renewed(
         assert runs(tmp_path) == 2
     finally:
         await api.close()
+
+
+def test_lbipam_run_logs_in_with_an_exec_plugin_and_again_when_it_expires(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    pools: Pools,
+    namespace: str,
+    without_session_operator: None,
+    tmp_path: Path,
+) -> None:
+    """The operator as its own ServiceAccount, its token issued by a plugin: both its client
+    and Kopf's watches use it, and ask for a new one at each expiry."""
+    config = exec_kubeconfig(control_plane, tmp_path, "token", SYSTEM, account="lbipam", valid_s=5)
+    process = OperatorProcess(control_plane, KUBECONFIG=str(config), LBIPAM_NAMESPACE=SYSTEM)
+    process.start()
+    try:
+        net = subnet()
+        pools.create([f"{net}.0/30"])
+        create(core, namespace, service_manifest("before"))
+        assert wait_address(core, namespace, "before") == [f"{net}.0"]
+        # One run for the operator's client, one for Kopf's login: Kopf without the token
+        # would watch nothing, and `before` would wait.
+        assert runs(tmp_path) >= 2
+        started = runs(tmp_path)
+        time.sleep(6)  # the token expires: the next write needs a new one
+
+        create(core, namespace, service_manifest("after"))
+
+        assert wait_address(core, namespace, "after") == [f"{net}.1"]
+        assert runs(tmp_path) > started
+        assert "401" not in process.logs(10**6)
+    finally:
+        process.cleanup()
