@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from lbipam.kube.client import from_kubeconfig, identity, in_cluster, kubeconfig_paths
+from lbipam.kube.credentials import from_kubeconfig, identity, in_cluster, kubeconfig_paths
 from lbipam.runtime.wiring import Controllers
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import aiohttp
 
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube.client import Api, Credentials, credentials, from_kubeconfig, kubeconfig_paths
+from lbipam.kube.client import Api
+from lbipam.kube.credentials import Credentials, credentials, from_kubeconfig, kubeconfig_paths
 from lbipam.kube.errors import ApiError
 from lbipam.kube.exec_plugin import ExecError
 from lbipam.kubectl.cluster import Cluster

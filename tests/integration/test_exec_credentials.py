@@ -10,7 +10,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from lbipam.kube.client import Api, from_kubeconfig
+from lbipam.kube.client import Api
+from lbipam.kube.credentials import from_kubeconfig
 from tests.controlplane import ControlPlane
 from tests.kit import SYSTEM, Pools, create, service_manifest, subnet, wait_address
 from tests.kubeconfigs import write_kubeconfig

@@ -1,4 +1,5 @@
-"""Credentials as a user hands them over: a kubeconfig, or the pod's service account."""
+"""Credentials as a user hands them over (a kubeconfig, or the pod's service account), and the
+client that presents them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from lbipam.kube import client
+from lbipam.kube.credentials import from_kubeconfig, in_cluster
 from tests.controlplane.certs import make_pki
 from tests.kubeconfigs import write_kubeconfig
 
@@ -27,7 +29,7 @@ def test_a_kubeconfig_with_a_client_certificate_inline(tmp_path: Path) -> None:
     user = {"client-certificate-data": _b64(pki.admin_cert), "client-key-data": _b64(pki.admin_key)}
     path = _kubeconfig(tmp_path, user, **{"certificate-authority-data": _b64(pki.ca_cert)})
 
-    creds = client.from_kubeconfig(path)
+    creds = from_kubeconfig(path)
 
     assert creds.server == "https://198.18.0.1:6443"
     assert creds.token is None
@@ -39,7 +41,7 @@ def test_a_kubeconfig_with_files_beside_it_and_a_token(tmp_path: Path) -> None:
     path = _kubeconfig(tmp_path, {"token": "abc"}, **{"certificate-authority": "pki/ca.crt"})
     assert pki.ca_cert == tmp_path / "pki" / "ca.crt"
 
-    creds = client.from_kubeconfig(path)
+    creds = from_kubeconfig(path)
 
     assert creds.token == "abc"
     assert len(creds.tls.get_ca_certs()) == 1
@@ -50,15 +52,15 @@ def test_a_removed_auth_provider_is_refused_naming_the_field_and_what_to_use(
 ) -> None:
     path = _kubeconfig(tmp_path, {"auth-provider": {"name": "oidc"}})
     with pytest.raises(ValueError, match=r"users\[u\]\.user\.auth-provider: .* use an exec"):
-        client.from_kubeconfig(path)
+        from_kubeconfig(path)
 
 
 def test_a_socks_proxy_is_refused_an_http_proxy_is_used(tmp_path: Path) -> None:
     socks = _kubeconfig(tmp_path, {"token": "t"}, **{"proxy-url": "socks5://127.0.0.1:1080"})
     with pytest.raises(ValueError, match=r"proxy-url 'socks5://127\.0\.0\.1:1080': only http"):
-        client.from_kubeconfig(socks)
+        from_kubeconfig(socks)
     http = _kubeconfig(tmp_path, {"token": "t"}, **{"proxy-url": "http://proxy.example:3128"})
-    assert client.from_kubeconfig(http).proxy == "http://proxy.example:3128"
+    assert from_kubeconfig(http).proxy == "http://proxy.example:3128"
 
 
 def test_an_exec_plugin_next_to_the_kubeconfig_is_found_there(tmp_path: Path) -> None:
@@ -74,7 +76,7 @@ def test_an_exec_plugin_next_to_the_kubeconfig_is_found_there(tmp_path: Path) ->
     }
     path = _kubeconfig(tmp_path, user, **{"insecure-skip-tls-verify": True})
 
-    spec = client.from_kubeconfig(path).exec
+    spec = from_kubeconfig(path).exec
 
     assert spec is not None
     assert spec.command == str(tmp_path / "bin" / "get-token")
@@ -86,7 +88,7 @@ def test_an_exec_plugin_next_to_the_kubeconfig_is_found_there(tmp_path: Path) ->
 def test_an_exec_plugin_of_the_removed_alpha_version_is_refused(tmp_path: Path) -> None:
     user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1alpha1", "command": "x"}}
     with pytest.raises(ValueError, match="v1alpha1 was removed"):
-        client.from_kubeconfig(_kubeconfig(tmp_path, user))
+        from_kubeconfig(_kubeconfig(tmp_path, user))
 
 
 def test_two_kubeconfigs_merge_and_the_context_namespace_is_kept(tmp_path: Path) -> None:
@@ -103,12 +105,12 @@ def test_two_kubeconfigs_merge_and_the_context_namespace_is_kept(tmp_path: Path)
     }
     (second / "config").write_text(yaml.safe_dump(extra))
 
-    creds = client.from_kubeconfig([first / "config", second / "config"], context="other")
+    creds = from_kubeconfig([first / "config", second / "config"], context="other")
 
     assert creds.server == "https://198.18.0.1:6443"
     assert creds.namespace == "team"
     assert creds.token_file == second / "token"
-    assert client.from_kubeconfig([first / "config", second / "config"]).token == "first"
+    assert from_kubeconfig([first / "config", second / "config"]).token == "first"
 
 
 async def test_in_a_pod_the_rotated_token_is_read_again(
@@ -122,7 +124,7 @@ async def test_in_a_pod_the_rotated_token_is_read_again(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "2001:db8::1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
 
-    api = client.Api(client.in_cluster(account))
+    api = client.Api(in_cluster(account))
     try:
         assert api.creds.server == "https://[2001:db8::1]:443"
         assert (await api.proof()).headers == {"Authorization": "Bearer first"}
