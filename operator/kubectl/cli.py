@@ -16,7 +16,7 @@ from lbipam.kube.client import Api
 from lbipam.kube.credentials import Credentials, credentials, from_kubeconfig, kubeconfig_paths
 from lbipam.kube.errors import ApiError
 from lbipam.kube.exec_plugin import ExecError
-from lbipam.kubectl.cluster import Cluster
+from lbipam.kubectl.cluster import Cluster, api_message
 from lbipam.kubectl.pools import pools_report
 from lbipam.kubectl.render import Style, counted, dump
 from lbipam.kubectl.report import Report
@@ -207,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = asyncio.run(_run(args, style))
     except ApiError as error:
-        print(
-            f"kubectl lbipam: the API server refused: HTTP {error.status} {error.reason}",
-            file=sys.stderr,
-        )
+        print(f"kubectl lbipam: the API server refused: {api_message(error)}", file=sys.stderr)
         return 1
     except UNREACHABLE as error:
         print(f"kubectl lbipam: cannot reach the cluster: {error}", file=sys.stderr)

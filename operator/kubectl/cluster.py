@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from urllib.parse import quote
 
 from lbipam.api import GROUP, POOLS, VERSION
 from lbipam.kube.client import Api
-from lbipam.kube.errors import is_status
+from lbipam.kube.errors import ApiError, is_status
 
 POOLS_PATH = f"/apis/{GROUP}/{VERSION}/{POOLS}"
 EVENT_SOURCE = f"reportingComponent={GROUP}/lbipam"
@@ -124,6 +125,13 @@ class Cluster:
             },
         }
         await self.api.request("PUT", f"{POOLS_PATH}/{name}", update, params=params)
+
+
+def api_message(error: ApiError) -> str:
+    try:
+        return str(json.loads(error.body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return error.body or f"HTTP {error.status}"
 
 
 def event_time(event: Mapping[str, Any]) -> str:

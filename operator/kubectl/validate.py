@@ -6,7 +6,6 @@ shrink would take addresses from."""
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.pool import Pool
 from lbipam.ipam.registry import PoolState
 from lbipam.kube.errors import ApiError
-from lbipam.kubectl.cluster import Body, Cluster
+from lbipam.kubectl.cluster import Body, Cluster, api_message
 from lbipam.kubectl.render import Style, counted, table, wrap
 from lbipam.kubectl.report import Report
 from lbipam.kubectl.view import View
@@ -135,13 +134,6 @@ def node_addresses(nodes: Sequence[Body]) -> list[tuple[str, str]]:
                 except ValueError:
                     continue
     return found
-
-
-def api_message(error: ApiError) -> str:
-    try:
-        return str(json.loads(error.body)["message"])
-    except (ValueError, KeyError, TypeError):
-        return error.body or f"HTTP {error.status}"
 
 
 def validate_report(

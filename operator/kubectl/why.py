@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lbipam.ipam.addresses import FAMILY_NAMES
+from lbipam.ipam.addresses import FAMILY_NAMES, IP, parse_address
 from lbipam.ipam.pool import Pool
 from lbipam.ipam.registry import PoolState
 from lbipam.ipam.requests import Reason, ServiceKey, ServiceRequest
@@ -48,50 +49,44 @@ def asked_for(request: ServiceRequest, service: Body) -> dict[str, Any]:
     }
 
 
+def may_use(pool: Pool, request: ServiceRequest, statics: Sequence[IP]) -> tuple[bool, str]:
+    """Whether lbipam tries the pool for this Service, and why (its state aside)."""
+    if pool.name in request.pools:
+        return True, "named in lbipam.io/pool"
+    if request.pools:
+        return False, "not named in lbipam.io/pool"
+    if not pool.accepts(request.labels, request.namespace_labels):
+        return False, "its serviceSelector or namespaceSelector does not match this Service"
+    if pool.spec.auto_assign:
+        return True, "autoAssign, and its selectors match this Service"
+    if any(pool.offers(ip) for ip in statics):
+        return True, "the address it asked for lies in it (autoAssign false pools serve those)"
+    return False, "autoAssign is false: only for Services naming it or asking for an address in it"
+
+
 def pool_choices(view: View, request: ServiceRequest) -> list[dict[str, Any]]:
-    """Every pool, in the order lbipam tries them, with whether this Service may use it."""
-    bodies = {p["metadata"]["name"]: p for p in view.snapshot.pools}
-    specs = sorted((pool_spec(b) for b in bodies.values()), key=lambda s: (-s.priority, s.name))
-    choices = []
-    for name in request.pools:
-        if name not in bodies:
-            choices.append(
-                {
-                    "pool": name,
-                    "usable": False,
-                    "why": "named in lbipam.io/pool, but no such pool exists",
-                }
-            )
+    """The pools lbipam may try for this Service, in the order it tries them, and why (not)."""
+    specs = sorted(map(pool_spec, view.snapshot.pools), key=lambda s: (-s.priority, s.name))
+    known = {spec.name for spec in specs}
+    missing = "named in lbipam.io/pool, but no such pool exists"
+    choices: list[dict[str, Any]] = [
+        {"pool": name, "usable": False, "why": missing}
+        for name in request.pools
+        if name not in known
+    ]
+    statics = []
+    for text in (request.load_balancer_ip, *request.requested_ips):
+        with contextlib.suppress(ValueError):
+            statics.append(parse_address(text or ""))
     for spec in specs:
-        named = spec.name in request.pools
-        if request.pools and not named:
-            continue
+        usable, why = may_use(Pool.build(spec, ()), request, statics)
+        if request.pools and not usable:
+            continue  # a Service naming pools is tried on those alone
         summary = view.summary(spec.name)
-        if named:
-            why, usable = "named in lbipam.io/pool", True
-        elif not spec.auto_assign:
-            why, usable = (
-                "autoAssign is false: only for Services naming it or asking for an address in it",
-                False,
-            )
-        elif not Pool.build(spec, ()).accepts(request.labels, request.namespace_labels):
-            why, usable = (
-                "its serviceSelector or namespaceSelector does not match this Service",
-                False,
-            )
-        else:
-            why, usable = "autoAssign, and its selectors match this Service", True
         if usable and summary.state is not PoolState.READY:
-            why, usable = f"{why}; but the pool {summary.why}", False
-        choices.append(
-            {
-                "pool": spec.name,
-                "usable": usable,
-                "why": why,
-                "priority": spec.priority,
-                "available": summary.available,
-            }
-        )
+            usable, why = False, f"{why}; but the pool {summary.why}"
+        choice = {"usable": usable, "why": why, "priority": spec.priority}
+        choices.append({"pool": spec.name, **choice, "available": summary.available})
     return choices
 
 

@@ -3,6 +3,7 @@ real operator."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from tests.kit import (
     wait_policy,
     wait_reason,
 )
+from tests.kubeconfigs import write_kubeconfig
 from tests.plugin import BIN, kubectl_lbipam
 
 GOLD = {"matchLabels": {"tier": "gold"}}
@@ -175,7 +177,8 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
 ) -> None:
     net = subnet()
     gold = pools.create([f"{subnet()}.0/30"], name=f"{namespace}-gold", serviceSelector=GOLD)
-    manual = pools.create([f"{subnet()}.0/30"], name=f"{namespace}-manual", autoAssign=False)
+    manual_net = subnet()
+    manual = pools.create([f"{manual_net}.0/30"], name=f"{namespace}-manual", autoAssign=False)
     plain = pools.create([f"{net}.0/30"], name=f"{namespace}-plain")
     manifest = service_manifest(
         "fw", loadBalancerSourceRanges=["10.0.0.0/8"], externalTrafficPolicy="Local"
@@ -195,6 +198,12 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
     assert "admits TCP/8080 from 10.0.0.0/8" in text
     assert "admits TCP/8080 from any pod in any namespace" in text
     assert "Normal AddressAllocated" in text
+
+    create(core, namespace, service_manifest("pinned", loadBalancerIP=f"{manual_net}.2"))
+    wait_address(core, namespace, "pinned")
+    pinned = " ".join(lbipam(control_plane, "why", f"{namespace}/pinned").stdout.split())
+    assert f"addresses: {manual_net}.2" in pinned
+    assert f"{manual} (3 available): may use: the address it asked for lies in it" in pinned
 
 
 def test_why_of_a_service_that_does_not_exist_fails(control_plane: ControlPlane) -> None:
@@ -311,3 +320,22 @@ def test_validate_without_a_cluster_checks_offline(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert 'addresses[0] "192.168.1.0/33": not a valid CIDR' in done.stdout
     assert "Checked offline only (cluster not reachable:" in done.stdout
+
+
+def test_a_user_without_read_rights_is_told_what_the_api_server_refused(
+    control_plane: ControlPlane, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    account = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    core.create_namespaced_service_account(namespace, account)
+    request = client.AuthenticationV1TokenRequest(spec={"audiences": []})
+    token = core.create_namespaced_service_account_token("nobody", namespace, request).status.token
+    ca = base64.b64encode(control_plane.pki.ca_cert.read_bytes()).decode()
+    cluster = {"server": control_plane.server, "certificate-authority-data": ca}
+    config = write_kubeconfig(tmp_path / "nobody", cluster, {"token": token})
+
+    done = lbipam(control_plane, "pools", "--kubeconfig", str(config))
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("kubectl lbipam: the API server refused: ")
+    assert f"system:serviceaccount:{namespace}:nobody" in done.stderr
+    assert "cannot list resource" in done.stderr
