@@ -199,7 +199,11 @@ def in_cluster(folder: Path = SERVICE_ACCOUNT) -> Credentials:
 def credentials() -> Credentials:
     """$KUBECONFIG when set (or ~/.kube/config), else the in-cluster service account."""
     paths = kubeconfig_paths()
-    return from_kubeconfig(paths) if paths else in_cluster()
+    if paths:
+        return from_kubeconfig(paths)
+    if "KUBERNETES_SERVICE_HOST" not in os.environ:
+        raise ValueError("no kubeconfig ($KUBECONFIG, ~/.kube/config) and not in a pod")
+    return in_cluster()
 
 
 @dataclass(frozen=True)

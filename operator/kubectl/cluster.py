@@ -134,13 +134,13 @@ def api_message(error: ApiError) -> str:
         return error.body or f"HTTP {error.status}"
 
 
-def event_time(event: Mapping[str, Any]) -> str:
-    return str(
-        event.get("lastTimestamp")
-        or event.get("eventTime")
-        or (event.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
+def event_time(event: Mapping[str, Any]) -> tuple[str, int]:
+    """When an Event last happened. Core Events carry whole seconds, so Events of one second
+    are ordered by resourceVersion, which etcd hands out in write order."""
+    meta = event.get("metadata") or {}
+    stamp = event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp")
+    version = str(meta.get("resourceVersion") or "")
+    return str(stamp or ""), int(version) if version.isdigit() else 0
 
 
 _ADDRESS_LIKE = re.compile(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lbipam.kube import client
-from lbipam.kube.credentials import from_kubeconfig, in_cluster
+from lbipam.kube.credentials import credentials, from_kubeconfig, in_cluster
 from tests.controlplane.certs import make_pki
 from tests.kubeconfigs import write_kubeconfig
 
@@ -133,3 +133,12 @@ async def test_in_a_pod_the_rotated_token_is_read_again(
         assert (await api.proof()).headers == {"Authorization": "Bearer second"}
     finally:
         await api.close()
+
+
+def test_without_a_kubeconfig_outside_a_pod_the_error_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ValueError, match=r"no kubeconfig \(\$KUBECONFIG, ~/\.kube/config\)"):
+        credentials()
