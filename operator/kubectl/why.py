@@ -51,10 +51,11 @@ def asked_for(request: ServiceRequest, service: Body) -> dict[str, Any]:
 
 def may_use(pool: Pool, request: ServiceRequest, statics: Sequence[IP]) -> tuple[bool, str]:
     """Whether lbipam tries the pool for this Service, and why (its state aside)."""
+    if pool.ranges and not set(pool.ranges) & set(request.families):
+        wanted = " or ".join(FAMILY_NAMES[f] for f in request.families)
+        return False, f"it has no {wanted} addresses"
     if pool.name in request.pools:
         return True, "named in lbipam.io/pool"
-    if request.pools:
-        return False, "not named in lbipam.io/pool"
     if not pool.accepts(request.labels, request.namespace_labels):
         return False, "its serviceSelector or namespaceSelector does not match this Service"
     if pool.spec.auto_assign:
@@ -79,9 +80,9 @@ def pool_choices(view: View, request: ServiceRequest) -> list[dict[str, Any]]:
         with contextlib.suppress(ValueError):
             statics.append(parse_address(text or ""))
     for spec in specs:
-        usable, why = may_use(Pool.build(spec, ()), request, statics)
-        if request.pools and not usable:
+        if request.pools and spec.name not in request.pools:
             continue  # a Service naming pools is tried on those alone
+        usable, why = may_use(Pool.build(spec, ()), request, statics)
         summary = view.summary(spec.name)
         if usable and summary.state is not PoolState.READY:
             usable, why = False, f"{why}; but the pool {summary.why}"

@@ -180,6 +180,7 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
     manual_net = subnet()
     manual = pools.create([f"{manual_net}.0/30"], name=f"{namespace}-manual", autoAssign=False)
     plain = pools.create([f"{net}.0/30"], name=f"{namespace}-plain")
+    v6 = pools.create([f"fd00:7:{namespace[2:6]}::/126"], name=f"{namespace}-v6")
     manifest = service_manifest(
         "fw", loadBalancerSourceRanges=["10.0.0.0/8"], externalTrafficPolicy="Local"
     )
@@ -194,6 +195,7 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
     assert f"{gold} (4 available): not used: its serviceSelector or namespaceSelector" in text
     assert f"{manual} (4 available): not used: autoAssign is false" in text
     assert f"{plain} (3 available): may use: autoAssign, and its selectors match" in text
+    assert f"{v6} (4 available): not used: it has no IPv4 addresses" in text
     assert "NetworkPolicy lbipam-fw: isolates pods app=fw in" in text
     assert "admits TCP/8080 from 10.0.0.0/8" in text
     assert "admits TCP/8080 from any pod in any namespace" in text
