@@ -29,9 +29,10 @@ REMOVED_USER_FIELDS = {
         "basic authentication was removed from the API server in Kubernetes 1.19; use a "
         "token, a client certificate or an exec credential plugin"
     ),
-    "as": "impersonation is not supported; use a kubeconfig user that has the rights itself",
-    "as-groups": "impersonation is not supported; use a kubeconfig user with the rights itself",
-    "as-uid": "impersonation is not supported; use a kubeconfig user with the rights itself",
+    **dict.fromkeys(
+        ("as", "as-groups", "as-uid", "as-user-extra"),
+        "impersonation is not supported; use a kubeconfig user that has the rights itself",
+    ),
 }
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from lbipam.api import GROUP, POOLS, VERSION
+from lbipam.api import COMPONENT, GROUP, POOLS, VERSION
 from lbipam.kube.client import Api
-from lbipam.kube.errors import ApiError, is_status
+from lbipam.kube.errors import ApiError
 
 POOLS_PATH = f"/apis/{GROUP}/{VERSION}/{POOLS}"
-EVENT_SOURCE = f"reportingComponent={GROUP}/lbipam"
+# The reportingComponent of lbipam's Events (kube/events.py).
+EVENT_SOURCE = f"reportingComponent={GROUP}/{COMPONENT}"
 Body = dict[str, Any]
 
 
@@ -40,8 +41,8 @@ class Cluster:
     async def _items(self, path: str, params: Mapping[str, str] | None = None) -> list[Body]:
         try:
             listed = await self.api.request("GET", path, params=params)
-        except Exception as error:
-            if is_status(error, 404):
+        except ApiError as error:
+            if error.status == 404:
                 return []
             raise
         return list(listed.get("items") or [])
@@ -49,8 +50,8 @@ class Cluster:
     async def _get(self, path: str) -> Body | None:
         try:
             found: Body = await self.api.request("GET", path)
-        except Exception as error:
-            if is_status(error, 404):
+        except ApiError as error:
+            if error.status == 404:
                 return None
             raise
         return found

@@ -29,9 +29,13 @@ class View:
     def namespace_labels(self, service: Body) -> Mapping[str, str]:
         return self.snapshot.namespaces.get(service["metadata"]["namespace"]) or {}
 
+    def handles(self, service: Body) -> bool:
+        """Whether lbipam handles the Service: a LoadBalancer of its class."""
+        return is_handled(service, self.settings)
+
     def handled(self) -> list[Body]:
-        """The Services lbipam handles (LoadBalancers of its class), by namespace and name."""
-        return [s for s in self.snapshot.services if is_handled(s, self.settings)]
+        """The Services lbipam handles, by namespace and name."""
+        return [s for s in self.snapshot.services if self.handles(s)]
 
     def pool(self, name: str) -> Body | None:
         return next((p for p in self.snapshot.pools if p["metadata"]["name"] == name), None)

@@ -111,7 +111,7 @@ def not_handled(service: Body, view: View) -> str:
     if spec.get("type") != "LoadBalancer":
         kind = spec.get("type") or "ClusterIP"
         return f"lbipam does not handle it: it is of type {kind}, not LoadBalancer."
-    if view.handled().count(service):
+    if view.handles(service):
         return ""
     lb_class = spec.get("loadBalancerClass")
     if lb_class is None:
