@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import stat
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lbipam.kube.credentials import Credentials, identity
 from lbipam.kube.exec_plugin import ExecError, ExecPlugin, ExecSpec, parse_output
 
 V1 = "client.authentication.k8s.io/v1"
@@ -94,3 +96,14 @@ async def test_a_missing_plugin_says_how_to_install_it(tmp_path: Path) -> None:
     spec = ExecSpec(str(tmp_path / "absent"), V1, install_hint="brew install absent")
     with pytest.raises(ExecError, match=r"cannot run .*absent: No such file.*brew install absent"):
         await ExecPlugin(spec).credential()
+
+
+async def test_kopf_is_given_the_plugins_token_and_when_to_log_in_again(tmp_path: Path) -> None:
+    spec = ExecSpec(str(plugin_script(tmp_path, 600)), V1, interactive_mode="Never")
+
+    now = await identity(Credentials("https://198.18.0.1:6443", exec=spec))
+
+    assert now.token == "token-1"
+    assert now.expires is not None
+    left = now.expires - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(seconds=590) < left <= datetime.timedelta(seconds=600)
