@@ -61,11 +61,18 @@ def docs_cluster(
 ) -> Iterator[None]:
     """The page's objects, made one at a time, in a cluster with no other pool."""
 
-    def alone() -> bool:
-        tests = [n for n in core.list_namespace().items if n.metadata.name.startswith("t-")]
-        return not tests and not custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    def others() -> list[str]:
+        """Earlier tests' namespaces and pools still there: the page's outputs list every pool."""
+        namespaces = [n.metadata.name for n in core.list_namespace().items]
+        pools = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        return [n for n in namespaces if n.startswith("t-")] + [
+            p["metadata"]["name"] for p in pools
+        ]
 
-    eventually(alone, timeout=120, what="earlier tests' namespaces and pools to go")
+    try:
+        eventually(lambda: not others(), timeout=120, what="earlier tests' namespaces and pools")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; still there: {others()}") from None
     objects = list(yaml.safe_load_all(YAML.findall(PAGE.read_text())[0]))
     try:
         for body in objects:
