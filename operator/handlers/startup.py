@@ -10,7 +10,7 @@ import kopf
 
 from lbipam.ha.term import Term
 from lbipam.ipam.pool import PoolSpec
-from lbipam.kube.client import in_cluster
+from lbipam.kube.credentials import from_kubeconfig, identity, in_cluster, kubeconfig_paths
 from lbipam.objects import PoolView
 from lbipam.runtime.startup import Gate, Indexes
 from lbipam.runtime.wiring import Controllers
@@ -80,16 +80,30 @@ async def end_the_term(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Kopf connects where the operator's own client does.
+async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Kopf connects where, and as whom, the operator's own client does.
 
-    In a pod, Kopf's own login names https://kubernetes.default.svc, which needs cluster DNS;
-    the pod is given the API server's address in KUBERNETES_SERVICE_HOST/PORT, which the
+    Kopf's own kubeconfig login runs no exec credential plugin (EKS, GKE, AKS, OIDC), so the
+    kubeconfig is read by the operator's client; Kopf logs in again at the plugin's expiry. In
+    a pod, Kopf's own login names https://kubernetes.default.svc, which needs cluster DNS; the
+    pod is given the API server's address in KUBERNETES_SERVICE_HOST/PORT, which the
     operator's client uses, so Kopf is given it too.
     """
-    info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
-    if info is None:
+    paths = kubeconfig_paths()
+    if not paths:
         info = kopf.login_with_service_account(**kwargs)
-        if info is not None:
-            info = dataclasses.replace(info, server=in_cluster().server)
-    return info
+        return None if info is None else dataclasses.replace(info, server=in_cluster().server)
+    creds = from_kubeconfig(paths)
+    now = await identity(creds)
+    cert, key = now.cert or (None, None)
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_data=creds.trust.ca_data,
+        insecure=creds.trust.insecure,
+        token=now.token,
+        certificate_data=cert,
+        private_key_data=key,
+        default_namespace=creds.namespace,
+        proxy_url=creds.proxy,
+        expiration=now.expires,
+    )

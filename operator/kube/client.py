@@ -7,21 +7,18 @@ call then paid for argument validation the operator does not need.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import ssl
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
+from lbipam.kube.credentials import Credentials, credentials
 from lbipam.kube.errors import ApiError
+from lbipam.kube.exec_plugin import ExecPlugin, Issued
 
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -29,88 +26,16 @@ MERGE_PATCH = "application/merge-patch+json"
 # Requests in flight: status writes and Events share them (Kopf runs one worker per object
 # without limit, so this is what bounds the load the operator puts on the API server).
 CONNECTIONS = 100
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_S = 60.0  # projected service-account tokens are rotated in place
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """Where the API server is and how to prove who we are."""
+class Proof:
+    """What the next request shows the API server: headers, and the TLS context to use."""
 
-    server: str
+    headers: Mapping[str, str]
     tls: ssl.SSLContext
-    token: str | None = None
-    token_file: Path | None = None  # re-read now and then: the kubelet rotates it
-    proxy: str | None = None
-
-
-def _tls(
-    ca_file: str | None, ca_data: bytes | None, cert: tuple[bytes, bytes] | None, insecure: bool
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=ca_file, cadata=ca_data.decode() if ca_data else None
-    )
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if cert is not None:
-        # load_cert_chain reads files only; the key stays on disk for no longer than this.
-        with tempfile.TemporaryDirectory() as folder:
-            cert_path, key_path = Path(folder, "cert"), Path(folder, "key")
-            cert_path.write_bytes(cert[0])
-            key_path.touch(mode=0o600)
-            key_path.write_bytes(cert[1])
-            context.load_cert_chain(cert_path, key_path)
-    return context
-
-
-def _field(entry: Mapping[str, Any], name: str, base: Path) -> bytes | None:
-    """`name-data` (base64) or the file `name` (relative to the kubeconfig's folder)."""
-    if entry.get(f"{name}-data"):
-        return base64.b64decode(str(entry[f"{name}-data"]))
-    if entry.get(name):
-        return (base / os.path.expanduser(str(entry[name]))).read_bytes()
-    return None
-
-
-def from_kubeconfig(path: Path) -> Credentials:
-    """The current context of a kubeconfig: client certificate or token, no exec plugins."""
-    config = yaml.safe_load(path.read_text()) or {}
-
-    def named(kind: str, name: str) -> Mapping[str, Any]:
-        for item in config.get(kind + "s") or []:
-            if item.get("name") == name:
-                return item.get(kind) or {}
-        raise ValueError(f"{path}: no {kind} named {name!r}")
-
-    context = named("context", config.get("current-context") or "")
-    cluster = named("cluster", context["cluster"])
-    user = named("user", context["user"])
-    if "exec" in user or "auth-provider" in user:
-        raise ValueError(f"{path}: exec and auth-provider credentials are not supported")
-    base = path.parent
-    cert, key = _field(user, "client-certificate", base), _field(user, "client-key", base)
-    ca = _field(cluster, "certificate-authority", base)
-    insecure = bool(cluster.get("insecure-skip-tls-verify"))
-    tls = _tls(None, ca, (cert, key) if cert and key else None, insecure)
-    server = cluster["server"].rstrip("/")
-    return Credentials(server, tls, user.get("token"), proxy=cluster.get("proxy-url"))
-
-
-def in_cluster(folder: Path = SERVICE_ACCOUNT) -> Credentials:
-    """The pod's service account."""
-    host = os.environ["KUBERNETES_SERVICE_HOST"]
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    tls = _tls(str(folder / "ca.crt"), None, None, False)
-    return Credentials(server, tls, token_file=folder / "token")
-
-
-def credentials() -> Credentials:
-    """$KUBECONFIG when set (or ~/.kube/config), else the in-cluster service account."""
-    first = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
-    path = Path(os.path.expanduser(first))
-    return from_kubeconfig(path) if path.exists() else in_cluster()
+    issued: Issued | None = None  # the exec plugin's credential, refused on a 401
 
 
 class Api:
@@ -125,15 +50,28 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=json.dumps,
         )
+        self.plugin = ExecPlugin(creds.exec) if creds.exec is not None else None
         self._token = creds.token
         self._token_read = 0.0
+        self._issued_tls: tuple[Issued, ssl.SSLContext] | None = None
 
-    def authorization(self) -> dict[str, str]:
+    async def proof(self) -> Proof:
+        """The exec plugin's current credential (run again when expired), else the token."""
+        if self.plugin is None:
+            return Proof(_bearer(self._static_token()), self.creds.tls)
+        issued = await self.plugin.credential()
+        if issued.cert is None:
+            return Proof(_bearer(issued.token), self.creds.tls, issued)
+        if self._issued_tls is None or self._issued_tls[0] is not issued:
+            self._issued_tls = (issued, self.creds.trust.context(issued.cert))
+        return Proof(_bearer(issued.token), self._issued_tls[1], issued)
+
+    def _static_token(self) -> str | None:
         file = self.creds.token_file
         if file is not None and time.monotonic() - self._token_read > TOKEN_REREAD_S:
             self._token = file.read_text().strip()
             self._token_read = time.monotonic()
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        return self._token
 
     async def request(
         self,
@@ -145,11 +83,30 @@ class Api:
         content_type: str = JSON,
     ) -> Any:
         """The decoded JSON answer (None when empty)."""
-        headers = {"Accept": JSON, **self.authorization()}
-        data = None
-        if body is not None:
+        data = None if body is None else json.dumps(body).encode()
+        proof = await self.proof()
+        status, reason, raw = await self._send(method, path, data, params, content_type, proof)
+        if status == 401 and self.plugin is not None and proof.issued is not None:
+            # Revoked before its expirationTimestamp: as kubectl does, run the plugin again, once.
+            self.plugin.refused(proof.issued)
+            proof = await self.proof()
+            status, reason, raw = await self._send(method, path, data, params, content_type, proof)
+        if status >= 400:
+            raise ApiError(status, reason, raw.decode(errors="replace"))
+        return json.loads(raw) if raw else None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        content_type: str,
+        proof: Proof,
+    ) -> tuple[int, str, bytes]:
+        headers = {"Accept": JSON, **proof.headers}
+        if data is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body).encode()
         async with self.session.request(
             method,
             self.creds.server + path,
@@ -157,14 +114,17 @@ class Api:
             params=params,
             headers=headers,
             proxy=self.creds.proxy,
+            ssl=proof.tls,
+            server_hostname=self.creds.server_name,
         ) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                raise ApiError(response.status, response.reason or "", raw.decode(errors="replace"))
-            return json.loads(raw) if raw else None
+            return response.status, response.reason or "", await response.read()
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def connect() -> Api:

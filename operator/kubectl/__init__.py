@@ -1,0 +1,1 @@
+"""`kubectl lbipam`: pools, Services and addresses as lbipam sees them, read-only."""
