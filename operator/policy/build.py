@@ -59,6 +59,23 @@ def policy_name(service_name: str) -> str:
     return f"{head}-{digest}"
 
 
+_NO_SELECTOR = PolicyWarning(
+    "NoSelector",
+    "loadBalancerSourceRanges cannot be enforced: the Service has no spec.selector, so there "
+    "are no backend pods to protect with a NetworkPolicy. Add a selector, or protect the "
+    "endpoints' pods with your own NetworkPolicy.",
+)
+_NOT_ENFORCEABLE = PolicyWarning(
+    "SourceRangesNotEnforceable",
+    "With externalTrafficPolicy: Cluster, a node that forwards load-balancer or node-port "
+    "traffic to a pod on another node replaces the client's address with its own, so a "
+    "NetworkPolicy admitting only loadBalancerSourceRanges would drop allowed clients. lbipam "
+    "writes no NetworkPolicy for this Service: kube-proxy still filters the LoadBalancer IP "
+    "(ipMode VIP), but the node ports and the pod IPs are open to every source. Set "
+    "externalTrafficPolicy: Local to have lbipam close them too.",
+)
+
+
 def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> PolicyPlan:
     """The NetworkPolicy `service` needs (None when its ranges restrict nothing), with warnings."""
     metadata: Mapping[str, Any] = service["metadata"]
@@ -72,35 +89,18 @@ def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> P
         warnings.append(_invalid_ranges_warning(source, invalid))
     if not entries or _unrestricted(networks, any_invalid=bool(invalid)):
         return PolicyPlan(name, None, tuple(warnings))
-
     selector: Mapping[str, str] = spec.get("selector") or {}
     if not selector:
-        warnings.append(
-            PolicyWarning(
-                "NoSelector",
-                "loadBalancerSourceRanges cannot be enforced: the Service has no spec.selector, "
-                "so there are no backend pods to protect with a NetworkPolicy. Add a selector, "
-                "or protect the endpoints' pods with your own NetworkPolicy.",
-            )
-        )
-        return PolicyPlan(name, None, tuple(warnings))
-
+        return PolicyPlan(name, None, (*warnings, _NO_SELECTOR))
     if spec.get("externalTrafficPolicy", "Cluster") != "Local":
-        warnings.append(
-            PolicyWarning(
-                "SourceRangesNotEnforceable",
-                "With externalTrafficPolicy: Cluster, a node that forwards load-balancer or "
-                "node-port traffic to a pod on another node replaces the client's address with "
-                "its own, so a NetworkPolicy admitting only loadBalancerSourceRanges would drop "
-                "allowed clients. lbipam writes no NetworkPolicy for this Service: kube-proxy "
-                "still filters the LoadBalancer IP (ipMode VIP), but the node ports and the pod "
-                "IPs are open to every source. Set externalTrafficPolicy: Local to have lbipam "
-                "close them too.",
-            )
-        )
-        return PolicyPlan(name, None, tuple(warnings))
+        return PolicyPlan(name, None, (*warnings, _NOT_ENFORCEABLE))
+    rules = _ingress_rules(networks, _target_ports(spec.get("ports") or []), allow_cluster)
+    return PolicyPlan(name, _manifest(name, metadata, selector, rules), tuple(warnings))
 
-    ports = _target_ports(spec.get("ports") or [])
+
+def _ingress_rules(
+    networks: list[_Network], ports: list[dict[str, Any]], allow_cluster: bool
+) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     if networks:
         # Never emit an empty `from`: that would admit every source.
@@ -111,20 +111,29 @@ def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> P
         # but this policy guards the backends on every path: without this rule, pods reaching the
         # Service through its ClusterIP or a node port (and in-cluster probes) would be cut off.
         rules.append({"from": [{"namespaceSelector": {}}], "ports": _copy(ports)})
+    return rules
 
-    manifest: dict[str, Any] = {
+
+def _manifest(
+    name: str,
+    service: Mapping[str, Any],
+    selector: Mapping[str, str],
+    rules: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The policy, owned by the Service (`service` is its metadata) so it goes with it."""
+    return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
             "name": name,
-            "namespace": metadata["namespace"],
+            "namespace": service["namespace"],
             "labels": {MANAGED_BY_LABEL[0]: MANAGED_BY_LABEL[1]},
             "ownerReferences": [
                 {
                     "apiVersion": "v1",
                     "kind": "Service",
-                    "name": metadata["name"],
-                    "uid": metadata["uid"],
+                    "name": service["name"],
+                    "uid": service["uid"],
                     "controller": True,
                     "blockOwnerDeletion": False,
                 }
@@ -136,7 +145,6 @@ def build_policy(service: Mapping[str, Any], *, allow_cluster: bool = True) -> P
             "ingress": rules,
         },
     }
-    return PolicyPlan(name, manifest, tuple(warnings))
 
 
 def _source_range_entries(
