@@ -311,10 +311,12 @@ _NO_RANGES = PoolRanges({}, {})
 # Twister's next outputs can be computed from ~300 of its 64-bit draws, i.e. from addresses
 # handed out earlier, and unguessable addresses are the reason to ask for Random.
 _SYSTEM_RANDOM = random.SystemRandom()
-# Draws among all usable addresses before counting down the free ones. With at least half of
-# them free a draw hits with odds over 1/4 (over 1/2 when the total is a power of two, as in
-# a /64), so all eight miss one allocation in ten at most (in 256).
-_DRAWS = 8
+# Random order draws among all usable addresses while at least 1/_SPARSE of them are free (a
+# draw costs about a fiftieth of counting down 100k free intervals). A draw then hits with odds
+# over 1/16 (1/8 when the total is a power of two, as for a CIDR), so all _DRAWS miss in one
+# allocation in eight at most (in 70); then it counts down.
+_SPARSE = 8
+_DRAWS = 32
 
 
 class Pool:
@@ -420,11 +422,11 @@ class Pool:
     lowest_free = free_address
 
     def _random_free(self, family: int, free: CountedFreeIntervals) -> int:
-        """A free address, each equally likely: while at least half the usable addresses are
-        free, draw among them until one is free (two bisections a draw); else count down."""
+        """A free address, each equally likely: drawn among the usable ones until one is free
+        (two bisections a draw) while enough are free, else found by counting down."""
         through = self._through[family]
         total = through[-1]
-        if 2 * free.free >= total:
+        if _SPARSE * free.free >= total:
             # randrange(2**64) would draw 65 bits and throw half away: draw just enough bits.
             bits = (total - 1).bit_length()
             for _ in range(_DRAWS):
