@@ -156,7 +156,7 @@ def order_pool(cidr: str) -> dict[str, Any]:
     """One allocation (pick + take) in a pool with SERVICES scattered holders, by order.
 
     ``random_counted_descent`` always finds the n-th free address by the per-chunk counts,
-    as a Random pool less than half free does: the bound when drawing keeps missing.
+    as a Random pool under an eighth free does (or when all its draws miss).
     """
     family = 6 if ":" in cidr else 4
     holders = _scattered_holders(cidr, SERVICES, seed=3)
@@ -231,7 +231,8 @@ def main() -> None:
     report["allocator_fragmented_v6_slash64"] = measure(fragmented)
     for label, cidr in NETWORKS.items():
         report[f"registry_{label}"] = measure(partial(registry, cidr), repeat=1)
-    # In the /64 a Random pool draws; in the /15, over three quarters held, it counts down.
+    # A Random pool draws in both, the /15 three quarters held; random_counted_descent is what
+    # a pool under an eighth free pays instead.
     for label, cidr in NETWORKS.items():
         for level, case in (("pool", order_pool), ("registry", order_registry)):
             timed = case(cidr)
