@@ -18,7 +18,7 @@ from lbipam.api import (
     SERVICE_CONDITION,
 )
 from lbipam.ipam.addresses import FAMILY_NAMES
-from lbipam.ipam.pool import PoolSpec
+from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
 from lbipam.ipam.selectors import Selector
 from lbipam.settings import Settings
@@ -208,6 +208,7 @@ def pool_spec(body: Mapping[str, Any]) -> PoolSpec:
             allow_first_last_ips=bool(spec.get("allowFirstLastIPs", False)),
             auto_assign=bool(spec.get("autoAssign", True)),
             priority=int(spec.get("priority", 0)),
+            allocation_order=AllocationOrder.parse(spec.get("allocationOrder")),
             service_selector=_selector(spec.get("serviceSelector")),
             namespace_selector=_selector(spec.get("namespaceSelector")),
             **common,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
+import random
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 
 from .addresses import (
     FAMILIES,
@@ -19,23 +22,23 @@ from .addresses import (
 )
 from .selectors import Selector
 
-# Intervals per chunk: list insert/delete is a memmove of the chunk only, so a fragmented /64
-# with 100k holders costs about what a /24 does, while bisect stays two short searches.
-_LOAD = 512
-
 
 class FreeIntervals:
     """Free addresses of one family as sorted, disjoint, non-touching inclusive intervals.
 
     Stored as chunked parallel lists of starts and ends (a one-level B-tree), so every operation
-    is two bisects plus a memmove of at most ``2 * _LOAD`` items, whatever the pool size.
+    is two bisects plus a memmove of at most ``2 * _load`` items, whatever the pool size.
     """
 
     __slots__ = ("_ends", "_firsts", "_free", "_starts")
+    # Intervals per chunk: list insert/delete is a memmove of the chunk only, so a fragmented
+    # /64 with 100k holders costs about what a /24 does, while bisect stays two short searches.
+    _load = 512
 
     def __init__(self, intervals: Iterable[Interval] = ()) -> None:
         flat = list(intervals)
-        chunks = [flat[i : i + _LOAD] for i in range(0, len(flat), _LOAD)]
+        load = self._load
+        chunks = [flat[i : i + load] for i in range(0, len(flat), load)]
         self._starts = [[first for first, _ in chunk] for chunk in chunks]
         self._ends = [[last for _, last in chunk] for chunk in chunks]
         self._firsts = [starts[0] for starts in self._starts]
@@ -51,6 +54,10 @@ class FreeIntervals:
 
     def lowest(self) -> int | None:
         return self._firsts[0] if self._firsts else None
+
+    def __contains__(self, value: int) -> bool:
+        chunk, index = self._find(value)
+        return chunk >= 0 and value <= self._ends[chunk][index]
 
     def take(self, value: int) -> bool:
         """Reserve ``value``; False when it is not free."""
@@ -119,11 +126,12 @@ class FreeIntervals:
         ends.insert(index, last)
         if index == 0:
             self._firsts[chunk] = first
-        if len(starts) > 2 * _LOAD:
-            self._starts.insert(chunk + 1, starts[_LOAD:])
-            self._ends.insert(chunk + 1, ends[_LOAD:])
-            self._firsts.insert(chunk + 1, starts[_LOAD])
-            del starts[_LOAD:], ends[_LOAD:]
+        load = self._load
+        if len(starts) > 2 * load:
+            self._starts.insert(chunk + 1, starts[load:])
+            self._ends.insert(chunk + 1, ends[load:])
+            self._firsts.insert(chunk + 1, starts[load])
+            del starts[load:], ends[load:]
 
     def _remove(self, chunk: int, index: int) -> None:
         starts = self._starts[chunk]
@@ -132,6 +140,84 @@ class FreeIntervals:
             del self._starts[chunk], self._ends[chunk], self._firsts[chunk]
         elif index == 0:
             self._firsts[chunk] = starts[0]
+
+
+class CountedFreeIntervals(FreeIntervals):
+    """Free intervals that also count each chunk's free addresses, to find the n-th one.
+
+    Only Random pools pay for the counts: a count changes by one per take or give_back, and a
+    chunk is recounted only when it splits, empties or merges with its neighbour.
+    """
+
+    __slots__ = ("_counts",)
+    # Finding the n-th free address adds up the chunks' counts, then the sizes of one chunk's
+    # intervals: smaller chunks balance the two (about 1,100 additions at 100k intervals).
+    _load = 128
+
+    def __init__(self, intervals: Iterable[Interval] = ()) -> None:
+        super().__init__(intervals)
+        self._counts = [self._count(chunk) for chunk in range(len(self._starts))]
+
+    def nth(self, index: int) -> int:
+        """The free address with ``index`` free addresses below it (0 <= index < free)."""
+        before = list(accumulate(self._counts))
+        chunk = bisect_right(before, index)
+        if chunk:
+            index -= before[chunk - 1]
+        starts = self._starts[chunk]
+        through = list(accumulate(map(int.__sub__, map((1).__add__, self._ends[chunk]), starts)))
+        interval = bisect_right(through, index)
+        if interval:
+            index -= through[interval - 1]
+        return starts[interval] + index
+
+    def take(self, value: int) -> bool:
+        chunk, chunks = bisect_right(self._firsts, value) - 1, len(self._starts)
+        if not super().take(value):
+            return False
+        if len(self._starts) > chunks:  # the chunk split in two
+            self._counts[chunk : chunk + 1] = [self._count(chunk), self._count(chunk + 1)]
+        elif len(self._starts) < chunks:  # its last address went
+            del self._counts[chunk]
+        else:
+            self._counts[chunk] -= 1
+        return True
+
+    def give_back(self, value: int) -> None:
+        chunk, chunks = bisect_right(self._firsts, value) - 1, len(self._starts)
+        # Merging with the next chunk's first interval moves addresses between chunks.
+        crossing = chunk + 1 < chunks and self._firsts[chunk + 1] == value + 1
+        super().give_back(value)
+        chunk = max(chunk, 0)
+        if len(self._starts) != chunks or crossing:
+            # Recount this chunk and the next in place of what they were (one more after a
+            # split, one fewer after a merge).
+            end = min(chunk + 2, chunks)
+            grown = end + len(self._starts) - chunks
+            self._counts[chunk:end] = [self._count(c) for c in range(chunk, grown)]
+        else:
+            self._counts[bisect_right(self._firsts, value) - 1] += 1
+
+    def _count(self, chunk: int) -> int:
+        starts = self._starts[chunk]
+        return sum(self._ends[chunk]) - sum(starts) + len(starts)
+
+
+class AllocationOrder(enum.StrEnum):
+    """Which free address a pool hands out next (the IPPool's spec.allocationOrder)."""
+
+    LOWEST = "Lowest"
+    RANDOM = "Random"
+
+    @classmethod
+    def parse(cls, raw: object) -> AllocationOrder:
+        """The order a spec names, Lowest when it names none; ValueError says what is wrong."""
+        if raw is None:
+            return cls.LOWEST
+        for order in cls:
+            if raw == order.value:
+                return order
+        raise ValueError(f"allocationOrder {raw!r} is not one of Lowest, Random")
 
 
 @dataclass(frozen=True)
@@ -146,6 +232,7 @@ class PoolSpec:
     auto_assign: bool = True
     disabled: bool = False
     priority: int = 0
+    allocation_order: AllocationOrder = AllocationOrder.LOWEST
     service_selector: Selector | None = None
     namespace_selector: Selector | None = None
     created: str = ""
@@ -220,12 +307,32 @@ class _Spans:
 
 
 _NO_RANGES = PoolRanges({}, {})
+# Random order draws from the operating system's CSPRNG (what `secrets` uses): a Mersenne
+# Twister's next outputs can be computed from ~300 of its 64-bit draws, i.e. from addresses
+# handed out earlier, and unguessable addresses are the reason to ask for Random.
+_SYSTEM_RANDOM = random.SystemRandom()
+# Random order draws among all usable addresses while at least 1/_SPARSE of them are free (a
+# draw costs about a fiftieth of counting down 100k free intervals). A draw then hits with odds
+# over 1/16 (1/8 when the total is a power of two, as for a CIDR), so all _DRAWS miss in one
+# allocation in eight at most (in 70); then it counts down.
+_SPARSE = 8
+_DRAWS = 32
 
 
 class Pool:
     """A pool's ranges and, per family, the usable addresses of them nobody holds."""
 
-    __slots__ = ("_covered", "_free", "_usable", "error", "ranges", "spans", "spec")
+    __slots__ = (
+        "_covered",
+        "_free",
+        "_rng",
+        "_through",
+        "_usable",
+        "error",
+        "ranges",
+        "spans",
+        "spec",
+    )
 
     def __init__(
         self,
@@ -233,8 +340,11 @@ class Pool:
         spans: PoolRanges,
         held: Iterable[IP] = (),
         error: str | None = None,
+        *,
+        rng: random.Random = _SYSTEM_RANDOM,
     ) -> None:
         self.spec = spec
+        self._rng = rng
         self.error = error
         self.spans = spans
         # Hand-out ranges: counted in status, compared for overlaps, allocated from.
@@ -247,8 +357,17 @@ class Pool:
         for ip in held:
             if ip in self._usable:
                 taken[ip.family].append((ip.value, ip.value))
+        kind = (
+            CountedFreeIntervals
+            if spec.allocation_order is AllocationOrder.RANDOM
+            else FreeIntervals
+        )
         self._free = {
-            family: FreeIntervals(subtract(r, normalize(taken[family])))
+            family: kind(subtract(r, normalize(taken[family]))) for family, r in self.ranges.items()
+        }
+        # Per family, how many usable addresses lie in each range and those before it.
+        self._through = {
+            family: list(accumulate(last - first + 1 for first, last in r))
             for family, r in self.ranges.items()
         }
 
@@ -259,12 +378,14 @@ class Pool:
         held: Iterable[IP],
         previous: Pool | None = None,
         reserved: Reserved | None = None,
+        rng: random.Random = _SYSTEM_RANDOM,
     ) -> Pool:
         """A pool from its spec; an invalid spec keeps the previous ranges so holders stay put."""
         try:
-            return cls(spec, pool_ranges(spec, reserved or {}), held)
+            return cls(spec, pool_ranges(spec, reserved or {}), held, rng=rng)
         except PoolSpecError as error:
-            return cls(spec, previous.spans if previous else _NO_RANGES, held, error=str(error))
+            spans = previous.spans if previous else _NO_RANGES
+            return cls(spec, spans, held, error=str(error), rng=rng)
 
     @property
     def name(self) -> str:
@@ -289,10 +410,33 @@ class Pool:
         """Whether this pool may hand ``ip`` out."""
         return ip in self._usable
 
-    def lowest_free(self, family: int) -> IP | None:
+    def free_address(self, family: int) -> IP | None:
+        """The address of this family to hand out next, in the pool's allocation order."""
         free = self._free.get(family)
+        if isinstance(free, CountedFreeIntervals):
+            return IP(family, self._random_free(family, free)) if free.free else None
         value = free.lowest() if free is not None else None
         return None if value is None else IP(family, value)
+
+    # The registry's name for free_address until its _allocate is renamed to call that.
+    lowest_free = free_address
+
+    def _random_free(self, family: int, free: CountedFreeIntervals) -> int:
+        """A free address, each equally likely: drawn among the usable ones until one is free
+        (two bisections a draw) while enough are free, else found by counting down."""
+        through = self._through[family]
+        total = through[-1]
+        if _SPARSE * free.free >= total:
+            # randrange(2**64) would draw 65 bits and throw half away: draw just enough bits.
+            bits = (total - 1).bit_length()
+            for _ in range(_DRAWS):
+                index = self._rng.getrandbits(bits)
+                if index < total:
+                    which = bisect_right(through, index)
+                    value = self.ranges[family][which][1] - (through[which] - 1 - index)
+                    if value in free:
+                        return value
+        return free.nth(self._rng.randrange(free.free))
 
     def take(self, ip: IP) -> None:
         """Count a held address as used; addresses the pool only covers are not counted."""

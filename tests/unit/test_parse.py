@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey
 from lbipam.objects import is_handled, pool_spec, service_request
 from lbipam.settings import Settings
@@ -75,3 +76,17 @@ def test_a_pool_being_deleted_hands_out_nothing_new() -> None:
 
     assert spec.disabled and spec.priority == 3 and spec.auto_assign
     assert spec.service_selector is not None and spec.namespace_selector is None
+
+
+def test_a_pool_reads_its_allocation_order_and_an_unknown_one_is_its_error() -> None:
+    def parsed(order: dict[str, str]) -> PoolSpec:
+        return pool_spec(
+            {"metadata": {"name": "p"}, "spec": {"addresses": ["10.0.0.0/24"], **order}}
+        )
+
+    assert parsed({}).allocation_order is AllocationOrder.LOWEST
+    assert parsed({"allocationOrder": "Lowest"}).allocation_order is AllocationOrder.LOWEST
+    assert parsed({"allocationOrder": "Random"}).allocation_order is AllocationOrder.RANDOM
+    unknown = parsed({"allocationOrder": "Sideways"})
+    assert unknown.error == "allocationOrder 'Sideways' is not one of Lowest, Random"
+    assert unknown.addresses == (), "an unreadable spec hands out nothing"

@@ -8,7 +8,13 @@ import random
 import pytest
 
 from lbipam.ipam.addresses import IP, parse_address
-from lbipam.ipam.pool import FreeIntervals, Pool, PoolSpec
+from lbipam.ipam.pool import (
+    AllocationOrder,
+    CountedFreeIntervals,
+    FreeIntervals,
+    Pool,
+    PoolSpec,
+)
 from lbipam.ipam.selectors import Requirement, Selector
 
 
@@ -25,6 +31,16 @@ def take_lowest(free: FreeIntervals) -> int | None:
 
 def is_free(free: FreeIntervals, value: int) -> bool:
     return any(first <= value <= last for first, last in free)
+
+
+def toggle(free: FreeIntervals, model: set[int], value: int) -> None:
+    """Take ``value`` when it is free, else give it back: in the allocator and its model."""
+    if value in model:
+        assert free.take(value)
+        model.remove(value)
+    else:
+        free.give_back(value)
+        model.add(value)
 
 
 def test_the_lowest_free_address_goes_first_and_the_free_list_stays_one_interval() -> None:
@@ -48,11 +64,12 @@ def test_reserving_a_specific_address_splits_and_releasing_merges_back() -> None
         free.give_back(5)
 
 
-def test_many_fragments_behave_like_a_plain_set() -> None:
+@pytest.mark.parametrize("kind", [FreeIntervals, CountedFreeIntervals])
+def test_many_fragments_behave_like_a_plain_set(kind: type[FreeIntervals]) -> None:
     """Enough intervals to split chunks many times; checked against a set after every step."""
     rng = random.Random(7)
     universe = range(20_000)
-    free = FreeIntervals([(0, 19_999)])
+    free = kind([(0, 19_999)])
     model = set(universe)
     for step in range(20_000):
         value = rng.choice(universe)
@@ -60,17 +77,39 @@ def test_many_fragments_behave_like_a_plain_set() -> None:
             lowest = take_lowest(free)
             assert lowest == (min(model) if model else None)
             model.discard(lowest)
-        elif value in model:
-            assert free.take(value)
-            model.remove(value)
         else:
-            free.give_back(value)
-            model.add(value)
+            toggle(free, model, value)
         assert free.free == len(model)
     assert {v for first, last in free for v in range(first, last + 1)} == model
-    assert all(is_free(free, v) == (v in model) for v in universe)
+    assert all(is_free(free, v) == (v in model) == (v in free) for v in universe)
     intervals = list(free)
     assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(intervals))
+
+
+def test_counted_free_intervals_find_the_nth_free_address_through_splits_and_merges() -> None:
+    """Chunks split, empty and merge across their borders; the n-th free address stays right."""
+    rng = random.Random(11)
+    universe = range(6_000)
+    free = CountedFreeIntervals([(0, 5_999)])
+    model = set(universe)
+
+    def toggle_and_check(step: int, value: int) -> None:
+        toggle(free, model, value)
+        if step % 97 == 0 and model:
+            ordered = sorted(model)
+            for index in {0, len(ordered) // 2, len(ordered) - 1, rng.randrange(len(ordered))}:
+                assert free.nth(index) == ordered[index], f"step {step}, index {index}"
+
+    for step in range(30_000):
+        toggle_and_check(step, rng.choice(universe))
+    # Take every free address (chunks empty), give back every other one (singletons split
+    # chunks), then the rest (chunks merge into one interval).
+    for step, value in enumerate(sorted(model, key=lambda _: rng.random())):
+        toggle_and_check(step, value)
+    for step, value in enumerate([*universe[::2], *universe[1::2]]):
+        toggle_and_check(step, value)
+    assert list(free) == [(0, 5_999)]
+    assert [free.nth(i) for i in (0, 2_999, 5_999)] == [0, 2_999, 5_999]
 
 
 def test_an_ipv6_slash_64_counts_exactly() -> None:
@@ -123,6 +162,70 @@ def test_a_pool_whose_spec_turns_invalid_keeps_its_last_good_addresses() -> None
     never_good = Pool.build(PoolSpec("q", ()), held=())
     assert never_good.counts() == ()
     assert never_good.error == "addresses: must list at least one address, CIDR or range"
+
+
+# ---- allocation order ------------------------------------------------------------------
+
+
+def random_pool(addresses: tuple[str, ...], held: list[IP], seed: int) -> Pool:
+    spec = PoolSpec("r", addresses, allocation_order=AllocationOrder.RANDOM)
+    return Pool.build(spec, held=held, rng=random.Random(seed))
+
+
+def test_a_random_pool_hands_out_free_addresses_of_both_families_never_a_held_one() -> None:
+    held = [ip("10.0.0.5"), ip("2001:db8::1")]
+    pool = random_pool(("10.0.0.0/29", "2001:db8::/126"), held, seed=3)
+
+    handed = []
+    for family in (4, 6, 4, 4, 6, 4, 6, 4):
+        address = pool.free_address(family)
+        assert address is not None and pool.offers(address) and address not in held
+        pool.take(address)
+        handed.append(address)
+
+    assert len(set(handed)) == 8, ".1-.6 of the /29 but .5, and three of the /126, each once"
+    assert pool.free_address(4) is None and pool.free_address(6) is None
+
+
+def test_random_order_is_uniform_over_the_free_addresses_of_a_fragmented_pool() -> None:
+    """Chi-square over every free address of a pool with holes, in both of its regimes.
+
+    The pool is first mostly free (addresses drawn among all usable ones), then under an
+    eighth free (found by counting down the free intervals); each must be uniform.
+    """
+    addresses = ("10.1.0.0-10.1.0.99", "10.1.1.0-10.1.1.49")  # 150 usable, two ranges
+    rng = random.Random(2026)
+    everything = [ip(f"10.1.0.{i}") for i in range(100)] + [ip(f"10.1.1.{i}") for i in range(50)]
+    for held_count in (30, 135):
+        held = rng.sample(everything, held_count)
+        pool = random_pool(addresses, held, seed=held_count)
+        free = [a for a in everything if a not in held]
+        draws = 200 * len(free)
+        seen = {a: 0 for a in free}
+        for _ in range(draws):
+            address = pool.free_address(4)
+            assert address in seen, f"{address} is held or outside the pool"
+            seen[address] += 1
+        expected = draws / len(free)
+        chi_square = sum((n - expected) ** 2 / expected for n in seen.values())
+        # Wilson-Hilferty: the chi-square quantile at z = 4 (about one failure in 30,000
+        # runs of a uniform draw), for len(free) - 1 degrees of freedom.
+        k = len(free) - 1
+        bound = k * (1 - 2 / (9 * k) + 4 * (2 / (9 * k)) ** 0.5) ** 3
+        assert chi_square < bound, (held_count, chi_square, bound)
+
+
+def test_a_lowest_pool_still_hands_out_the_lowest_free_address() -> None:
+    pool = Pool.build(PoolSpec("l", ("10.2.0.0/29",)), held=[ip("10.2.0.0")])
+    assert pool.spec.allocation_order is AllocationOrder.LOWEST
+    assert pool.free_address(4) == ip("10.2.0.1")
+
+
+def test_allocation_order_reads_its_two_names_and_refuses_others() -> None:
+    assert AllocationOrder.parse(None) is AllocationOrder.LOWEST
+    assert AllocationOrder.parse("Random") is AllocationOrder.RANDOM
+    with pytest.raises(ValueError, match="allocationOrder 'random' is not one of Lowest, Random"):
+        AllocationOrder.parse("random")
 
 
 # ---- selectors -------------------------------------------------------------------------
