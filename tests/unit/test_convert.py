@@ -134,15 +134,23 @@ def test_both_namespaces_and_namespace_selectors_are_lost() -> None:
     assert any("serviceAllocation.nodeSelectors: not known" in text for text in result.lost)
 
 
-@pytest.mark.parametrize(("path", "name"), [(METALLB, "example"), (CILIUM, "policy1")])
+@pytest.mark.parametrize(
+    ("path", "name", "what"),
+    [
+        (METALLB, "example", "on the local network"),
+        (METALLB, "external", "to BGP peers"),
+        (CILIUM, "policy1", "on the local network"),
+        (CILIUM, "rack0", "to BGP peers"),
+    ],
+)
 def test_an_announcement_is_not_converted_and_says_what_to_pair_lbipam_with(
-    path: Path, name: str
+    path: Path, name: str, what: str
 ) -> None:
     result = converted(path)[name]
 
     assert result.pool is None
     (why,) = result.lost
-    assert "announces addresses on the local network" in why
+    assert f"announces addresses {what}" in why
     assert "kube-vip" in why and "does not announce" in why
 
 
@@ -220,7 +228,7 @@ def test_check_fails_when_anything_was_lost_and_passes_when_nothing_was(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert main(["convert", "-f", str(CILIUM), "--check"]) == 1
-    assert "--check: 3 thing(s) could not be converted" in capsys.readouterr().err
+    assert "--check: 4 thing(s) could not be converted" in capsys.readouterr().err
 
     clean = "\n---\n".join(CILIUM.read_text().split("\n---\n")[:3])
     monkeypatch.setattr("sys.stdin", io.StringIO(clean))
