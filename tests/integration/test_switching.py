@@ -1,16 +1,14 @@
 """A MetalLB or Cilium user switching to lbipam: pools converted, Services' annotations honoured.
 
 The session operator runs with the default LBIPAM_FOREIGN_ANNOTATIONS (metallb,cilium).
-MetalLB's controller itself is not run here (issue 25, part 5): its IPAddressPool CRD is
-installed in a minimal form, so `lbipam convert --from-cluster` reads a pool as a user's
-cluster would serve it.
+MetalLB's CRDs come from its module's source, so `lbipam convert --from-cluster` reads a pool
+as a user's cluster serves it; MetalLB's controller itself runs in test_from_metallb.py.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,31 +28,12 @@ from tests.kit import (
     wait_reason,
     wait_service,
 )
-
-# IPAddressPool as MetalLB's CRD serves it, without MetalLB's schema (the converter reads it).
-METALLB_CRD = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: ipaddresspools.metallb.io}
-spec:
-  group: metallb.io
-  scope: Namespaced
-  names: {kind: IPAddressPool, plural: ipaddresspools, singular: ipaddresspool}
-  versions:
-    - name: v1beta1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"""
+from tests.peers import install_metallb_crds
 
 
 @pytest.fixture(scope="module")
-def metallb_crd(kubectl: Kubectl) -> Iterator[None]:
-    kubectl("apply", "-f", "-", input=METALLB_CRD)
-    kubectl("wait", "--for=condition=Established", "crd/ipaddresspools.metallb.io")
-    yield
-    kubectl("delete", "crd", "ipaddresspools.metallb.io", "--wait=false")
+def metallb_crd(kubectl: Kubectl) -> None:
+    install_metallb_crds(kubectl)
 
 
 def wait_addresses(core: client.CoreV1Api, namespace: str, name: str, ips: list[str]) -> None:
