@@ -101,6 +101,8 @@ def convert_and_apply(plane: ControlPlane, kubectl: Kubectl, names: tuple[str, .
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(ours))
 
 
+# The first run builds MetalLB's controller from its module: about 6 minutes on 2 busy cores.
+@pytest.mark.timeout(1800)
 def test_switching_from_metallb_and_back_moves_no_address(
     core: client.CoreV1Api,
     kubectl: Kubectl,
