@@ -12,6 +12,25 @@ ANNOTATION_POOL = f"{GROUP}/pool"
 ANNOTATION_SHARING_KEY = f"{GROUP}/sharing-key"
 LEGACY_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
+# Other controllers' request annotations, honoured as lbipam's own when LBIPAM_FOREIGN_ANNOTATIONS
+# names the controller. Per controller and kind of request, its names in its own order: the
+# first present one is what that controller reads (MetalLB 0.15 controller/service.go
+# valueForAnnotation and SharingKey; Cilium 1.15 pkg/annotation, LBIPAM*Key before *Alias).
+METALLB = "metallb"
+CILIUM = "cilium"
+FOREIGN_IPS = {
+    METALLB: ("metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"),
+    CILIUM: ("lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips"),
+}
+FOREIGN_POOL = {
+    METALLB: ("metallb.io/address-pool", "metallb.universe.tf/address-pool"),
+}
+FOREIGN_SHARING_KEY = {
+    METALLB: ("metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"),
+    CILIUM: ("lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key"),
+}
+FOREIGN_CONTROLLERS = (METALLB, CILIUM)
+
 SERVICE_CONDITION = f"{GROUP}/AddressAllocated"
 POOL_READY = "Ready"
 POOL_EXHAUSTED = "Exhausted"

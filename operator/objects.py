@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -13,11 +13,14 @@ from lbipam.api import (
     ANNOTATION_SHARING_KEY,
     CLAIM_MANAGER_LABEL,
     FINALIZER,
+    FOREIGN_IPS,
+    FOREIGN_POOL,
+    FOREIGN_SHARING_KEY,
     LEGACY_SOURCE_RANGES,
     POOL_API_VERSION,
     SERVICE_CONDITION,
 )
-from lbipam.ipam.addresses import FAMILY_NAMES
+from lbipam.ipam.addresses import FAMILY_NAMES, parse_address
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
 from lbipam.ipam.selectors import Selector
@@ -98,8 +101,11 @@ def our_condition(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def service_request(
-    body: Mapping[str, Any], namespace_labels: Mapping[str, str] | None = None
+    body: Mapping[str, Any],
+    namespace_labels: Mapping[str, str] | None = None,
+    foreign: Iterable[str] = (),
 ) -> ServiceRequest:
+    """What the Service asks for; `foreign` names the controllers whose annotations count too."""
     meta = body["metadata"]
     spec = body.get("spec") or {}
     annotations = meta.get("annotations") or {}
@@ -111,20 +117,94 @@ def service_request(
         for p in spec.get("ports") or []
         if isinstance(p, dict) and "port" in p
     )
+    controllers = tuple(foreign)
+    ips = _annotated(annotations, ANNOTATION_IPS, FOREIGN_IPS, controllers, _address_set)
+    pools = _annotated(annotations, ANNOTATION_POOL, FOREIGN_POOL, controllers, _name_set)
+    key = _annotated(
+        annotations, ANNOTATION_SHARING_KEY, FOREIGN_SHARING_KEY, controllers, str.strip
+    )
+    # The registry names lbipam.io/ips when it cannot read an address: name the one asked.
+    unreadable = _unreadable(ips) if ips.where != ANNOTATION_IPS else None
+    invalid = [why for why in (ips.invalid or unreadable, pools.invalid, key.invalid) if why]
     return ServiceRequest(
         key=service_key(body),
         created=meta.get("creationTimestamp") or "",
         labels=_copy(meta.get("labels")),
         namespace_labels=_copy(namespace_labels),
-        pools=_split(annotations.get(ANNOTATION_POOL)),
+        pools=_split(pools.text),
         load_balancer_ip=spec.get("loadBalancerIP") or None,
-        requested_ips=_split(annotations.get(ANNOTATION_IPS)),
-        sharing_key=(annotations.get(ANNOTATION_SHARING_KEY) or "").strip() or None,
+        requested_ips=_split(ips.text),
+        sharing_key=(key.text or "").strip() or None,
         ports=ports,
         families=families or (4,),
         family_policy=spec.get("ipFamilyPolicy") or "SingleStack",
         held=held_addresses(body),
+        invalid="; ".join(invalid) or None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Annotated:
+    """One kind of request as the annotations ask it: the value used, where from, why refused."""
+
+    text: str | None = None
+    where: str | None = None
+    invalid: str | None = None
+
+
+def _annotated(
+    annotations: Mapping[str, str],
+    own: str,
+    foreign: Mapping[str, tuple[str, ...]],
+    controllers: tuple[str, ...],
+    meaning: Callable[[str], Hashable],
+) -> _Annotated:
+    """lbipam's annotation, else the first foreign one that asks; all that ask must agree.
+
+    Of one controller's names only the first present counts, as that controller reads them
+    (its stable name hides its deprecated one). An empty value asks nothing.
+    """
+    names = [own] if own in annotations else []
+    for controller in controllers:
+        names += [n for n in foreign.get(controller, ()) if n in annotations][:1]
+    asking = [(name, str(annotations[name])) for name in names if str(annotations[name]).strip()]
+    if not asking:
+        return _Annotated()
+    (first, text), others = asking[0], asking[1:]
+    for name, other in others:
+        if meaning(other) != meaning(text):
+            return _Annotated(
+                text,
+                first,
+                f'{first} "{text.strip()}" and {name} "{other.strip()}" disagree; '
+                "remove one of them or make them equal",
+            )
+    return _Annotated(text, first)
+
+
+def _address_set(text: str) -> frozenset[Hashable]:
+    """The addresses a list names, however each is spelled (garbage compares as written)."""
+    parsed: set[Hashable] = set()
+    for part in _split(text):
+        try:
+            parsed.add(parse_address(part))
+        except ValueError:
+            parsed.add(part)
+    return frozenset(parsed)
+
+
+def _name_set(text: str) -> frozenset[str]:
+    return frozenset(_split(text))
+
+
+def _unreadable(ips: _Annotated) -> str | None:
+    """Why a list of addresses cannot be read, named by the annotation it came from."""
+    for part in _split(ips.text):
+        try:
+            parse_address(part)
+        except ValueError as error:
+            return f"{ips.where}: {error}"
+    return None
 
 
 def service_view(body: Mapping[str, Any], settings: Settings) -> ServiceView:
@@ -134,7 +214,7 @@ def service_view(body: Mapping[str, Any], settings: Settings) -> ServiceView:
         key=service_key(body),
         uid=meta.get("uid", ""),
         handled=is_handled(body, settings),
-        request=service_request(body),
+        request=service_request(body, foreign=settings.foreign_controllers),
         condition=our_condition(body),
         body={"metadata": _kept_metadata(meta), "spec": _kept(body.get("spec") or {}, _KEPT_SPEC)},
     )

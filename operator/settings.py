@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lbipam.api import FOREIGN_CONTROLLERS
+
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -53,6 +55,18 @@ def _non_empty(text: str) -> str:
     return text.strip()
 
 
+def parse_controllers(text: str) -> str:
+    """A comma list of other controllers' names, canonical ("metallb,cilium"), or "none"."""
+    names = {part.strip().lower() for part in text.split(",") if part.strip()} - {"none"}
+    unknown = sorted(names - set(FOREIGN_CONTROLLERS))
+    if unknown:
+        raise ValueError(
+            f"unknown controller {', '.join(unknown)}; expected a comma list of "
+            f"{', '.join(FOREIGN_CONTROLLERS)}, or none"
+        )
+    return ",".join(name for name in FOREIGN_CONTROLLERS if name in names) or "none"
+
+
 def _setting(default: Any, env: str, parse: Callable[[str], Any], help: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "help": help})
 
@@ -64,6 +78,21 @@ class Settings:
     )
     default_class: bool = _setting(
         True, "LBIPAM_DEFAULT_CLASS", parse_bool, "also handle Services with no class"
+    )
+    # On by default: a user switching from MetalLB or Cilium keeps every Service's requested
+    # address, pool and sharing key (without the sharing key, the younger of two Services
+    # sharing an address would lose it on the switch). The cost falls on an admin running
+    # lbipam beside such a controller: on the Services lbipam handles, it obeys their
+    # annotations too; "none" turns that off.
+    foreign_annotations: str = _setting(
+        ",".join(FOREIGN_CONTROLLERS),
+        "LBIPAM_FOREIGN_ANNOTATIONS",
+        parse_controllers,
+        "honour these controllers' Service annotations (requested addresses, pool, sharing "
+        "key) as lbipam's own: a comma list of metallb, cilium, or none. Where an lbipam.io/ "
+        "annotation asks too, its value is used and the others must agree (else "
+        "InvalidRequest). On by default so a switch loses no request; none when such a "
+        "controller runs beside lbipam on the same Services",
     )
     metrics_port: int = _setting(8080, "LBIPAM_METRICS_PORT", parse_port, "Prometheus /metrics")
     health_port: int = _setting(
@@ -92,7 +121,7 @@ class Settings:
         True, "LBIPAM_LEADER_ELECTION", parse_bool, "elect one active replica with a Lease"
     )
     namespace: str = _setting(
-        "", "LBIPAM_NAMESPACE", str, "namespace of the Lease and Events (default: the pod's)"
+        "", "LBIPAM_NAMESPACE", str, "namespace of the leader Lease (default: the pod's)"
     )
     log_format: str = _setting(
         "text", "LBIPAM_LOG_FORMAT", _choice("text", "json"), "log line format"
@@ -113,6 +142,11 @@ class Settings:
     @property
     def enforce_source_ranges(self) -> bool:
         return self.source_ranges == "networkpolicy"
+
+    @property
+    def foreign_controllers(self) -> tuple[str, ...]:
+        """The other controllers whose annotations count as lbipam's own."""
+        return tuple(name for name in self.foreign_annotations.split(",") if name != "none")
 
     @property
     def claim_addresses(self) -> bool:

@@ -483,6 +483,8 @@ class Registry:
         return replace(outcome, partial=bool(missing))
 
     def _wishes(self, request: ServiceRequest) -> _Wishes:
+        if request.invalid:
+            raise _Refusal(Reason.INVALID_REQUEST, request.invalid)
         if request.family_policy not in FAMILY_POLICIES:
             raise _Refusal(
                 Reason.INVALID_REQUEST,

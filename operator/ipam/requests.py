@@ -55,6 +55,8 @@ class ServiceRequest:
     families: tuple[int, ...] = (4,)
     family_policy: str = "SingleStack"
     held: tuple[str, ...] = ()
+    # Why the parser found the request contradictory (an InvalidRequest), if it did.
+    invalid: str | None = None
 
     @property
     def seniority(self) -> tuple[str, str, str]:

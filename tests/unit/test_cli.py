@@ -26,6 +26,7 @@ def test_run_help_lists_every_setting_with_its_environment_variable(
         ("--leader-election", "LBIPAM_LEADER_ELECTION"),
         ("--namespace", "LBIPAM_NAMESPACE"),
         ("--log-format", "LBIPAM_LOG_FORMAT"),
+        ("--foreign-annotations", "LBIPAM_FOREIGN_ANNOTATIONS"),
     ]:
         assert flag in text and variable in text
 

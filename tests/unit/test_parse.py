@@ -1,4 +1,4 @@
-"""Which Services are ours, and what a Service's YAML asks for."""
+"""Which Services are ours, and what a Service's YAML asks for, in lbipam's words or another's."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
-from lbipam.ipam.requests import Port, ServiceKey
-from lbipam.objects import is_handled, pool_spec, service_request
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import Port, Reason, ServiceKey
+from lbipam.objects import is_handled, pool_spec, service_request, service_view
 from lbipam.settings import Settings
 
 DEFAULT = Settings.load({"LBIPAM_NAMESPACE": "x"})
@@ -90,3 +91,126 @@ def test_a_pool_reads_its_allocation_order_and_an_unknown_one_is_its_error() -> 
     unknown = parsed({"allocationOrder": "Sideways"})
     assert unknown.error == "allocationOrder 'Sideways' is not one of Lowest, Random"
     assert unknown.addresses == (), "an unreadable spec hands out nothing"
+
+
+# ---- other controllers' annotations (LBIPAM_FOREIGN_ANNOTATIONS) ---------------------------
+
+BOTH = ("metallb", "cilium")
+
+
+def annotated(**annotations: str) -> dict[str, Any]:
+    body = service()
+    body["metadata"]["annotations"] = annotations
+    return body
+
+
+def test_a_service_switched_from_metallb_keeps_asking_for_its_address_pool_and_group() -> None:
+    body = annotated(
+        **{
+            "metallb.io/loadBalancerIPs": "192.168.10.7,2001:db8::7",
+            "metallb.io/address-pool": "public",
+            "metallb.io/allow-shared-ip": "dns",
+        }
+    )
+
+    request = service_request(body, foreign=BOTH)
+
+    assert request.requested_ips == ("192.168.10.7", "2001:db8::7")
+    assert (request.pools, request.sharing_key, request.invalid) == (("public",), "dns", None)
+
+
+def test_metallbs_deprecated_names_count_unless_its_current_name_is_there() -> None:
+    old = {
+        "metallb.universe.tf/loadBalancerIPs": "192.168.10.8",
+        "metallb.universe.tf/address-pool": "legacy",
+        "metallb.universe.tf/allow-shared-ip": "old",
+    }
+    assert service_request(annotated(**old), foreign=BOTH).pools == ("legacy",)
+
+    both = {**old, "metallb.io/address-pool": "public", "metallb.io/allow-shared-ip": "new"}
+    request = service_request(annotated(**both), foreign=BOTH)
+
+    assert (request.pools, request.sharing_key) == (("public",), "new")
+    assert request.requested_ips == ("192.168.10.8",) and request.invalid is None
+
+
+@pytest.mark.parametrize(
+    ("ips", "key"),
+    [
+        ("lbipam.cilium.io/ips", "lbipam.cilium.io/sharing-key"),
+        ("io.cilium/lb-ipam-ips", "io.cilium/lb-ipam-sharing-key"),
+    ],
+)
+def test_a_service_switched_from_cilium_keeps_its_address_and_sharing_key(
+    ips: str, key: str
+) -> None:
+    request = service_request(annotated(**{ips: " 10.0.0.5 ", key: "web"}), foreign=BOTH)
+
+    assert (request.requested_ips, request.sharing_key, request.invalid) == (
+        ("10.0.0.5",),
+        "web",
+        None,
+    )
+
+
+def test_foreign_annotations_are_ignored_unless_their_controller_is_named() -> None:
+    body = annotated(**{"metallb.io/address-pool": "public", "lbipam.cilium.io/ips": "10.0.0.5"})
+    none = Settings.load({"LBIPAM_NAMESPACE": "x", "LBIPAM_FOREIGN_ANNOTATIONS": "none"})
+    cilium = Settings.load({"LBIPAM_NAMESPACE": "x", "LBIPAM_FOREIGN_ANNOTATIONS": "cilium"})
+
+    assert service_request(body).pools == ()
+    assert service_view(body, none).request.requested_ips == ()
+    assert service_view(body, cilium).request.requested_ips == ("10.0.0.5",)
+    assert service_view(body, cilium).request.pools == ()
+    assert service_view(body, DEFAULT).request.pools == ("public",)
+
+
+def test_lbipams_annotation_is_used_when_a_foreign_one_agrees_however_it_is_spelled() -> None:
+    body = annotated(
+        **{
+            "lbipam.io/ips": "10.0.0.5, 2001:db8::5",
+            "metallb.io/loadBalancerIPs": "2001:DB8:0::5,10.0.0.5",
+            "lbipam.io/pool": "public,backup",
+            "metallb.io/address-pool": "",  # empty: asks nothing
+        }
+    )
+
+    request = service_request(body, foreign=BOTH)
+
+    assert request.requested_ips == ("10.0.0.5", "2001:db8::5")
+    assert (request.pools, request.invalid) == (("public", "backup"), None)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        (
+            {"lbipam.io/ips": "10.0.0.5", "metallb.io/loadBalancerIPs": "10.0.0.6"},
+            'lbipam.io/ips "10.0.0.5" and metallb.io/loadBalancerIPs "10.0.0.6" disagree',
+        ),
+        (
+            {"lbipam.io/pool": "public", "metallb.universe.tf/address-pool": "private"},
+            'lbipam.io/pool "public" and metallb.universe.tf/address-pool "private" disagree',
+        ),
+        (
+            {"lbipam.io/sharing-key": "a", "io.cilium/lb-ipam-sharing-key": "b"},
+            'lbipam.io/sharing-key "a" and io.cilium/lb-ipam-sharing-key "b" disagree',
+        ),
+        (
+            {"metallb.io/allow-shared-ip": "a", "lbipam.cilium.io/sharing-key": "b"},
+            'metallb.io/allow-shared-ip "a" and lbipam.cilium.io/sharing-key "b" disagree',
+        ),
+        (
+            {"lbipam.cilium.io/ips": "10.0.0.5,10.0.0.x"},
+            'lbipam.cilium.io/ips: "10.0.0.x" is not an IPv4 or IPv6 address',
+        ),
+    ],
+)
+def test_a_contradiction_is_an_invalid_request_naming_both_annotations(
+    annotations: dict[str, str], message: str
+) -> None:
+    request = service_request(annotated(**annotations), foreign=BOTH)
+
+    assert request.invalid is not None and message in request.invalid
+    outcome = Registry().ensure(request)
+    assert outcome.reason is Reason.INVALID_REQUEST and message in outcome.message

@@ -17,6 +17,17 @@ def test_defaults_are_those_of_the_contract() -> None:
     assert settings.leader_election is True
     assert settings.log_format == "text"
     assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (15, 10, 2)
+    assert settings.foreign_controllers == ("metallb", "cilium")
+
+
+@pytest.mark.parametrize(
+    ("value", "controllers"),
+    [("none", ()), ("", ()), (" Cilium ", ("cilium",)), ("cilium,metallb", ("metallb", "cilium"))],
+)
+def test_an_admin_chooses_whose_annotations_count(value: str, controllers: tuple[str, ...]) -> None:
+    settings = Settings.load({"LBIPAM_FOREIGN_ANNOTATIONS": value})
+
+    assert settings.foreign_controllers == controllers
 
 
 def test_a_flag_overrides_the_environment() -> None:
@@ -38,6 +49,7 @@ def test_a_flag_overrides_the_environment() -> None:
         ("LBIPAM_LOG_FORMAT", "xml", "expected one of: text, json"),
         ("LBIPAM_LB_CLASS", " ", "must not be empty"),
         ("LBIPAM_RETRY_PERIOD", "-1", "expected a positive number of seconds"),
+        ("LBIPAM_FOREIGN_ANNOTATIONS", "metallb,kube-vip", "unknown controller kube-vip"),
     ],
 )
 def test_a_bad_value_is_named_with_what_is_expected(
