@@ -33,12 +33,17 @@ class Plan(NamedTuple):
     choices: Mapping[int, Choice]
     wish: Wish | None  # None when the request itself was refused
     refusal: Refusal | None = None
-    note: str = ""  # the condition's message beside the addresses
-    partial: bool = False  # a PreferDualStack Service served without its second family
+    refused_family: int | None = None  # the family `refusal` is about, if only one
+    # Families a PreferDualStack Service goes without for now, and why.
+    missing: tuple[tuple[int, Refusal], ...] = ()
 
     @property
     def named(self) -> tuple[Pool, ...] | None:
         return self.wish.named if self.wish is not None else None
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
 
 
 class Placer:
@@ -58,21 +63,18 @@ class Placer:
         try:
             wish = wish_for(request, self._catalog)
         except Refusal as refusal:
-            return Plan(self.keep(me, current, None), None, refusal, refusal.message)
+            return Plan(self.keep(me, current, None), None, refusal)
         choices: dict[int, Choice] = {}
-        missing: list[str] = []
+        missing: list[tuple[int, Refusal]] = []
         for index, family in enumerate(wish.families):
             try:
                 choices[family] = self._choose(request, me, family, current.get(family), wish)
             except Refusal as refusal:
                 soft = request.family_policy == "PreferDualStack" and index > 0
-                text = refusal.message
-                if len(wish.families) > 1:
-                    text = f"{family_name(family)}: {text}"
                 if not (soft and refusal.reason in _SOFT_REASONS):
-                    return Plan(self.keep(me, current, wish), wish, refusal, text)
-                missing.append(text)
-        return Plan(choices, wish, None, "; ".join(missing), bool(missing))
+                    return Plan(self.keep(me, current, wish), wish, refusal, family)
+                missing.append((family, refusal))
+        return Plan(choices, wish, missing=tuple(missing))
 
     def _choose(
         self, request: ServiceRequest, me: Holder, family: int, existing: IP | None, wish: Wish

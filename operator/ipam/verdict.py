@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .addresses import IP
+from .addresses import IP, family_name
 from .catalog import Catalog, pool_list
 from .holdings import NO_TERMS, Holder, Holdings, Terms
 from .placement import Placer, Plan
@@ -155,5 +155,14 @@ def _message(plan: Plan, final: tuple[IP, ...], pools: tuple[str, ...]) -> str:
     """The condition's message: where each address comes from, and any refusal."""
     described = ", ".join(f'{ip} from pool "{pool}"' for ip, pool in zip(final, pools, strict=True))
     if plan.refusal is None:
-        return "; ".join(filter(None, [described, plan.note]))
-    return f"{plan.note}; keeping {described}" if final else plan.note
+        note = "; ".join(_about(plan, family, refusal) for family, refusal in plan.missing)
+        return "; ".join(filter(None, [described, note]))
+    note = _about(plan, plan.refused_family, plan.refusal)
+    return f"{note}; keeping {described}" if final else note
+
+
+def _about(plan: Plan, family: int | None, refusal: Refusal) -> str:
+    """A refusal's message, saying which family it is about when the Service wants two."""
+    if family is None or plan.wish is None or len(plan.wish.families) == 1:
+        return refusal.message
+    return f"{family_name(family)}: {refusal.message}"
