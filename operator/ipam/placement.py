@@ -63,7 +63,7 @@ class Placer:
         try:
             wish = wish_for(request, self._catalog)
         except Refusal as refusal:
-            return Plan(self.keep(me, current, None), None, refusal)
+            return Plan(self._keep(me, current, None), None, refusal)
         choices: dict[int, Choice] = {}
         missing: list[tuple[int, Refusal]] = []
         for index, family in enumerate(wish.families):
@@ -72,7 +72,7 @@ class Placer:
             except Refusal as refusal:
                 soft = request.family_policy == "PreferDualStack" and index > 0
                 if not (soft and refusal.reason in _SOFT_REASONS):
-                    return Plan(self.keep(me, current, wish), wish, refusal, family)
+                    return Plan(self._keep(me, current, wish), wish, refusal, family)
                 missing.append((family, refusal))
         return Plan(choices, wish, missing=tuple(missing))
 
@@ -95,9 +95,9 @@ class Placer:
             return Choice(self._allocate(request, family, wish.named))
         if static is not None:
             self._check_static(request, static, wish.named)
-        return Choice(wanted, self.make_way(me, wanted, may_displace=False))
+        return Choice(wanted, self._make_way(me, wanted, may_displace=False))
 
-    def keep(self, me: Holder, current: Mapping[int, IP], wish: Wish | None) -> dict[int, Choice]:
+    def _keep(self, me: Holder, current: Mapping[int, IP], wish: Wish | None) -> dict[int, Choice]:
         """Held addresses that survive a failed request; any still in a pool if it is invalid."""
         kept: dict[int, Choice] = {}
         for family in wish.families if wish else tuple(current):
@@ -118,11 +118,11 @@ class Placer:
         ):
             return None
         try:
-            return self.make_way(me, ip, may_displace=True)
+            return self._make_way(me, ip, may_displace=True)
         except Refusal:
             return None
 
-    def make_way(self, me: Holder, ip: IP, *, may_displace: bool) -> tuple[ServiceKey, ...]:
+    def _make_way(self, me: Holder, ip: IP, *, may_displace: bool) -> tuple[ServiceKey, ...]:
         """Holders that must give ``ip`` up for ``me``; refuses when one of them may keep it."""
         blocker = self._holdings.blocker(ip)
         if blocker is not None:
