@@ -419,8 +419,6 @@ class Pool:
         return None if value is None else IP(family, value)
 
     # The registry's name for free_address until its _allocate is renamed to call that.
-    lowest_free = free_address
-
     def _random_free(self, family: int, free: CountedFreeIntervals) -> int:
         """A free address, each equally likely: drawn among the usable ones until one is free
         (two bisections a draw) while enough are free, else found by counting down."""

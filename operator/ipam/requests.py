@@ -87,3 +87,14 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.reason is Reason.ALLOCATED
+
+
+class Refusal(Exception):
+    """Why a Service gets nothing new now: its condition's reason and message."""
+
+    def __init__(self, reason: Reason, message: str, *, waiting: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        # A pool that could serve is only waiting for its protection: not a verdict yet.
+        self.waiting = waiting

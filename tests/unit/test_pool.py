@@ -121,7 +121,7 @@ def test_an_ipv6_slash_64_counts_exactly() -> None:
         1,
         2**64 - 1,
     )
-    assert pool.lowest_free(6) == ip("2001:db8:1::")
+    assert pool.free_address(6) == ip("2001:db8:1::")
 
 
 def test_exclude_and_buggy_ips_are_never_counted_nor_handed_out() -> None:
@@ -133,7 +133,7 @@ def test_exclude_and_buggy_ips_are_never_counted_nor_handed_out() -> None:
     )
     pool = Pool.build(spec, held=())
     assert [(c.family, c.total) for c in pool.counts()] == [(4, 253), (6, 4)]
-    assert pool.lowest_free(4) == ip("192.168.10.2")
+    assert pool.free_address(4) == ip("192.168.10.2")
     assert not pool.offers(ip("192.168.10.255")) and not pool.offers(ip("192.168.10.1"))
     assert pool.contains(ip("192.168.10.255")), "a holder of a buggy address keeps it"
     assert not pool.contains(ip("192.168.10.1")), "an excluded address leaves the pool"
@@ -149,7 +149,7 @@ def test_ipv4_cidrs_skip_network_and_broadcast_unless_allowed_ranges_stay_as_wri
     assert pool.offers(ip("10.0.0.0")) and pool.offers(ip("10.1.0.0"))
 
     allowed = Pool.build(PoolSpec("lan", ("192.168.10.0/24",), allow_first_last_ips=True), ())
-    assert allowed.lowest_free(4) == ip("192.168.10.0")
+    assert allowed.free_address(4) == ip("192.168.10.0")
     assert [c.total for c in allowed.counts()] == [256]
 
 

@@ -223,6 +223,10 @@ class RegistryMachine(RuleBasedStateMachine):
                 assert counts.total == sum(1 for ip in pool if ip.family == counts.family)
 
     @invariant()
+    def the_registry_indexes_agree_with_each_other_and_the_pools(self) -> None:
+        self.registry.check()
+
+    @invariant()
     def a_fresh_registry_rebuilt_from_the_holders_agrees(self) -> None:
         fresh = Registry()
         # An invalid spec keeps its last good addresses, so replay that one first.

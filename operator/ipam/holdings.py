@@ -1,0 +1,284 @@
+"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from itertools import combinations
+
+from .addresses import IP, parse_address
+from .catalog import Catalog
+from .pool import Pool
+from .requests import Port, ServiceKey
+
+Terms = tuple[tuple[str, ...], str | None]  # lbipam.io/pool names, sharing key
+NO_TERMS: Terms = ((), None)  # most Services': one tuple for all of them
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What the registry remembers of a Service that holds addresses."""
+
+    key: ServiceKey
+    seniority: tuple[str, str, str]
+    sharing_key: str | None
+    ports: frozenset[Port]
+    # The pools its lbipam.io/pool named at its last decision: an address outside them moves.
+    pools: tuple[str, ...]
+    addresses: tuple[IP, ...] = ()
+    # The lbipam.io/pool and sharing key `addresses` were granted under: a request refused as
+    # invalid (a pool named before it exists) grants nothing, so they may be older ones.
+    granted: Terms = NO_TERMS
+    # ...and those the status's addresses were granted under: a decision whose write failed
+    # (409) is not the status's yet.
+    shown_terms: Terms = NO_TERMS
+
+    @property
+    def group(self) -> tuple[str, str] | None:
+        return None if self.sharing_key is None else (self.key.namespace, self.sharing_key)
+
+    def can_share(self, other: Holder) -> bool:
+        return self.group is not None and self.group == other.group and not self.ports & other.ports
+
+
+class Holdings:
+    """Every address held, by whom, and the pools' free intervals kept in step with them."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        # Services holding at least one address; a holder's addresses are keys of _owners.
+        self._holders: dict[ServiceKey, Holder] = {}
+        # Services a decision left with no address while their status may still show some:
+        # the terms those were granted under (a Holder's shown_terms).
+        self._bare: dict[ServiceKey, Terms] = {}
+        # Address -> its holders: one, or several that can all share it; never empty.
+        self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
+        # (namespace, sharing key) -> holders in that group; never an empty set.
+        self._groups: dict[tuple[str, str], set[ServiceKey]] = {}
+        # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
+        # Taken in every pool, never handed out; learned when a claim is refused.
+        self._blocked: dict[IP, str] = {}
+        # Grows with every change of holdings.
+        self.changes = 0
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def holder(self, key: ServiceKey) -> Holder | None:
+        return self._holders.get(key)
+
+    def owners(self, ip: IP) -> tuple[ServiceKey, ...]:
+        return self._owners.get(ip, ())
+
+    def blocker(self, ip: IP) -> str | None:
+        """Who outside lbipam holds the address, if anyone."""
+        return self._blocked.get(ip)
+
+    def taken(self) -> list[IP]:
+        """Every address a pool must not hand out: held here or outside."""
+        return [*self._owners, *self._blocked]
+
+    def rivals(self, me: Holder, ip: IP) -> list[Holder]:
+        """The other holders of ``ip`` that may not share it with ``me``."""
+        return [
+            self._holders[k]
+            for k in self._owners.get(ip, ())
+            if k != me.key and not me.can_share(self._holders[k])
+        ]
+
+    def group_members(self, me: Holder) -> list[Holder]:
+        """The holders in ``me``'s sharing group, ``me`` included if it holds anything."""
+        if me.group is None:
+            return []
+        return [self._holders[key] for key in self._groups.get(me.group, ())]
+
+    def followers(self, me: Holder, final: tuple[IP, ...]) -> tuple[ServiceKey, ...]:
+        """The other members of the holder's sharing group whose addresses differ from it."""
+        if me.group is None:
+            return ()
+        members = self._groups.get(me.group, set()) - {me.key}
+        return tuple(sorted(k for k in members if set(self._holders[k].addresses) != set(final)))
+
+    def held_in(self, pool: Pool) -> tuple[ServiceKey, ...]:
+        inside = pool.contains
+        return tuple(sorted({k for ip, keys in self._owners.items() if inside(ip) for k in keys}))
+
+    # ---- changing ----------------------------------------------------------------------
+
+    def store(self, holder: Holder) -> None:
+        """Record a holder's addresses, reserving and freeing them in every pool they lie in."""
+        old = self._holders.pop(holder.key, None)
+        old_addresses = old.addresses if old else ()
+        if old_addresses != holder.addresses:
+            self.changes += 1
+        if old is not None and old.group is not None:
+            self._groups[old.group].discard(holder.key)
+            if not self._groups[old.group]:
+                del self._groups[old.group]
+        for ip in old_addresses:
+            if ip not in holder.addresses:
+                self._drop_owner(holder.key, ip)
+        for ip in holder.addresses:
+            if ip not in old_addresses:
+                self._add_owner(holder.key, ip)
+        if holder.addresses:
+            self._holders[holder.key] = holder
+            if holder.group is not None:
+                self._groups.setdefault(holder.group, set()).add(holder.key)
+
+    def _add_owner(self, key: ServiceKey, ip: IP) -> None:
+        owners = self._owners.get(ip)
+        if owners is None:
+            for pool in self._catalog.containing(ip):
+                pool.take(ip)
+            self._owners[ip] = (key,)
+        else:
+            self._owners[ip] = (*owners, key)
+
+    def _drop_owner(self, key: ServiceKey, ip: IP) -> None:
+        """Forget one owner; the last one gone frees the address in its pools."""
+        owners = tuple(k for k in self._owners[ip] if k != key)
+        if owners:
+            self._owners[ip] = owners
+            return
+        del self._owners[ip]
+        for pool in self._catalog.containing(ip):
+            pool.give_back(ip)
+
+    def displace(self, keys: Iterable[ServiceKey], ip: IP) -> None:
+        """The holders lose ``ip``, keeping their other addresses."""
+        for key in keys:
+            holder = self._holders[key]
+            self.store(replace(holder, addresses=tuple(a for a in holder.addresses if a != ip)))
+
+    def left_bare(self, key: ServiceKey, terms: Terms) -> None:
+        """A decision left the Service with nothing while its status shows addresses."""
+        self._bare[key] = terms
+
+    def pop_bare(self, key: ServiceKey) -> Terms | None:
+        return self._bare.pop(key, None)
+
+    def release(self, key: ServiceKey) -> tuple[str, ...]:
+        """Forget the Service; returns the addresses nobody holds any more."""
+        self._bare.pop(key, None)
+        holder = self._holders.get(key)
+        if holder is None:
+            return ()
+        freed = [ip for ip in holder.addresses if len(self._owners[ip]) == 1]
+        self.store(replace(holder, addresses=()))
+        return tuple(str(ip) for ip in freed)
+
+    def block(self, ip: IP, holder: str) -> tuple[ServiceKey, ...]:
+        """The address is held outside lbipam: nobody gets it; returns who must give it up."""
+        losers = self._owners.get(ip, ())
+        self.displace(losers, ip)
+        self._blocked[ip] = holder
+        for pool in self._catalog.containing(ip):
+            pool.take(ip)
+        self.changes += 1
+        return losers
+
+    def unblock(self, ip: IP) -> bool:
+        """Its outside holder let it go; whether it was blocked."""
+        if self._blocked.pop(ip, None) is None:
+            return False
+        if ip not in self._owners:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
+        self.changes += 1
+        return True
+
+    def pool_changed(self, previous: Pool) -> tuple[set[ServiceKey], set[ServiceKey]]:
+        """After ``previous`` was replaced or removed: holders revoked (their address left every
+        pool; they lose it now) and holders moving (it left the pools they name)."""
+        revoked: set[ServiceKey] = set()
+        moving: set[ServiceKey] = set()
+        for ip in [ip for ip in self._owners if previous.contains(ip)]:
+            owners = self._owners[ip]
+            if not self._catalog.containing(ip):
+                revoked.update(owners)
+                self.displace(owners, ip)
+            else:
+                outside = self._catalog.outside_named
+                moving.update(k for k in owners if outside(self._holders[k].pools, ip))
+        return revoked, moving
+
+    def clear(self) -> None:
+        self._holders.clear()
+        self._owners.clear()
+        self._groups.clear()
+        self._blocked.clear()
+        self._bare.clear()
+        self.changes += 1
+
+    def restore(self, me: Holder, held: Iterable[IP]) -> bool:
+        """Record what a Service's status shows, oldest Service first; False when an address of
+        it is held by an older one it may not share with. Addresses outside every pool are
+        left out."""
+        kept: dict[int, IP] = {}
+        whole = True
+        for ip in held:
+            if ip.family in kept or not self._catalog.containing(ip):
+                continue
+            if all(me.can_share(self._holders[k]) for k in self._owners.get(ip, ())):
+                kept[ip.family] = ip
+            else:
+                whole = False
+        self.store(replace(me, addresses=tuple(kept.values())))
+        return whole
+
+    # ---- invariants --------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError naming the first broken invariant between the indexes and the
+        pools' free counts. For tests: it walks everything."""
+        self._check_owners()
+        for group, keys in self._groups.items():
+            assert keys, f"sharing group {group} is empty"
+            for key in keys:
+                holder = self._holders.get(key)
+                assert holder is not None and holder.group == group, f"{key} not in {group}"
+        for key, holder in self._holders.items():
+            if holder.group is not None:
+                assert key in self._groups.get(holder.group, ()), f"{key} missing from its group"
+            assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
+        for ip, outsider in self._blocked.items():
+            assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
+        self._check_pools()
+
+    def _check_owners(self) -> None:
+        for key, holder in self._holders.items():
+            assert holder.key == key, f"holder {holder.key} is recorded under {key}"
+            assert holder.addresses, f"{key} is recorded as a holder of nothing"
+            families = [ip.family for ip in holder.addresses]
+            assert len(set(families)) == len(families), f"{key} holds two of a family"
+            for ip in holder.addresses:
+                assert key in self._owners.get(ip, ()), f"{key} holds {ip} but is not its owner"
+        for ip, keys in self._owners.items():
+            assert keys and len(set(keys)) == len(keys), f"{ip} has owners {keys}"
+            for key in keys:
+                owner = self._holders.get(key)
+                assert owner is not None and ip in owner.addresses, f"{key} owns {ip}, holds not"
+            for a, b in combinations(keys, 2):
+                assert self._holders[a].can_share(self._holders[b]), f"{a}, {b} share {ip}"
+
+    def _check_pools(self) -> None:
+        taken = self.taken()
+        for pool in self._catalog.by_priority():
+            for counts in pool.counts():
+                used = sum(1 for ip in taken if ip.family == counts.family and pool.offers(ip))
+                assert counts.allocated == used, (
+                    f'pool "{pool.name}" counts {counts.allocated} IPv{counts.family} addresses '
+                    f"used, but {used} it offers are held or blocked"
+                )
+
+
+def parse_held(texts: Iterable[str]) -> list[IP]:
+    """Held addresses we can read, first per family; garbage in status is simply not held."""
+    result: dict[int, IP] = {}
+    for text in texts:
+        try:
+            ip = parse_address(text)
+        except ValueError:
+            continue
+        result.setdefault(ip.family, ip)
+    return list(result.values())
