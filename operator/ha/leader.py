@@ -35,6 +35,8 @@ class LeaderElector:
         self.settings = settings
         self.namespace = settings.namespace
         self.identity = identity
+        # No write sent while leading may still be in flight once another replica may lead.
+        leases.api.deadlines.fit(settings.lease_duration, settings.renew_deadline)
         # Expiry is judged by our own clock from when we last saw the record change, so
         # clock skew between replicas cannot shorten another leader's term.
         self._observed: tuple[str, str, float] | None = None
@@ -85,16 +87,21 @@ class LeaderElector:
             await asyncio.sleep(self.settings.retry_period)
 
     async def _keep(self, term: Term) -> None:
-        """Renew until another holder shows or the term's Lease window runs out."""
+        """Renew until another holder shows or the term's Lease window runs out.
+
+        The clock ends the term, not an answer: an attempt stuck in a hung API server is given
+        up when the window closes, so Kopf stops then too, not whenever the request returns.
+        """
         while term.active():
-            await asyncio.sleep(self.settings.retry_period)
+            await asyncio.sleep(min(self.settings.retry_period, term.remaining()))
+            if not term.active():
+                return
             sent = time.monotonic()
             try:
-                # Writes stop by themselves when the window closes; this only bounds the wait.
-                async with asyncio.timeout(self.settings.renew_deadline):
+                async with asyncio.timeout(term.remaining()):
                     attempt = await self._try()
             except TimeoutError:
-                continue
+                return
             if attempt is Attempt.TAKEN:
                 return
             if attempt is Attempt.HELD:

@@ -25,11 +25,21 @@ class Term:
         self._valid_until = time.monotonic() + window
 
     def renewed(self, at: float) -> None:
-        """The Lease was renewed by a request sent at `at` (monotonic)."""
-        self._valid_until = max(self._valid_until, at + self._window)
+        """The Lease was renewed by a request sent at `at` (monotonic).
+
+        A window that has closed stays closed, even if a renewal sent before it closed answers
+        after: work fenced meanwhile was dropped, and a term that came back would lead without
+        it. The elector starts a new term instead, which rebuilds from the cluster.
+        """
+        if self.active():
+            self._valid_until = max(self._valid_until, at + self._window)
 
     def active(self) -> bool:
         return not self.ended.is_set() and time.monotonic() < self._valid_until
+
+    def remaining(self) -> float:
+        """Seconds until the window closes (0 once the term is over)."""
+        return max(0.0, self._valid_until - time.monotonic()) if self.active() else 0.0
 
     def check(self) -> None:
         """Raise Fenced unless this term may still write."""

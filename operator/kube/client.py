@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from lbipam.ha.deadlines import RequestDeadlines
 from lbipam.kube.credentials import Credentials, credentials
 from lbipam.kube.errors import ApiError
 from lbipam.kube.exec_plugin import ExecPlugin, Issued
@@ -43,11 +44,15 @@ class Api:
 
     def __init__(self, creds: Credentials, connections: int = CONNECTIONS) -> None:
         self.creds = creds
+        # Every request has a deadline that fits the Lease (see ha/deadlines.py); the leader
+        # election sets it from the settings.
+        self.deadlines = RequestDeadlines()
         # trust_env off: aiohttp would read the proxy variables and ~/.netrc in a thread on
         # every request; the API server is reached directly (or by the kubeconfig's proxy-url).
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, ssl=creds.tls),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            connector=aiohttp.TCPConnector(
+                limit=connections, ssl=creds.tls, socket_factory=self.deadlines.socket
+            ),
             json_serialize=json.dumps,
         )
         self.plugin = ExecPlugin(creds.exec) if creds.exec is not None else None
@@ -116,6 +121,7 @@ class Api:
             proxy=self.creds.proxy,
             ssl=proof.tls,
             server_hostname=self.creds.server_name,
+            timeout=self.deadlines.timeout(method),
         ) as response:
             return response.status, response.reason or "", await response.read()
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import socket
+import struct
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from lbipam.ha import leader
+from lbipam.ha.deadlines import RequestDeadlines
 from lbipam.ha.leader import Attempt, LeaderElector
+from lbipam.ha.term import Term
 from lbipam.kube.errors import ApiError
 from lbipam.settings import Settings
 
@@ -21,6 +27,7 @@ class Leases:
     """One Lease with a resourceVersion that every write bumps: writes on a stale one fail."""
 
     def __init__(self) -> None:
+        self.api = SimpleNamespace(deadlines=RequestDeadlines())
         self.lease: dict[str, Any] | None = None
         self._versions = itertools.count(1)
 
@@ -95,3 +102,53 @@ async def test_of_two_candidates_writing_on_one_version_only_one_wins() -> None:
     assert sorted(r.value for r in results) == ["failed", "held"], "the loser's write got 409"
     winner = "a" if results[0] is Attempt.HELD else "b"
     assert leases.lease is not None and leases.lease["spec"]["holderIdentity"] == winner
+
+
+async def test_a_renewal_stuck_in_a_hung_api_server_ends_the_term_when_its_window_closes() -> None:
+    settings = Settings.load(
+        {
+            "LBIPAM_NAMESPACE": "lbipam-system",
+            "LBIPAM_LEASE_DURATION": "2",
+            "LBIPAM_RENEW_DEADLINE": "0.4",
+            "LBIPAM_RETRY_PERIOD": "0.05",
+        }
+    )
+    leases = Leases()
+    candidate = LeaderElector(leases, settings, "a")  # type: ignore[arg-type]
+    assert await candidate._try_once() is Attempt.HELD
+    term = Term(settings.renew_deadline)
+    term.renewed(time.monotonic())
+
+    async def hung(name: str) -> dict[str, Any]:
+        await asyncio.Event().wait()  # the API server never answers
+        raise AssertionError("unreachable")
+
+    leases.read = hung  # type: ignore[method-assign]
+    started = time.monotonic()
+    await asyncio.wait_for(candidate._keep(term), 5)
+
+    assert not term.active()
+    assert time.monotonic() - started < settings.renew_deadline + 0.3, "ended by the clock"
+
+
+async def test_a_renewal_answered_after_the_window_closed_does_not_revive_the_term() -> None:
+    term = Term(0.05)
+    sent = time.monotonic()
+    await asyncio.sleep(0.1)  # work fenced now is dropped for good
+
+    term.renewed(sent + 0.04)
+
+    assert not term.active() and term.remaining() == 0.0
+
+
+def test_requests_fit_the_lease_writes_end_before_another_replica_may_take_over() -> None:
+    deadlines = RequestDeadlines()
+    deadlines.fit(lease_duration=15, renew_deadline=10)
+
+    assert deadlines.timeout("PATCH").total == 5, "lease duration minus renew deadline"
+    assert deadlines.timeout("GET").total == 15, "reads land nothing: a whole Lease"
+    sock = deadlines.socket((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", 0)))
+    with sock:
+        linger = struct.unpack("ii", sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+        assert linger == (1, 0), "closing resets: no given-up bytes go out later"
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 5000
