@@ -94,7 +94,7 @@ class OperatorProcess(Replica):
             raise RuntimeError("this operator is already running: a second one would compete")
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                [str(Path(sys.executable).parent / "lbipam"), "run"],
+                self.command(),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -104,6 +104,9 @@ class OperatorProcess(Replica):
         if wait:
             self.wait_ready()
         return self
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).parent / "lbipam"), "run"]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.popen is not None and self.popen.poll() is None:

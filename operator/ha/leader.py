@@ -38,7 +38,8 @@ class LeaderElector:
         # No write sent while leading may still be in flight once another replica may lead.
         leases.api.deadlines.fit(settings.lease_duration, settings.renew_deadline)
         # Expiry is judged by our own clock from when we last saw the record change, so
-        # clock skew between replicas cannot shorten another leader's term.
+        # clock skew between replicas cannot shorten another leader's term; and only over
+        # time the API server answered us (see `_try`).
         self._observed: tuple[str, str, float] | None = None
 
     async def run(self, lead: Callable[[Term], Awaitable[None]]) -> None:
@@ -112,6 +113,11 @@ class LeaderElector:
             return await self._try_once()
         except Exception as error:  # any failure is a failed attempt, retried
             log.debug("Lease attempt failed: %s", error)
+            # A stalled API server (or etcd) still holds the writes the leader sent before
+            # its deadline, and stores them the moment it resumes, however long ago the
+            # leader gave them up. Time it did not answer us does not count toward expiry:
+            # the Lease must look unrenewed for a whole duration after it answers again.
+            self._observed = None
             return Attempt.FAILED
 
     async def _try_once(self) -> Attempt:

@@ -31,6 +31,7 @@ class Burst(threading.Thread):
         rate: float = 40,
         prefix: str = "b",
         seed: int = 7,
+        patience: float = 90,
         **spec: Any,
     ) -> None:
         super().__init__(name=f"burst-{namespace}", daemon=True)
@@ -42,6 +43,7 @@ class Burst(threading.Thread):
         self.rate = rate
         self.prefix = prefix
         self.spec = spec
+        self.patience = patience  # seconds the API server may stay unreachable
         self.random = random.Random(seed)
         self.live: list[str] = []
         self.created: dict[str, float] = {}  # name -> when its create request was sent
@@ -82,7 +84,7 @@ class Burst(threading.Thread):
                 self._progress.notify_all()
 
     def _retry(self, call: Any) -> None:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + self.patience
         while True:
             try:
                 call()
@@ -95,7 +97,7 @@ class Burst(threading.Thread):
             except (urllib3.exceptions.HTTPError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("the API server stayed unreachable for 90s")
+                raise TimeoutError(f"the API server stayed unreachable for {self.patience:.0f}s")
             self.retries += 1
             time.sleep(0.2)
 

@@ -33,6 +33,7 @@ from kubernetes import client
 from tests.controlplane import ControlPlane
 from tests.faults import oracle
 from tests.faults.checker import GROUP, PLURAL, VERSION, Held, Loss, Monitor, _held, list_pools
+from tests.faults.hangs import freeze
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
 from tests.kit import SYSTEM, service_manifest
@@ -157,6 +158,9 @@ def propose(rng: random.Random, plan: Plan) -> Step:
         (0.4, lambda: Step("kill_leader")),
         (0.3, lambda: Step("freeze_leader", args={"seconds": LEASE_SECONDS + 2})),
         (0.3, lambda: Step("restart_apiserver")),
+        # Hangs, not refusals: the API server or etcd stops answering past the Lease.
+        (0.2, lambda: Step("freeze_control_plane", "apiserver", {"seconds": LEASE_SECONDS + 2})),
+        (0.2, lambda: Step("freeze_control_plane", "etcd", {"seconds": LEASE_SECONDS + 2})),
         (0.3, lambda: Step("steal_lease")),
     ]
     if pools:
@@ -563,6 +567,9 @@ class Episode:
 
     def _restart_apiserver(self, _: Step) -> None:
         self.env.plane.restart_apiserver()
+
+    def _freeze_control_plane(self, step: Step) -> None:
+        freeze(getattr(self.env.plane, step.target), step.args["seconds"])
 
     def _steal_lease(self, _: Step) -> None:
         self.replicas.steal_lease(self.env.api)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import signal
 import socket
 import time
@@ -22,12 +23,23 @@ ELECTION = {
     "LBIPAM_RETRY_PERIOD": "0.5",
 }
 LEASE_SECONDS = float(ELECTION["LBIPAM_LEASE_DURATION"])
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
 def identity(process: OperatorProcess) -> str:
     """The replica's name in the Lease: host name and process id."""
     assert process.popen is not None
     return f"{socket.gethostname()}-{process.popen.pid}"
+
+
+def moments(replica: OperatorProcess, text: str) -> list[datetime.datetime]:
+    """When the replica's log says `text`, by the log's own clock (one machine, one clock)."""
+    found = []
+    for line in replica.logs(10**7).splitlines():
+        match = _STAMP.match(line)
+        if match and text in line:
+            found.append(datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"))
+    return found
 
 
 def leading(process: OperatorProcess) -> bool:
@@ -61,8 +73,11 @@ class Replicas:
 
     def __init__(self, plane: ControlPlane, namespace: str, **settings: str) -> None:
         self.namespace = namespace
-        settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
-        self.all = (OperatorProcess(plane, **settings), OperatorProcess(plane, **settings))
+        self.settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
+        self.all: tuple[OperatorProcess, OperatorProcess] = (
+            OperatorProcess(plane, **self.settings),
+            OperatorProcess(plane, **self.settings),
+        )
 
     def start(self, timeout: float = 30) -> Replicas:
         """The first starts and leads, then the second joins as the follower."""

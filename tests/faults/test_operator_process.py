@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults.conftest import Case, log_size, log_text
-from tests.faults.replicas import Replicas, identity, leading, wait_for
+from tests.faults.replicas import Replicas, identity, leading, moments, wait_for
 from tests.kit import Pools, subnet
 from tests.operator_process import OperatorProcess
 
@@ -52,25 +51,12 @@ def replicas(
         operator.start()
 
 
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-
-
-def _moments(replica: OperatorProcess, text: str) -> list[datetime.datetime]:
-    """When the replica's log says `text`, by the log's own clock (one machine, one clock)."""
-    found = []
-    for line in log_text(replica).splitlines():
-        match = _STAMP.match(line)
-        if match and text in line:
-            found.append(datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"))
-    return found
-
-
 def _terms(replica: OperatorProcess) -> list[tuple[datetime.datetime, datetime.datetime]]:
     """The replica's terms: (became leader, fenced off or stopped handling)."""
-    began = _moments(replica, f"{identity(replica)} became leader")
+    began = moments(replica, f"{identity(replica)} became leader")
     ended = sorted(
-        _moments(replica, f"{identity(replica)} lost leadership")
-        + _moments(replica, "stopped handling Services and IPPools")
+        moments(replica, f"{identity(replica)} lost leadership")
+        + moments(replica, "stopped handling Services and IPPools")
     )
     far = datetime.datetime.max
     return [(start, next((e for e in ended if e >= start), far)) for start in began]

@@ -152,3 +152,27 @@ def test_requests_fit_the_lease_writes_end_before_another_replica_may_take_over(
         linger = struct.unpack("ii", sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
         assert linger == (1, 0), "closing resets: no given-up bytes go out later"
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 5000
+
+
+async def test_time_the_api_server_did_not_answer_does_not_count_toward_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leases = Leases()
+    a, b = elector(leases, "a"), elector(leases, "b")
+    await a._try_once()
+    clock = [1000.0]
+    monkeypatch.setattr(leader.time, "monotonic", lambda: clock[0])
+    assert await b._try() is Attempt.TAKEN
+    answers = leases.read
+
+    async def stalled(name: str) -> dict[str, Any]:
+        raise TimeoutError("the API server is frozen")
+
+    leases.read = stalled  # type: ignore[method-assign]
+    clock[0] += 16  # the whole outage; the leader's writes wait in the stalled server
+    assert await b._try() is Attempt.FAILED
+    leases.read = answers  # type: ignore[method-assign]
+
+    assert await b._try() is Attempt.TAKEN, "what the server kept may be landing right now"
+    clock[0] += 16
+    assert await b._try() is Attempt.HELD, "a full duration of answers without a renewal"
