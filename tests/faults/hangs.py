@@ -32,7 +32,7 @@ RENEW_SECONDS = float(ELECTION["LBIPAM_RENEW_DEADLINE"])
 WRITE_SECONDS = float(ELECTION["LBIPAM_LEASE_DURATION"]) - RENEW_SECONDS
 # Between the operator's clock and the API server's stamp: a loaded machine's scheduling.
 SLACK_SECONDS = 0.5
-TIMINGS = Path("build/faults-hangs.json")
+TIMINGS = Path(__file__).resolve().parents[2] / "build" / "faults-hangs.json"
 
 
 def _policy() -> dict[str, Any]:
