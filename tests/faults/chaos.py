@@ -850,7 +850,13 @@ class Report:
         times = sorted(self.settle_times) or [0.0]
         faults = sum(
             self.actions[a]
-            for a in ("kill_leader", "freeze_leader", "restart_apiserver", "steal_lease")
+            for a in (
+                "kill_leader",
+                "freeze_leader",
+                "restart_apiserver",
+                "steal_lease",
+                "freeze_control_plane",
+            )
         )
         return (
             f"seed {self.seed}: {self.steps} steps in {self.episodes} episodes, "
