@@ -3,7 +3,7 @@
 A run is a series of episodes. An episode starts from nothing of its own (two fresh namespaces,
 a fresh address block, a fresh Lease namespace and two fresh `lbipam run` replicas with leader
 election), then plays steps drawn from a seeded `random.Random`: pools, Services, namespace
-labels, source ranges, and faults done to the operator or the API server. After each step the
+labels, source ranges, and faults done to the operator, the API server or etcd. After each step the
 driver waits, within a bound, for the cluster to settle with every invariant of `oracle` true;
 the wait is measured. A failure is replayed from scratch with steps cut away (delta debugging)
 while it still fails the same invariant, and the shortest sequence is printed with the seed.

@@ -66,6 +66,8 @@ def replicas(
 
 @pytest.fixture
 def partition(control_plane: ControlPlane) -> Iterator[Partition]:
+    if os.geteuid() != 0:
+        pytest.fail("the partition case creates a network namespace and needs root")
     made = Partition(control_plane)
     try:
         yield made
