@@ -77,7 +77,7 @@ class Burst(threading.Thread):
                     self.deleted.add(victim)
                 time.sleep(1 / self.rate)
         except Exception as error:  # pragma: no cover - reported by finish()
-            self.errors.append(repr(error))
+            self.errors.append(f"{error!r}: {getattr(error, 'body', '')}")
         finally:
             with self._progress:
                 self._halt.set()
@@ -92,7 +92,10 @@ class Burst(threading.Thread):
             except client.ApiException as error:
                 if error.status in (404, 409):  # already gone / already made by a retry
                     return
-                if error.status < 500 and error.status != 429:
+                # An etcd that stopped answering mid-allocation of the ClusterIP comes back as
+                # 422 Invalid ("failed to allocate IP: rpc error: code = Unavailable").
+                transient = error.status >= 500 or error.status == 429
+                if not transient and "code = Unavailable" not in str(error.body):
                     raise
             except (urllib3.exceptions.HTTPError, OSError):
                 pass
