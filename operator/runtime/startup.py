@@ -14,7 +14,7 @@ import kopf
 
 from lbipam.ha.term import Term
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.kube.client import Api
 from lbipam.kube.gateway import KubeGateway
 from lbipam.objects import PoolView, claim_view, service_view
@@ -32,6 +32,7 @@ class Indexes:
     pools: kopf.Index[str, tuple[PoolView, PoolSpec]]
     namespaces: kopf.Index[str, dict[str, str]]
     service_cidrs: kopf.Index[str, tuple[str, ...]]
+    nodes: kopf.Index[str, tuple[str, ...]]  # each Node's InternalIPs and ExternalIPs
 
 
 class Gate:
@@ -96,14 +97,19 @@ async def start_up(gate: Gate, settings: Settings, api: Api, term: Term, metrics
         claimed = await gateway.list_claims(claim_view) if settings.claim_addresses else []
         controllers = Controllers(settings, Registry(), gateway, metrics, listed, claimed)
         gate.listed.set_result(controllers)
-        # Phase 2, indexes synced: pools, namespaces and ServiceCIDRs, all listed by Kopf.
+        # Phase 2, indexes synced: pools, namespaces, ServiceCIDRs and Nodes, listed by Kopf.
         indexes = await gate.synced()
-        # Phase 3, rebuild: every pool and every held address is known before any decision.
-        pools, namespaces, cidrs = indexes.pools, indexes.namespaces, indexes.service_cidrs
+        # Phase 3, rebuild: every pool, every address the cluster uses itself and every held
+        # address is known before any decision.
+        pools, namespaces = indexes.pools, indexes.namespaces
+        cidrs, nodes = indexes.service_cidrs, indexes.nodes
         controllers.rebuild(
             (pool for name in pools for pool in pools[name]),
             {name: labels for name in namespaces for labels in namespaces[name]},
-            {name: ranges for name in cidrs for ranges in cidrs[name]},
+            {
+                RangeKind.SERVICE_CIDR: {n: ranges for n in cidrs for ranges in cidrs[n]},
+                RangeKind.NODE: {n: addresses for n in nodes for addresses in nodes[n]},
+            },
         )
     except Exception as error:
         if gate.listed.done():  # else the caller raises it: Kopf has not started
