@@ -7,7 +7,8 @@ patched through `nodes/status` every `--interval` seconds (the kubelet's default
 nodeStatusUpdateFrequency is 10 s), for `--seconds`.
 
 Reported per variant: the operator's CPU seconds per 1,000 heartbeats (the quiet spell's rate
-subtracted), its RSS at the end and its peak. `filtered` is lbipam as shipped (a heartbeat ends
+subtracted), its RSS at the end and its peak; for `filtered`, then a restart of the operator
+with the Nodes present (time to ready). `filtered` is lbipam as shipped (a heartbeat ends
 at comparing the Node's addresses with the known ones); `unfiltered` runs
 `bench/unfiltered.py`, which sends every Node event on to the pools.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from bench import procstat
 from bench.api import Api
-from bench.cluster import RUNTIME, Cluster, cluster, machine, runtime_python
+from bench.cluster import RUNTIME, Cluster, cluster, machine, restart, runtime_python
 from bench.observer import REPO
 
 NODE_NET = int(ipaddress.IPv4Address("172.16.0.0"))  # outside the bench pool (10.0.0.0/8)
@@ -113,7 +114,7 @@ async def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - began
         cpu = procstat.cpu_seconds(pid) - cpu_before
         used = procstat.usage(pid)
-        return {
+        result: dict[str, Any] = {
             "variant": name,
             "nodes": args.nodes,
             "nodes_created_s": round(created_s, 1),
@@ -126,6 +127,10 @@ async def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "rss_mib": round(used.rss_mib, 1),
             "peak_rss_mib": round(used.hwm_mib, 1),
         }
+        if VARIANTS[name] is None:
+            # Nodes are a Kopf index: does the start-up wait for it grow with them?
+            result["restart_with_nodes"] = await restart(c, "nodes")
+        return result
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
