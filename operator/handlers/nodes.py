@@ -2,6 +2,9 @@
 
 A Node writes its status every few seconds (heartbeats, conditions); the addresses almost
 never change, so each event is compared with what is known and goes no further when equal.
+Nodes are no Kopf index (whose start-up wait is quadratic in the objects, see
+`runtime.startup`): they are listed before Kopf starts, and Kopf's own first listing comes
+through here like any event.
 """
 
 from __future__ import annotations
@@ -13,11 +16,6 @@ import kopf
 from lbipam.handlers.startup import controllers
 from lbipam.ipam.registry import RangeKind
 from lbipam.objects import node_addresses
-
-
-@kopf.index("", "v1", "nodes")
-async def node_index(body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]]:
-    return {body["metadata"]["name"]: node_addresses(body)}
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -59,14 +59,13 @@ async def hand_over_indexes(
     pool_index: kopf.Index[str, tuple[PoolView, PoolSpec]],
     namespace_index: kopf.Index[str, dict[str, str]],
     service_cidr_index: kopf.Index[str, tuple[str, ...]],
-    node_index: kopf.Index[str, tuple[str, ...]],
     **_: Any,
 ) -> None:
     """Kopf's indexes, empty yet, to the start-up, which reads them once Kopf has filled
     them: Kopf's docs say indexes handed over here may be read later, and that no resource
     handler runs before they are complete."""
     gate: Gate = memo.gate
-    gate.hand_over(Indexes(pool_index, namespace_index, service_cidr_index, node_index))
+    gate.hand_over(Indexes(pool_index, namespace_index, service_cidr_index))
 
 
 @kopf.on.cleanup()

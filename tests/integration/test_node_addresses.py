@@ -19,6 +19,7 @@ from tests.kit import (
     wait_event,
     wait_reason,
 )
+from tests.operator_process import OperatorProcess
 
 MakeNode = Callable[[str, str], str]
 
@@ -98,3 +99,25 @@ def test_a_service_holding_an_address_a_node_takes_keeps_it_and_is_told(
     assert ingress_ips(core.read_namespaced_service("web", namespace)) == [f"{net}.1"]
     create(core, namespace, service_manifest("next"))
     assert wait_address(core, namespace, "next") == [f"{net}.2"]
+
+
+def test_a_node_that_took_an_address_while_the_operator_was_down_is_known_before_any_decision(
+    core: client.CoreV1Api,
+    pools: Pools,
+    namespace: str,
+    nodes: MakeNode,
+    operator: OperatorProcess,
+) -> None:
+    net = subnet()
+    pools.create([f"{net}.1-{net}.2"])
+    create(core, namespace, service_manifest("web"))
+    assert wait_address(core, namespace, "web") == [f"{net}.1"]
+
+    operator.stop()
+    nodes("while-down", f"{net}.2")
+    create(core, namespace, service_manifest("api"))
+    operator.start()
+
+    # Had the first decision not known the Node, `api` would hold .2 now, and keep it.
+    assert wait_reason(core, namespace, "api", "PoolExhausted").status == "False"
+    assert ingress_ips(core.read_namespaced_service("api", namespace)) == []

@@ -16,7 +16,7 @@ async def test_handlers_wait_for_the_rebuild_and_the_first_one_says_the_indexes_
     None
 ):
     gate = Gate()
-    indexes = Indexes(cast(Any, {}), cast(Any, {}), cast(Any, {}), cast(Any, {}))
+    indexes = Indexes(cast(Any, {}), cast(Any, {}), cast(Any, {}))
     synced = asyncio.create_task(gate.synced())
     gate.hand_over(indexes)
     await asyncio.sleep(0)
