@@ -50,6 +50,7 @@ bench: controlplane
 	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
 	$(BIN)/python -m bench.splitbrain
 	$(BIN)/python -m bench.guardrails
+	$(BIN)/python -m bench.nodes
 	$(BIN)/python -m bench.image
 
 # With KUBECONFIG: the operator against that cluster. Without: a local control plane with the

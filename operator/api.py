@@ -35,6 +35,7 @@ SERVICE_CONDITION = f"{GROUP}/AddressAllocated"
 POOL_READY = "Ready"
 POOL_EXHAUSTED = "Exhausted"
 POOL_SERVICE_CIDR = "OverlapsServiceCIDR"
+POOL_NODE_ADDRESS = "OverlapsNodeAddress"
 FINALIZER = f"{GROUP}/protection"
 
 # Address claims: one networking.k8s.io/v1 IPAddress per handed-out address, named by it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -349,3 +350,19 @@ def claim_view(body: Mapping[str, Any]) -> ClaimView:
         parent=ServiceKey(parent.get("namespace", ""), parent["name"]) if is_service else None,
         created=meta.get("creationTimestamp") or "",
     )
+
+
+# The address types a Node answers on itself; Hostname and InternalDNS are names.
+NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+
+
+def node_addresses(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """A Node's own IP addresses (InternalIP, ExternalIP), sorted, each once."""
+    found = set()
+    for entry in (body.get("status") or {}).get("addresses") or ():
+        if entry.get("type") in NODE_ADDRESS_TYPES:
+            try:
+                found.add(str(ipaddress.ip_address(entry.get("address", ""))))
+            except ValueError:
+                continue  # the kubelet wrote it; an odd one is not ours to judge
+    return tuple(sorted(found))

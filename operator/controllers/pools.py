@@ -14,13 +14,27 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from lbipam.api import FINALIZER, POOL_EXHAUSTED, POOL_READY, POOL_SERVICE_CIDR
+from lbipam.api import (
+    FINALIZER,
+    POOL_EXHAUSTED,
+    POOL_NODE_ADDRESS,
+    POOL_READY,
+    POOL_SERVICE_CIDR,
+)
 from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.results import Next, Scheduler
+from lbipam.controllers.views import ServiceLookup
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
+from lbipam.ipam.registry import (
+    PoolChange,
+    PoolState,
+    PoolSummary,
+    RangeKind,
+    Registry,
+    ReservedHolder,
+)
 from lbipam.kube.errors import is_status
 from lbipam.kube.gateway import Gateway
 from lbipam.objects import PoolView
@@ -29,6 +43,36 @@ from lbipam.objects import PoolView
 # allocation path while `kubectl get ippools` stays live.
 FLUSH_INTERVAL = 0.5
 log = logging.getLogger(__name__)
+# Per kind of the cluster's own ranges: the pool condition, its message naming them, and
+# its message when there are none.
+OVERLAPS = {
+    RangeKind.SERVICE_CIDR: (
+        POOL_SERVICE_CIDR,
+        "overlaps ServiceCIDR {}: addresses inside it are never handed out, because the API "
+        "server hands them out as ClusterIPs",
+        "no ServiceCIDR overlaps",
+    ),
+    RangeKind.NODE: (
+        POOL_NODE_ADDRESS,
+        "contains an address of Node {}: it is never handed out, because a node answers on "
+        "its own InternalIPs and ExternalIPs",
+        "no Node address inside",
+    ),
+}
+# Names shown in one condition message; a pool over a whole node subnet names a few.
+SHOWN_NAMES = 10
+
+
+def overlap_condition(pool: PoolSummary, kind: RangeKind) -> dict[str, Any]:
+    """The pool's condition for one kind of the cluster's own ranges, naming them."""
+    kind_condition, overlaps, none = OVERLAPS[kind]
+    names = pool.overlapping(kind)
+    if not names:
+        return condition(kind_condition, False, "NoOverlap", none)
+    shown = ", ".join(names[:SHOWN_NAMES])
+    if len(names) > SHOWN_NAMES:
+        shown += f" and {len(names) - SHOWN_NAMES} more"
+    return condition(kind_condition, True, kind.value, overlaps.format(shown))
 
 
 def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
@@ -43,19 +87,9 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
     else:
         available = f"{pool.available} addresses available"
         exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
-    if pool.reserved_overlap:
-        names = ", ".join(pool.reserved_overlap)
-        overlap = condition(
-            POOL_SERVICE_CIDR,
-            True,
-            "ServiceCIDR",
-            f"overlaps ServiceCIDR {names}: addresses inside it are never handed out, "
-            "because the API server hands them out as ClusterIPs",
-        )
-    else:
-        overlap = condition(POOL_SERVICE_CIDR, False, "NoOverlap", "no ServiceCIDR overlaps")
+    overlaps = [overlap_condition(pool, kind) for kind in RangeKind]
     conditions = list(view.status.get("conditions") or [])
-    for wanted in (ready, exhausted, overlap):
+    for wanted in (ready, exhausted, *overlaps):
         conditions, _ = set_condition(conditions, wanted)
     return {
         "observedGeneration": view.generation,
@@ -69,13 +103,20 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
 class PoolController:
     """Owns the pool views, the pool side of the registry, pool status and the finalizer."""
 
-    def __init__(self, registry: Registry, gateway: Gateway, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        gateway: Gateway,
+        scheduler: Scheduler,
+        services: ServiceLookup,
+    ) -> None:
         self.registry = registry
         self.gateway = gateway
         # What a pool change leaves the Services to do goes there (the dispatcher).
         self.scheduler = scheduler
+        self.services = services
         self.views: dict[str, PoolView] = {}
-        self._service_cidrs: dict[str, Sequence[str]] = {}
+        self._reserved: dict[RangeKind, dict[str, Sequence[str]]] = {k: {} for k in RangeKind}
         self._errors: dict[str, str] = {}
         self._blocked_reported: dict[str, tuple[str, ...]] = {}
         self._dirty: set[str] = set()
@@ -85,11 +126,12 @@ class PoolController:
     def rebuild(
         self,
         pools: Iterable[tuple[PoolView, PoolSpec]],
-        service_cidrs: Mapping[str, Sequence[str]],
+        reserved: Mapping[RangeKind, Mapping[str, Sequence[str]]],
     ) -> None:
-        """Start-up, before the Services: every pool and every ServiceCIDR known."""
-        self._service_cidrs = dict(service_cidrs)
-        self.registry.reserve(self._service_cidrs)
+        """Start-up, before the Services: every pool, ServiceCIDR and Node address known."""
+        for kind, ranges in reserved.items():
+            self._reserved[kind] = dict(ranges)
+            self.registry.reserve(kind, ranges)
         for view, spec in pools:
             self.views[view.name] = view
             self._log_error(spec)
@@ -110,13 +152,34 @@ class PoolController:
         self._changed(self.registry.apply_pool(spec), name)
         await self._queue.run(name, partial(self._protect, name))
 
-    def service_cidr_changed(self, name: str, cidrs: Sequence[str] | None) -> None:
-        """The cluster's ClusterIP ranges changed: pools stop offering what lies inside."""
-        if cidrs is None:
-            self._service_cidrs.pop(name, None)
+    def reserved_changed(self, kind: RangeKind, name: str, ranges: Sequence[str] | None) -> None:
+        """A ServiceCIDR's ranges or a Node's addresses changed (None: it went): pools stop
+        offering what lies inside; Services holding such an address keep it and are told."""
+        known = self._reserved[kind]
+        if ranges is None:
+            known.pop(name, None)
         else:
-            self._service_cidrs[name] = tuple(cidrs)
-        self._changed(self.registry.reserve(self._service_cidrs), *self.views)
+            known[name] = tuple(ranges)
+        change = self.registry.reserve(kind, known)
+        self._changed(change, *self.views)
+        self.report_reserved_holders(change.reserved_holders)
+
+    def known_reserved(self, kind: RangeKind, name: str) -> Sequence[str] | None:
+        return self._reserved[kind].get(name)
+
+    def report_reserved_holders(self, holders: Iterable[ReservedHolder]) -> None:
+        for holder in holders:
+            view = self.services.get(holder.key)
+            if view is None:
+                continue
+            message = (
+                f"holds {holder.address}, which {holder.source} uses itself: the Service keeps "
+                "it, but no pool hands it out again once it is released"
+            )
+            log.warning("%s: %s", holder.key, message)
+            self.gateway.event(
+                view.reference, "Service", "ReservedAddressHeld", message, warning=True
+            )
 
     async def run(self) -> None:
         """Write status and finalizers whenever pools or holdings change."""

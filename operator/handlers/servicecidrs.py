@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from lbipam.handlers.startup import controllers
+from lbipam.ipam.registry import RangeKind
 
 
 def _cidrs(body: kopf.Body) -> tuple[str, ...]:
@@ -24,4 +25,4 @@ async def service_cidr_event(
 ) -> None:
     owner = await controllers(memo)
     cidrs = None if event["type"] == "DELETED" else _cidrs(body)
-    owner.pools.service_cidr_changed(body["metadata"]["name"], cidrs)
+    owner.pools.reserved_changed(RangeKind.SERVICE_CIDR, body["metadata"]["name"], cidrs)

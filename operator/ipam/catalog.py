@@ -6,6 +6,7 @@ import enum
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .addresses import FAMILIES, IP, Interval, normalize, parse_entry
 from .pool import FamilyCounts, Pool, PoolSpec
@@ -21,6 +22,27 @@ class PoolState(enum.StrEnum):
     PROTECTING = "Protecting"
 
 
+class RangeKind(enum.StrEnum):
+    """Where addresses the cluster uses itself come from."""
+
+    SERVICE_CIDR = "ServiceCIDR"  # the API server hands them out as ClusterIPs
+    NODE = "Node"  # a Node's InternalIPs and ExternalIPs
+
+
+class ClusterRange(NamedTuple):
+    """Addresses the cluster uses itself, by where they come from: never handed out here."""
+
+    kind: RangeKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+# One range of a ClusterRange: (source, family, interval).
+ReservedEntry = tuple[ClusterRange, int, Interval]
+
+
 @dataclass(frozen=True)
 class PoolSummary:
     name: str
@@ -32,7 +54,11 @@ class PoolSummary:
     why: str  # completes "the pool ...": why it hands out nothing new, "" when Ready
     conflict_with: str | None
     error: str | None
-    reserved_overlap: tuple[str, ...] = ()  # reserved ranges (ServiceCIDRs) it overlaps
+    reserved_overlap: tuple[ClusterRange, ...] = ()  # the cluster's own ranges it overlaps
+
+    def overlapping(self, kind: RangeKind) -> tuple[str, ...]:
+        """The names of the cluster's own ranges of `kind` this pool overlaps."""
+        return tuple(source.name for source in self.reserved_overlap if source.kind == kind)
 
     @property
     def exhausted(self) -> bool:
@@ -48,8 +74,10 @@ class Catalog:
         self._conflicts: dict[str, str] = {}
         # _pools by (priority desc, name), or None after any pool change.
         self._ordered: list[Pool] | None = None
-        # Ranges the cluster hands out itself (ServiceCIDRs), by name: never handed out here.
-        self._reserved: dict[str, tuple[tuple[int, Interval], ...]] = {}
+        # Ranges the cluster uses itself (ServiceCIDRs, Node addresses): never handed out here.
+        self._reserved: dict[ClusterRange, tuple[tuple[int, Interval], ...]] = {}
+        # Pool name -> (the pool object it was computed for, the reserved ranges it overlaps).
+        self._overlaps: dict[str, tuple[Pool, tuple[ClusterRange, ...]]] = {}
         # Grows with every change of the pools.
         self.changes = 0
 
@@ -65,26 +93,35 @@ class Catalog:
         self._pools[spec.name] = Pool.build(spec, taken, previous, self._reserved_ranges())
 
     def remove(self, name: str) -> Pool | None:
+        self._overlaps.pop(name, None)
         return self._pools.pop(name, None)
 
-    def reserve(self, ranges: Mapping[str, Sequence[str]]) -> bool:
-        """Record the ranges the cluster hands out itself; whether they changed.
+    def reserve(self, kind: RangeKind, ranges: Mapping[str, Sequence[str]]) -> bool:
+        """Record every range of one kind the cluster uses itself; whether they changed.
 
         The pools learn them at their next build: call `rebuild` with the taken addresses.
         """
-        reserved = {}
-        for name, cidrs in ranges.items():
+        reserved = {key: value for key, value in self._reserved.items() if key.kind != kind}
+        for name, texts in ranges.items():
             entries = []
-            for text in cidrs:
+            for text in texts:
                 try:
                     entries.append(parse_entry(text))
                 except ValueError:
                     continue  # the API server validated it; an odd one is not ours to judge
-            reserved[name] = tuple(entries)
+            reserved[ClusterRange(kind, name)] = tuple(entries)
         if reserved == self._reserved:
             return False
         self._reserved = reserved
+        self._overlaps.clear()
         return True
+
+    def reserved_entries(self) -> set[ReservedEntry]:
+        return {
+            (source, family, interval)
+            for source, entries in self._reserved.items()
+            for family, interval in entries
+        }
 
     def rebuild(self, taken: Sequence[IP]) -> None:
         """Every pool again from its spec, with `taken` addresses used."""
@@ -120,11 +157,6 @@ class Catalog:
         pool = self._pools[name]
         counts = pool.counts()
         state, why = self.state(pool)
-        overlap = tuple(
-            name
-            for name, entries in sorted(self._reserved.items())
-            if any(pool.overlaps(family, interval) for family, interval in entries)
-        )
         return PoolSummary(
             name=name,
             counts=counts,
@@ -135,8 +167,21 @@ class Catalog:
             why=why,
             conflict_with=self._conflicts.get(name),
             error=pool.error,
-            reserved_overlap=overlap,
+            reserved_overlap=self._overlap(pool),
         )
+
+    def _overlap(self, pool: Pool) -> tuple[ClusterRange, ...]:
+        """Cached per pool object: a thousand Nodes would cost every status flush otherwise."""
+        cached = self._overlaps.get(pool.name)
+        if cached is not None and cached[0] is pool:
+            return cached[1]
+        overlap = tuple(
+            source
+            for source, entries in sorted(self._reserved.items())
+            if any(pool.overlaps(family, interval) for family, interval in entries)
+        )
+        self._overlaps[pool.name] = (pool, overlap)
+        return overlap
 
     def state(self, pool: Pool) -> tuple[PoolState, str]:
         """The one place that says whether a pool may hand out anything new."""

@@ -3,18 +3,36 @@ placement and verdicts, which it runs in order and whose plans it commits."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .addresses import IP, parse_address
-from .catalog import Catalog, PoolState, PoolSummary
+from .catalog import Catalog, ClusterRange, PoolState, PoolSummary, RangeKind, ReservedEntry
 from .holdings import Holder, Holdings, parse_held
 from .placement import Placer, Plan
 from .pool import Pool, PoolSpec
 from .requests import Outcome, ServiceKey, ServiceRequest
 from .verdict import Verdict, applicant, granted, requested
 
-__all__ = ["PoolChange", "PoolState", "PoolSummary", "Registry"]
+__all__ = [
+    "ClusterRange",
+    "PoolChange",
+    "PoolState",
+    "PoolSummary",
+    "RangeKind",
+    "Registry",
+    "ReservedHolder",
+]
+
+
+class ReservedHolder(NamedTuple):
+    """A Service holding an address the cluster uses itself: it keeps it, and is told."""
+
+    key: ServiceKey
+    address: str
+    source: ClusterRange
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,8 @@ class PoolChange:
     conflicts: tuple[str, ...]
     # Hold an address that left the pools they name: still theirs until they move.
     moving: tuple[ServiceKey, ...] = ()
+    # Hold an address the cluster just started using itself: they keep it.
+    reserved_holders: tuple[ReservedHolder, ...] = ()
 
 
 class Registry:
@@ -51,15 +71,34 @@ class Registry:
         self._catalog.put(spec, self._holdings.taken())
         return self._pools_changed(previous)
 
-    def reserve(self, ranges: Mapping[str, Sequence[str]]) -> PoolChange:
-        """Set the ranges handed out by the cluster itself; pools stop offering them.
+    def reserve(self, kind: RangeKind, ranges: Mapping[str, Sequence[str]]) -> PoolChange:
+        """Set every range of one kind the cluster uses itself; pools stop offering them.
 
-        Holders inside them keep their addresses, as with any address a pool still covers.
+        Holders inside them keep their addresses, as with any address a pool still covers;
+        those inside a range new here come back in `reserved_holders`.
         """
-        if not self._catalog.reserve(ranges):
+        before = self._catalog.reserved_entries()
+        if not self._catalog.reserve(kind, ranges):
             return PoolChange((), ())
         self._catalog.rebuild(self._holdings.taken())
-        return self._pools_changed(None)
+        change = self._pools_changed(None)
+        added = self._catalog.reserved_entries() - before
+        return replace(change, reserved_holders=self.reserved_holders(added))
+
+    def reserved_holders(
+        self, entries: Iterable[ReservedEntry] | None = None
+    ) -> tuple[ReservedHolder, ...]:
+        """Services holding an address inside `entries` (default: every reserved range)."""
+        wanted = self._catalog.reserved_entries() if entries is None else set(entries)
+        if not wanted:
+            return ()
+        held = sorted(ip for ip in self._holdings.taken() if self._holdings.owners(ip))
+        found: set[ReservedHolder] = set()
+        for source, family, (first, last) in wanted:
+            start = bisect.bisect_left(held, IP(family, first))
+            for ip in held[start : bisect.bisect_right(held, IP(family, last))]:
+                found.update(ReservedHolder(k, str(ip), source) for k in self._holdings.owners(ip))
+        return tuple(sorted(found))
 
     def remove_pool(self, name: str) -> PoolChange:
         return self._pools_changed(self._catalog.remove(name))

@@ -143,6 +143,10 @@ class KubeGateway:
         """What `keep` makes of every Service in the cluster."""
         return await self._list("/api/v1/services", keep)
 
+    async def list_nodes(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        """What `keep` makes of every Node."""
+        return await self._list("/api/v1/nodes", keep)
+
     async def _list(self, path: str, keep: Callable[[dict[str, Any]], T], **params: str) -> list[T]:
         """Read in pages, keeping only what `keep` makes of each object: the full bodies of
         20,000 Services at once would double the operator's peak memory."""

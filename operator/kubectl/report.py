@@ -29,6 +29,7 @@ def condition_text(condition: Mapping[str, Any], style: Style) -> str:
         ("Ready", "True"),
         ("Exhausted", "False"),
         ("OverlapsServiceCIDR", "False"),
+        ("OverlapsNodeAddress", "False"),
     }
     head = style(f"{kind}={status} {reason}", "good" if good else "bad")
     message = condition.get("message") or ""

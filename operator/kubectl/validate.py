@@ -5,7 +5,6 @@ shrink would take addresses from."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,13 +15,13 @@ from lbipam.api import POOL_API_VERSION
 from lbipam.clock import timestamp
 from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.pool import Pool
-from lbipam.ipam.registry import PoolState
+from lbipam.ipam.registry import PoolState, RangeKind
 from lbipam.kube.errors import ApiError
 from lbipam.kubectl.cluster import Body, Cluster, api_message
 from lbipam.kubectl.render import Style, counted, table, wrap
 from lbipam.kubectl.report import Report
 from lbipam.kubectl.view import View
-from lbipam.objects import held_addresses, pool_spec, service_key
+from lbipam.objects import held_addresses, node_addresses, pool_spec, service_key
 
 
 @dataclass
@@ -104,8 +103,8 @@ async def check_online(
             checked.errors.append(
                 f'it overlaps the younger pool "{other}", which would stop handing out addresses'
             )
-    if summary.reserved_overlap:
-        names = ", ".join(summary.reserved_overlap)
+    if cidrs := summary.overlapping(RangeKind.SERVICE_CIDR):
+        names = ", ".join(cidrs)
         checked.errors.append(
             f"it overlaps ServiceCIDR {names}: those addresses are ClusterIPs and never handed out"
         )
@@ -117,23 +116,9 @@ async def check_online(
             f"these Services name it and would move: {', '.join(map(str, change.moving))}"
         )
     pool = Pool.build(pool_spec(body), ())
-    for node, address in node_addresses(nodes):
+    for node, address in ((n["metadata"]["name"], a) for n in nodes for a in node_addresses(n)):
         if pool.offers(parse_address(address)):
             checked.errors.append(f"it would hand out {address}, an address of node {node}")
-
-
-def node_addresses(nodes: Sequence[Body]) -> list[tuple[str, str]]:
-    found = []
-    for node in nodes:
-        for entry in (node.get("status") or {}).get("addresses") or []:
-            if entry.get("type") in ("InternalIP", "ExternalIP"):
-                try:
-                    found.append(
-                        (node["metadata"]["name"], str(ipaddress.ip_address(entry["address"])))
-                    )
-                except ValueError:
-                    continue
-    return found
 
 
 def validate_report(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lbipam.ipam.registry import PoolChange, PoolSummary, Registry
+from lbipam.ipam.registry import PoolChange, PoolSummary, RangeKind, Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kubectl.cluster import Body, Snapshot
 from lbipam.objects import held_addresses, is_handled, pool_spec, service_key, service_request
@@ -21,7 +21,7 @@ class View:
     registry: Registry = field(default_factory=Registry)
 
     def __post_init__(self) -> None:
-        self.registry.reserve(self.snapshot.service_cidrs)
+        self.registry.reserve(RangeKind.SERVICE_CIDR, self.snapshot.service_cidrs)
         for pool in self.snapshot.pools:
             self.registry.apply_pool(pool_spec(pool))
         self.registry.rebuild(service_request(s, self.namespace_labels(s)) for s in self.handled())

@@ -13,6 +13,7 @@ import time
 import kopf
 
 import lbipam.handlers.namespaces
+import lbipam.handlers.nodes
 import lbipam.handlers.policies
 import lbipam.handlers.pools
 import lbipam.handlers.servicecidrs

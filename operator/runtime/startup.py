@@ -14,10 +14,10 @@ import kopf
 
 from lbipam.ha.term import Term
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.kube.client import Api
 from lbipam.kube.gateway import KubeGateway
-from lbipam.objects import PoolView, claim_view, service_view
+from lbipam.objects import PoolView, claim_view, node_addresses, service_view
 from lbipam.runtime.metrics import Metrics
 from lbipam.runtime.wiring import Controllers
 from lbipam.settings import Settings
@@ -94,16 +94,25 @@ async def start_up(gate: Gate, settings: Settings, api: Api, term: Term, metrics
         gateway = KubeGateway(api, term)
         listed = await gateway.list_services(lambda body: service_view(body, settings))
         claimed = await gateway.list_claims(claim_view) if settings.claim_addresses else []
+        # Nodes too: an index would make Kopf's start-up quadratic in them as in Services
+        # (1,000 Nodes: 29 s to ready). Kopf's watch then brings each one to the handler.
+        nodes = await gateway.list_nodes(
+            lambda body: (body["metadata"]["name"], node_addresses(body))
+        )
         controllers = Controllers(settings, Registry(), gateway, metrics, listed, claimed)
         gate.listed.set_result(controllers)
         # Phase 2, indexes synced: pools, namespaces and ServiceCIDRs, all listed by Kopf.
         indexes = await gate.synced()
-        # Phase 3, rebuild: every pool and every held address is known before any decision.
+        # Phase 3, rebuild: every pool, every address the cluster uses itself and every held
+        # address is known before any decision.
         pools, namespaces, cidrs = indexes.pools, indexes.namespaces, indexes.service_cidrs
         controllers.rebuild(
             (pool for name in pools for pool in pools[name]),
             {name: labels for name in namespaces for labels in namespaces[name]},
-            {name: ranges for name in cidrs for ranges in cidrs[name]},
+            {
+                RangeKind.SERVICE_CIDR: {n: ranges for n in cidrs for ranges in cidrs[n]},
+                RangeKind.NODE: dict(nodes),
+            },
         )
     except Exception as error:
         if gate.listed.done():  # else the caller raises it: Kopf has not started

@@ -13,7 +13,7 @@ from lbipam.controllers.services import ServiceController
 from lbipam.controllers.sweep import Sweeper
 from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.kube.gateway import KubeGateway
 from lbipam.objects import ClaimView, PoolView, ServiceView
 from lbipam.runtime.metrics import Metrics
@@ -46,7 +46,7 @@ class Controllers:
         self.policies = PolicyController(gateway, metrics, settings, views)
         self.services = ServiceController(registry, gateway, metrics, views, claims)
         self.dispatcher = Dispatcher(self.services, self.policies)
-        self.pools = PoolController(registry, gateway, self.dispatcher)
+        self.pools = PoolController(registry, gateway, self.dispatcher, views)
         sweeper = Sweeper(self.services, self.dispatcher, gateway)
         self._listed = listed
         self._loops = [
@@ -58,12 +58,14 @@ class Controllers:
         self,
         pools: Iterable[tuple[PoolView, PoolSpec]],
         namespace_labels: Mapping[str, Mapping[str, str]],
-        service_cidrs: Mapping[str, Sequence[str]],
+        reserved: Mapping[RangeKind, Mapping[str, Sequence[str]]],
     ) -> None:
-        """Once, before the first decision: pools, then the Services listed at start."""
-        self.pools.rebuild(pools, service_cidrs)
+        """Once, before the first decision: pools and the cluster's own addresses, then the
+        Services listed at start; those holding one of the cluster's own addresses are told."""
+        self.pools.rebuild(pools, reserved)
         self.services.rebuild(self._listed, namespace_labels)
         self._listed = []
+        self.pools.report_reserved_holders(self.registry.reserved_holders())
 
     async def stop(self) -> None:
         """End of the term: nothing queued may act on its decisions; Events may go out."""

@@ -594,6 +594,8 @@ class Episode:
             policies += listing.get("items") or []
             labels[namespace] = self.env.core.read_namespace(namespace).metadata.labels or {}
         now = oracle.cluster(pools, services, labels, policies)
+        nodes = api.sanitize_for_serialization(self.env.core.list_node()).get("items") or []
+        now.nodes = oracle.nodes_by_address(nodes)
         fingerprint = tuple(
             sorted(
                 (o["metadata"]["name"], o["metadata"]["resourceVersion"])
@@ -608,6 +610,7 @@ class Episode:
         found = oracle.judge(now, mine & now.pools.keys())
         if not self.hurried:  # otherwise pools may have changed under the allocation
             found += oracle.new_addresses(now, self.before)
+        found += oracle.node_addresses(now, self.before)
         found += self._moved(now)
         found += self._gone(now)
         found += self._flaps(now)

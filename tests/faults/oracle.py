@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.faults.checker import REASONS, Held, _interval, _may_share
@@ -268,6 +268,7 @@ class Cluster:
     services: dict[str, ServiceModel]  # handled Services, by uid
     others: list[Held]  # Services lbipam must leave alone
     policies: list[Mapping[str, Any]]
+    nodes: dict[str, str] = field(default_factory=dict)  # a Node's InternalIP/ExternalIP -> Node
 
     def holders(self) -> dict[str, list[Held]]:
         found: dict[str, list[Held]] = defaultdict(list)
@@ -382,6 +383,29 @@ def new_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[V
                 )
             )
     return found
+
+
+def nodes_by_address(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Each Node's InternalIPs and ExternalIPs, to its name."""
+    return {
+        str(ipaddress.ip_address(entry["address"])): body["metadata"]["name"]
+        for body in nodes
+        for entry in (body.get("status") or {}).get("addresses") or ()
+        if entry.get("type") in ("InternalIP", "ExternalIP")
+    }
+
+
+def node_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+    """No Service holds a Node's address it was not already holding at the last settled read."""
+    return [
+        Violation(
+            "node-address",
+            f"{service.held.key} got {address}, an address of Node {now.nodes[address]}",
+        )
+        for uid, service in now.services.items()
+        for address in service.held.addresses
+        if address in now.nodes and address not in before.get(uid, ())
+    ]
 
 
 def _names_a_missing_pool(now: Cluster, service: ServiceModel) -> bool:

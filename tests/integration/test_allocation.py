@@ -66,6 +66,7 @@ def test_pool_counts_are_live_in_kubectl_get_ippools(
         "Ready": "True",
         "Exhausted": "False",
         "OverlapsServiceCIDR": "False",
+        "OverlapsNodeAddress": "False",
     }
     row = kubectl("get", "ippools", pool).stdout.splitlines()
     assert row[0].split() == ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "READY", "AGE"]

@@ -13,6 +13,7 @@ from tests.faults.oracle import (
     followed_group,
     judge,
     new_addresses,
+    node_addresses,
     pool_models,
 )
 
@@ -155,3 +156,14 @@ def test_a_sharing_service_may_follow_an_older_member_of_its_group() -> None:
     assert followed_group(now, now.services["young"], "198.18.0.12")
     assert not followed_group(now, now.services["old"], "198.18.0.12")
     assert not followed_group(now, now.services["young"], "198.18.0.13")
+
+
+def test_a_service_newly_holding_a_node_address_is_a_violation_a_holder_from_before_is_not() -> (
+    None
+):
+    now = world([pool("p", "10.0.0.1-10.0.0.3")], [service("old", "10.0.0.1")])
+    now.nodes["10.0.0.1"] = "worker-1"
+
+    assert node_addresses(now, {"old": ("10.0.0.1",)}) == []
+    [found] = node_addresses(now, {})
+    assert found.invariant == "node-address" and "Node worker-1" in found.text

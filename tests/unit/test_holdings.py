@@ -11,7 +11,7 @@ from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.catalog import Catalog
 from lbipam.ipam.holdings import Holdings
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.ipam.requests import Port, Reason, ServiceKey, ServiceRequest
 
 HTTP, DNS = Port(80, "TCP"), Port(53, "UDP")
@@ -48,7 +48,7 @@ def test_the_indexes_agree_after_a_day_of_sharing_displacing_blocking_and_pool_e
     assert reg.block("10.0.0.1", "a ClusterIP") == (web.key, dns.key)
     reg.check()
     assert reg.unblock("10.0.0.1")
-    reg.reserve({"cluster": ["10.0.0.4/30"]})
+    reg.reserve(RangeKind.SERVICE_CIDR, {"cluster": ["10.0.0.4/30"]})
     reg.check()
 
     edited = PoolSpec("public", ("10.0.0.0/30",), created="2026-01-01T00:00:00Z")

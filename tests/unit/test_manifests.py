@@ -131,6 +131,7 @@ def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
         {("", "services", v) for v in ("get", "list", "watch")}
         | {("", "services/status", v) for v in ("get", "patch", "update")}
         | {("", "namespaces", v) for v in ("get", "list", "watch")}
+        | {("", "nodes", v) for v in ("get", "list", "watch")}
         | {("lbipam.io", "ippools", v) for v in ("get", "list", "watch", "patch", "update")}
         | {("lbipam.io", "ippools/status", v) for v in ("get", "patch", "update")}
         | {

@@ -7,9 +7,11 @@ from typing import Any
 from lbipam.api import FINALIZER
 from lbipam.controllers.pools import PoolController
 from lbipam.controllers.results import Next
-from lbipam.ipam.registry import Registry
+from lbipam.controllers.views import ServiceViews
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.ipam.requests import ServiceKey, ServiceRequest
-from lbipam.objects import PoolView, pool_spec, pool_view
+from lbipam.objects import PoolView, node_addresses, pool_spec, pool_view, service_view
+from lbipam.settings import Settings
 from tests.unit.fakes import RecordingGateway
 
 
@@ -35,7 +37,8 @@ class Harness:
         self.registry = Registry()
         self.gateway = RecordingGateway()
         self.scheduled: list[Next] = []
-        self.pools = PoolController(self.registry, self.gateway, self)
+        self.services = ServiceViews()
+        self.pools = PoolController(self.registry, self.gateway, self, self.services)
 
     def schedule(self, then: Next) -> None:
         self.scheduled.append(then)
@@ -140,3 +143,63 @@ async def test_a_shrunk_pool_leaves_its_lost_holders_to_the_services_then_every_
     [then] = h.scheduled
     assert then.services == [web], "it lost an address that left every pool"
     assert then.pending and then.pools_changed, "pools changed: pending Services try again"
+
+
+def node(name: str, *addresses: tuple[str, str]) -> dict[str, Any]:
+    entries = [{"type": kind, "address": address} for kind, address in addresses]
+    return {"metadata": {"name": name}, "status": {"addresses": entries}}
+
+
+def test_a_node_s_own_addresses_are_its_internal_and_external_ips_only() -> None:
+    body = node(
+        "worker-1",
+        ("Hostname", "worker-1"),
+        ("InternalIP", "198.18.0.3"),
+        ("ExternalIP", "2001:db8::3"),
+        ("InternalDNS", "worker-1.local"),
+        ("InternalIP", "198.18.0.3"),
+    )
+    assert node_addresses(body) == ("198.18.0.3", "2001:db8::3")
+    assert node_addresses({"metadata": {"name": "new"}}) == ()
+
+
+async def test_a_node_address_in_a_pool_is_never_handed_out_and_the_pool_names_the_node() -> None:
+    h = Harness()
+    await h.observe(ippool(FINALIZER, addresses=["198.18.0.1-198.18.0.3"]))
+    h.pools.reserved_changed(RangeKind.NODE, "worker-1", ("198.18.0.2",))
+
+    granted = [h.registry.ensure(ServiceRequest(ServiceKey("shop", n), "t")) for n in "abc"]
+
+    assert [g.addresses for g in granted] == [("198.18.0.1",), ("198.18.0.3",), ()]
+    await h.pools.sync("public")
+    [overlap] = [c for c in h.status()["conditions"] if c["type"] == "OverlapsNodeAddress"]
+    assert (overlap["status"], overlap["reason"]) == ("True", "Node")
+    assert "Node worker-1" in overlap["message"]
+    assert h.status()["available"] == "0"
+
+
+async def test_a_service_holding_a_node_s_new_address_keeps_it_and_is_told_until_it_moves() -> None:
+    h = Harness()
+    await h.observe(ippool(FINALIZER))
+    view = service_view(
+        {
+            "metadata": {"namespace": "shop", "name": "web", "uid": "uid-web"},
+            "spec": {"type": "LoadBalancer"},
+        },
+        Settings(),
+    )
+    h.services.put(view)
+    assert h.registry.ensure(view.request).addresses == ("198.18.0.1",)
+
+    h.pools.reserved_changed(RangeKind.NODE, "worker-1", ("198.18.0.1",))
+
+    [event] = h.gateway.events
+    assert (event.reason, event.warning) == ("ReservedAddressHeld", True)
+    assert "198.18.0.1, which Node worker-1 uses itself" in event.message
+    assert h.registry.ensure(view.request).addresses == ("198.18.0.1",), "it keeps it"
+    h.pools.reserved_changed(RangeKind.NODE, "worker-1", ("198.18.0.1",))
+    assert len(h.gateway.events) == 1, "an unchanged address is not reported again"
+
+    h.pools.reserved_changed(RangeKind.NODE, "worker-1", ("198.18.0.5",))
+    again = h.registry.ensure(ServiceRequest(ServiceKey("shop", "next"), "t"))
+    assert again.addresses == ("198.18.0.2",)
