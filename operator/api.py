@@ -36,6 +36,7 @@ POOL_READY = "Ready"
 POOL_EXHAUSTED = "Exhausted"
 POOL_SERVICE_CIDR = "OverlapsServiceCIDR"
 POOL_NODE_ADDRESS = "OverlapsNodeAddress"
+POOL_OVER_LIMIT = "OverNamespaceLimit"
 FINALIZER = f"{GROUP}/protection"
 
 # Address claims: one networking.k8s.io/v1 IPAddress per handed-out address, named by it.

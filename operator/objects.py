@@ -24,6 +24,7 @@ from lbipam.api import (
 from lbipam.ipam.addresses import FAMILY_NAMES, parse_address
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
+from lbipam.ipam.reservations import Reservation
 from lbipam.ipam.selectors import Selector
 from lbipam.settings import Settings
 
@@ -237,6 +238,31 @@ def _selector(raw: Any) -> Selector | None:
     return None if raw is None else Selector.from_dict(raw)
 
 
+def _reservations(raw: Iterable[Any]) -> tuple[Reservation, ...]:
+    """spec.reservations; ValueError names an entry the API server would have refused."""
+    result = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("namespace"), str):
+            raise ValueError(f"reservations[{index}]: needs addresses and a namespace")
+        service = entry.get("service")
+        result.append(
+            Reservation(
+                addresses=tuple(entry.get("addresses") or ()),
+                namespace=entry["namespace"],
+                service=service if isinstance(service, str) and service else None,
+            )
+        )
+    return tuple(result)
+
+
+def _limit(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ValueError(f"perNamespaceLimit {raw!r} must be a whole number of 0 or more")
+    return raw
+
+
 @dataclass(frozen=True)
 class PoolView:
     """What the operator keeps of one IPPool object besides its spec."""
@@ -292,6 +318,8 @@ def pool_spec(body: Mapping[str, Any]) -> PoolSpec:
             allocation_order=AllocationOrder.parse(spec.get("allocationOrder")),
             service_selector=_selector(spec.get("serviceSelector")),
             namespace_selector=_selector(spec.get("namespaceSelector")),
+            reservations=_reservations(spec.get("reservations") or ()),
+            per_namespace_limit=_limit(spec.get("perNamespaceLimit")),
             **common,
         )
     except (ValueError, TypeError) as error:

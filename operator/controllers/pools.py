@@ -18,6 +18,7 @@ from lbipam.api import (
     FINALIZER,
     POOL_EXHAUSTED,
     POOL_NODE_ADDRESS,
+    POOL_OVER_LIMIT,
     POOL_READY,
     POOL_SERVICE_CIDR,
 )
@@ -89,15 +90,31 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
         exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
     overlaps = [overlap_condition(pool, kind) for kind in RangeKind]
     conditions = list(view.status.get("conditions") or [])
-    for wanted in (ready, exhausted, *overlaps):
+    for wanted in (ready, exhausted, *overlaps, limit_condition(pool)):
         conditions, _ = set_condition(conditions, wanted)
     return {
         "observedGeneration": view.generation,
         "total": str(pool.total),
         "allocated": str(pool.allocated),
         "available": str(pool.available),
+        "reserved": str(pool.reserved),
         "conditions": conditions,
     }
+
+
+def limit_condition(pool: PoolSummary) -> dict[str, Any]:
+    """Whether a namespace holds more than perNamespaceLimit allows (the limit was lowered)."""
+    if not pool.over_limit:
+        return condition(
+            POOL_OVER_LIMIT, False, "WithinLimit", "no namespace holds more than its limit"
+        )
+    over = ", ".join(f"{namespace} holds {count}" for namespace, count in pool.over_limit)
+    return condition(
+        POOL_OVER_LIMIT,
+        True,
+        "OverLimit",
+        f"above perNamespaceLimit: {over}; they keep their addresses, new ones wait",
+    )
 
 
 class PoolController:

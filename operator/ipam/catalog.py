@@ -55,6 +55,9 @@ class PoolSummary:
     conflict_with: str | None
     error: str | None
     reserved_overlap: tuple[ClusterRange, ...] = ()  # the cluster's own ranges it overlaps
+    reserved: int = 0  # free addresses its reservations set aside (not in `available`)
+    # Namespaces holding more than its perNamespaceLimit (lowered since), and how many.
+    over_limit: tuple[tuple[str, int], ...] = ()
 
     def overlapping(self, kind: RangeKind) -> tuple[str, ...]:
         """The names of the cluster's own ranges of `kind` this pool overlaps."""
@@ -163,6 +166,7 @@ class Catalog:
             total=sum(c.total for c in counts),
             allocated=sum(c.allocated for c in counts),
             available=sum(c.available for c in counts),
+            reserved=sum(c.reserved for c in counts),
             state=state,
             why=why,
             conflict_with=self._conflicts.get(name),

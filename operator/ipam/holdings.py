@@ -58,6 +58,8 @@ class Holdings:
         # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
         # Taken in every pool, never handed out; learned when a claim is refused.
         self._blocked: dict[IP, str] = {}
+        # Namespace -> the addresses its Services hold (sharing never crosses namespaces).
+        self._by_namespace: dict[str, set[IP]] = {}
         # Grows with every change of holdings.
         self.changes = 0
 
@@ -72,6 +74,13 @@ class Holdings:
     def blocker(self, ip: IP) -> str | None:
         """Who outside lbipam holds the address, if anyone."""
         return self._blocked.get(ip)
+
+    def in_namespace(self, namespace: str) -> frozenset[IP]:
+        """The addresses the namespace's Services hold, each once however many share it."""
+        return frozenset(self._by_namespace.get(namespace, ()))
+
+    def namespaces(self) -> list[str]:
+        return sorted(self._by_namespace)
 
     def taken(self) -> list[IP]:
         """Every address a pool must not hand out: held here or outside."""
@@ -131,6 +140,7 @@ class Holdings:
             for pool in self._catalog.containing(ip):
                 pool.take(ip)
             self._owners[ip] = (key,)
+            self._by_namespace.setdefault(key.namespace, set()).add(ip)
         else:
             self._owners[ip] = (*owners, key)
 
@@ -141,8 +151,15 @@ class Holdings:
             self._owners[ip] = owners
             return
         del self._owners[ip]
+        self._forget_in_namespace(key.namespace, ip)
         for pool in self._catalog.containing(ip):
             pool.give_back(ip)
+
+    def _forget_in_namespace(self, namespace: str, ip: IP) -> None:
+        held = self._by_namespace[namespace]
+        held.discard(ip)
+        if not held:
+            del self._by_namespace[namespace]
 
     def displace(self, keys: Iterable[ServiceKey], ip: IP) -> None:
         """The holders lose ``ip``, keeping their other addresses."""
@@ -208,6 +225,7 @@ class Holdings:
         self._groups.clear()
         self._blocked.clear()
         self._bare.clear()
+        self._by_namespace.clear()
         self.changes += 1
 
     def restore(self, me: Holder, held: Iterable[IP]) -> bool:
@@ -244,6 +262,7 @@ class Holdings:
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
         self._check_pools()
+        self._check_namespaces()
 
     def _check_owners(self) -> None:
         for key, holder in self._holders.items():
@@ -270,6 +289,13 @@ class Holdings:
                     f'pool "{pool.name}" counts {counts.allocated} IPv{counts.family} addresses '
                     f"used, but {used} it offers are held or blocked"
                 )
+
+    def _check_namespaces(self) -> None:
+        by_namespace: dict[str, set[IP]] = {}
+        for ip, keys in self._owners.items():
+            for key in keys:
+                by_namespace.setdefault(key.namespace, set()).add(ip)
+        assert by_namespace == self._by_namespace, "the addresses by namespace are out of step"
 
 
 def parse_held(texts: Iterable[str]) -> list[IP]:

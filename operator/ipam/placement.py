@@ -8,6 +8,7 @@ from typing import NamedTuple
 from .addresses import IP, family_name
 from .catalog import Catalog, PoolState, pool_list
 from .holdings import Holder, Holdings
+from .limits import Quota
 from .pool import Pool
 from .requests import Reason, Refusal, ServiceKey, ServiceRequest
 from .wishes import Wish, wish_for
@@ -66,9 +67,12 @@ class Placer:
             return Plan(self._keep(me, current, None), None, refusal)
         choices: dict[int, Choice] = {}
         missing: list[tuple[int, Refusal]] = []
+        quota = Quota(self._holdings, me.key, current)
         for index, family in enumerate(wish.families):
             try:
-                choices[family] = self._choose(request, me, family, current.get(family), wish)
+                choice = self._choose(request, me, family, current.get(family), wish, quota)
+                choices[family] = choice
+                quota.charge(family, choice.ip)
             except Refusal as refusal:
                 soft = request.family_policy == "PreferDualStack" and index > 0
                 if not (soft and refusal.reason in _SOFT_REASONS):
@@ -77,7 +81,13 @@ class Placer:
         return Plan(choices, wish, missing=tuple(missing))
 
     def _choose(
-        self, request: ServiceRequest, me: Holder, family: int, existing: IP | None, wish: Wish
+        self,
+        request: ServiceRequest,
+        me: Holder,
+        family: int,
+        existing: IP | None,
+        wish: Wish,
+        quota: Quota,
     ) -> Choice:
         """One family's address: the static one, else the sharing group's, else held, else new."""
         static = wish.statics.get(family)
@@ -92,9 +102,11 @@ class Placer:
         if kept is not None and keep is not None and wanted in (None, kept):
             return Choice(kept, keep)
         if wanted is None:
-            return Choice(self._allocate(request, family, wish.named))
+            return Choice(self._allocate(request, family, wish.named, quota))
         if static is not None:
             self._check_static(request, static, wish.named)
+        self._check_reserved(me, wanted)
+        quota.check(wanted, family, self._catalog.containing(wanted))
         return Choice(wanted, self._make_way(me, wanted, may_displace=False))
 
     def _keep(self, me: Holder, current: Mapping[int, IP], wish: Wish | None) -> dict[int, Choice]:
@@ -190,7 +202,37 @@ class Placer:
         state, why = self._catalog.state(pool)
         return None if state is PoolState.READY else why
 
-    def _allocate(self, request: ServiceRequest, family: int, named: tuple[Pool, ...] | None) -> IP:
+    def _check_reserved(self, me: Holder, ip: IP) -> None:
+        """Refuse an address a pool sets aside for another tenant."""
+        for pool in self._catalog.containing(ip):
+            entry = pool.reservation(ip)
+            if entry is not None and not entry.reservation.matches(me.key):
+                raise Refusal(
+                    Reason.ADDRESS_RESERVED,
+                    f'{ip} is reserved by pool "{pool.name}" {entry.describe()}',
+                )
+
+    def _pick(self, usable: list[Pool], key: ServiceKey, family: int, quota: Quota) -> IP | None:
+        """An address set aside for the Service in any usable pool, else a free one, from
+        pools whose perNamespaceLimit leaves its namespace room; refuses when only such
+        limits stand in the way."""
+        roomy = [pool for pool in usable if quota.room(pool, family)]
+        for pool in roomy:
+            ip = pool.reserved_for(key, family)
+            if ip is not None:
+                return ip
+        for pool in roomy:
+            ip = pool.free_address(family)
+            if ip is not None:
+                return ip
+        full = [pool for pool in usable if pool not in roomy]
+        if full:
+            raise quota.refusal(full[0], family)
+        return None
+
+    def _allocate(
+        self, request: ServiceRequest, family: int, named: tuple[Pool, ...] | None, quota: Quota
+    ) -> IP:
         """A free address, in its pool's allocationOrder, of the first usable pool that has one."""
         candidates = (
             named
@@ -202,17 +244,19 @@ class Placer:
             for p in candidates
             if family in p.ranges and self.why_unusable(p, request, named) is None
         ]
-        for pool in usable:
-            ip = pool.free_address(family)
-            if ip is not None:
-                return ip
+        ip = self._pick(usable, request.key, family, quota)
+        if ip is not None:
+            return ip
         waiting = any(
             family in p.ranges and self._protecting(p, request, named) for p in candidates
         )
         if usable:
+            others = sum(p.reserved_for_others(request.key, family) for p in usable)
+            aside = f" ({others} free ones are reserved for other tenants)" if others else ""
             raise Refusal(
                 Reason.POOL_EXHAUSTED,
-                f"no free {family_name(family)} address in {pool_list(p.name for p in usable)}",
+                f"no free {family_name(family)} address in "
+                f"{pool_list(p.name for p in usable)}{aside}",
                 waiting=waiting,
             )
         lacking = f"has no {family_name(family)} addresses"

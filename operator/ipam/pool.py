@@ -20,6 +20,8 @@ from .addresses import (
     subtract,
     without_buggy_v4,
 )
+from .requests import ServiceKey
+from .reservations import Reservation, Reservations, SetAside, set_aside
 from .selectors import Selector
 
 
@@ -235,6 +237,9 @@ class PoolSpec:
     allocation_order: AllocationOrder = AllocationOrder.LOWEST
     service_selector: Selector | None = None
     namespace_selector: Selector | None = None
+    reservations: tuple[Reservation, ...] = ()
+    # The most addresses one namespace may hold from the pool; None: no limit.
+    per_namespace_limit: int | None = None
     created: str = ""
     # False until the pool's deletion is guarded: until then it hands out nothing new, so a
     # pool that holds addresses can never vanish under its holders.
@@ -254,6 +259,7 @@ class FamilyCounts:
     total: int
     allocated: int
     available: int
+    reserved: int = 0  # set aside by reservations and free: total = allocated+reserved+available
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ class PoolRanges:
 
     usable: Mapping[int, list[Interval]]
     covered: Mapping[int, list[Interval]]
+    reservations: tuple[SetAside, ...] = ()
 
 
 Reserved = Mapping[int, list[Interval]]
@@ -286,7 +293,7 @@ def pool_ranges(spec: PoolSpec, reserved: Reserved) -> PoolRanges:
     if spec.avoid_buggy_ips and 4 in usable:
         usable[4] = without_buggy_v4(usable[4])
     usable = {f: subtract(usable[f], reserved.get(f, [])) for f in usable}
-    return PoolRanges(usable, covered)
+    return PoolRanges(usable, covered, set_aside(spec.reservations, listed, usable))
 
 
 class _Spans:
@@ -323,6 +330,7 @@ class Pool:
     """A pool's ranges and, per family, the usable addresses of them nobody holds."""
 
     __slots__ = (
+        "_aside",
         "_covered",
         "_free",
         "_rng",
@@ -354,16 +362,19 @@ class Pool:
         self._usable = _Spans(self.ranges)
         self._covered = _Spans(spans.covered)
         taken: dict[int, list[Interval]] = {family: [] for family in self.ranges}
+        held = [ip for ip in held if ip in self._usable]
         for ip in held:
-            if ip in self._usable:
-                taken[ip.family].append((ip.value, ip.value))
+            taken[ip.family].append((ip.value, ip.value))
+        # Set-aside addresses are counted apart and never among the free ones.
+        self._aside = Reservations(spans.reservations, held)
         kind = (
             CountedFreeIntervals
             if spec.allocation_order is AllocationOrder.RANDOM
             else FreeIntervals
         )
         self._free = {
-            family: kind(subtract(r, normalize(taken[family]))) for family, r in self.ranges.items()
+            family: kind(subtract(subtract(r, self._aside.union(family)), normalize(taken[family])))
+            for family, r in self.ranges.items()
         }
         # Per family, how many usable addresses lie in each range and those before it.
         self._through = {
@@ -439,16 +450,30 @@ class Pool:
     def take(self, ip: IP) -> None:
         """Count a held address as used; addresses the pool only covers are not counted."""
         free = self._free.get(ip.family)
-        if free is not None:
+        if free is not None and not (ip in self._usable and self._aside.take(ip)):
             free.take(ip.value)
 
     def give_back(self, ip: IP) -> None:
-        if ip in self._usable:
+        if ip in self._usable and not self._aside.give_back(ip):
             self._free[ip.family].give_back(ip.value)
+
+    def reservation(self, ip: IP) -> SetAside | None:
+        """The reservation that sets the address aside, if any."""
+        return self._aside.entry(ip) if ip in self._usable else None
+
+    def reserved_for(self, key: ServiceKey, family: int) -> IP | None:
+        """The lowest free address of the family set aside for the Service, if any."""
+        return self._aside.first_for(key, family)
+
+    def reserved_for_others(self, key: ServiceKey, family: int) -> int:
+        """How many free addresses of the family are set aside for other tenants."""
+        return self._aside.free_for_others(key, family)
 
     def counts(self) -> tuple[FamilyCounts, ...]:
         result = []
         for family, ranges in self.ranges.items():
             total, available = size(ranges), self._free[family].free
-            result.append(FamilyCounts(family, total, total - available, available))
+            reserved = self._aside.free(family)
+            allocated = total - available - reserved
+            result.append(FamilyCounts(family, total, allocated, available, reserved))
         return tuple(result)

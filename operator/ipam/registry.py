@@ -11,6 +11,7 @@ from typing import NamedTuple
 from .addresses import IP, parse_address
 from .catalog import Catalog, ClusterRange, PoolState, PoolSummary, RangeKind, ReservedEntry
 from .holdings import Holder, Holdings, parse_held
+from .limits import over_limit
 from .placement import Placer, Plan
 from .pool import Pool, PoolSpec
 from .requests import Outcome, ServiceKey, ServiceRequest
@@ -112,7 +113,8 @@ class Registry:
         return PoolChange(tuple(sorted(revoked)), conflicts, tuple(sorted(moving)))
 
     def pool_summary(self, name: str) -> PoolSummary:
-        return self._catalog.summary(name)
+        summary = self._catalog.summary(name)
+        return replace(summary, over_limit=over_limit(self._catalog.pool(name), self._holdings))
 
     def pool_names(self) -> list[str]:
         return self._catalog.names()

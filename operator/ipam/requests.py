@@ -19,6 +19,8 @@ class Reason(enum.StrEnum):
     ADDRESS_NOT_IN_POOL = "AddressNotInPool"
     INVALID_REQUEST = "InvalidRequest"
     PORT_CONFLICT = "PortConflict"
+    ADDRESS_RESERVED = "AddressReserved"
+    NAMESPACE_LIMIT_REACHED = "NamespaceLimitReached"
 
 
 @dataclass(frozen=True, order=True, slots=True)

@@ -73,13 +73,19 @@ class _PoolCollector(Collector):
         available = GaugeMetricFamily(
             "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
         )
+        reserved = GaugeMetricFamily(
+            "lbipam_pool_addresses_reserved",
+            "Free addresses of the pool set aside by its reservations.",
+            labels=labels,
+        )
         for summary in self.snapshots.latest:
             for counts in summary.counts:
                 key = [summary.name, FAMILY_NAMES[counts.family]]
                 total.add_metric(key, float(counts.total))
                 allocated.add_metric(key, float(counts.allocated))
                 available.add_metric(key, float(counts.available))
-        yield from (total, allocated, available)
+                reserved.add_metric(key, float(counts.reserved))
+        yield from (total, allocated, available, reserved)
 
 
 class Metrics:

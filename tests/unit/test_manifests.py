@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from lbipam.api import FINALIZER
+from lbipam.ipam.registry import PoolState, Registry
+from lbipam.ipam.requests import ServiceKey, ServiceRequest
+from lbipam.objects import pool_spec
 from tests.controlplane import ensure_binaries
 
 REPO = Path(__file__).resolve().parents[2]
@@ -391,3 +395,13 @@ def test_example_services_are_plain_load_balancers_of_the_guide() -> None:
     assert firewalled["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
     # Local keeps the client address, so the NetworkPolicy can match it.
     assert firewalled["externalTrafficPolicy"] == "Local"
+
+
+def test_example_tenant_pool_reserves_addresses_and_limits_namespaces() -> None:
+    reg = Registry()
+    protected = {"name": "tenants", "finalizers": [FINALIZER]}
+    reg.apply_pool(pool_spec(_example("IPPool", "tenants") | {"metadata": protected}))
+    summary = reg.pool_summary("tenants")
+    assert (summary.state, summary.reserved, summary.available) == (PoolState.READY, 11, 243)
+    web = reg.ensure(ServiceRequest(ServiceKey("shop", "web"), "2026-01-01T00:00:00Z"))
+    assert web.addresses == ("192.168.30.5",)

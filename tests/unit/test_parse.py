@@ -9,6 +9,7 @@ import pytest
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Port, Reason, ServiceKey
+from lbipam.ipam.reservations import Reservation
 from lbipam.objects import is_handled, pool_spec, service_request, service_view
 from lbipam.settings import Settings
 
@@ -91,6 +92,35 @@ def test_a_pool_reads_its_allocation_order_and_an_unknown_one_is_its_error() -> 
     unknown = parsed({"allocationOrder": "Sideways"})
     assert unknown.error == "allocationOrder 'Sideways' is not one of Lowest, Random"
     assert unknown.addresses == (), "an unreadable spec hands out nothing"
+
+
+def test_a_pool_reads_its_reservations_and_namespace_limit() -> None:
+    def parsed(fields: dict[str, Any]) -> PoolSpec:
+        return pool_spec(
+            {"metadata": {"name": "p"}, "spec": {"addresses": ["10.0.0.0/24"], **fields}}
+        )
+
+    spec = parsed(
+        {
+            "reservations": [
+                {"addresses": ["10.0.0.5"], "namespace": "shop", "service": "web"},
+                {"addresses": ["10.0.0.8/30"], "namespace": "blog"},
+            ],
+            "perNamespaceLimit": 3,
+        }
+    )
+    assert spec.reservations == (
+        Reservation(("10.0.0.5",), "shop", "web"),
+        Reservation(("10.0.0.8/30",), "blog"),
+    )
+    assert spec.per_namespace_limit == 3
+    assert parsed({}).per_namespace_limit is None and parsed({}).reservations == ()
+    assert parsed({"perNamespaceLimit": -1}).error == (
+        "perNamespaceLimit -1 must be a whole number of 0 or more"
+    )
+    assert parsed({"reservations": [{"addresses": ["10.0.0.5"]}]}).error == (
+        "reservations[0]: needs addresses and a namespace"
+    )
 
 
 # ---- other controllers' annotations (LBIPAM_FOREIGN_ANNOTATIONS) ---------------------------
