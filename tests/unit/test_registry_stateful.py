@@ -19,6 +19,7 @@ from lbipam.ipam.addresses import IP
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
+from lbipam.ipam.reservations import Reservation
 from lbipam.ipam.selectors import Selector
 
 WEB_ONLY = Selector.from_dict({"matchLabels": {"app": "web"}})
@@ -31,11 +32,25 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
         {"addresses": ("10.0.0.0/29",), "avoid_buggy_ips": True},
         {"addresses": ("10.0.0.0/29",), "disabled": True},
         {"addresses": ("10.0.0.9-10.0.0.1",)},
+        {
+            "addresses": ("10.0.0.0/29",),
+            "reservations": (
+                Reservation(("10.0.0.2-10.0.0.3",), "a", "s1"),
+                Reservation(("10.0.0.6",), "b"),
+            ),
+            "per_namespace_limit": 2,
+        },
+        {"addresses": ("10.0.0.0/30",), "per_namespace_limit": 1},
     ],
     "p6": [
         {"addresses": ("2001:db8::1-2001:db8::6",)},
         {"addresses": ("2001:db8::/126",)},
         {"addresses": ("2001:db8::4-2001:db8::9", "10.0.0.8/30"), "priority": 5},
+        {
+            "addresses": ("2001:db8::1-2001:db8::6",),
+            "reservations": (Reservation(("2001:db8::2",), "a"),),
+            "per_namespace_limit": 1,
+        },
     ],
     "q": [
         {"addresses": ("10.0.0.6-10.0.0.10", "2001:db8::5"), "auto_assign": False},
@@ -156,7 +171,7 @@ class RegistryMachine(RuleBasedStateMachine):
             named = [self.covered[n] for n in self.requests[key].pools if n in self.covered]
             assert any(not any(self.ip(a) in c for c in named) for a in after[key])
 
-    @rule(name=st.sampled_from(sorted(VARIANTS)), variant=st.integers(0, 5))
+    @rule(name=st.sampled_from(sorted(VARIANTS)), variant=st.integers(0, 8))
     def edit_pool(self, name: str, variant: int) -> None:
         fields = VARIANTS[name][variant % len(VARIANTS[name])]
         created = f"2026-01-01T00:00:0{sorted(VARIANTS).index(name)}Z"
@@ -166,10 +181,37 @@ class RegistryMachine(RuleBasedStateMachine):
     def remove_pool(self, name: str) -> None:
         self.change_pools(name, None)
 
+    def reserved_for_others(self, key: ServiceKey, text: str) -> list[str]:
+        """The pools that set the address aside for another tenant."""
+        ip = self.ip(text)
+        return [
+            name
+            for name, spec in self.specs.items()
+            if name in self.last_valid and spec == self.last_valid[name] and ip in self.model[name]
+            for r in spec.reservations
+            if ip in set().union(*map(expand, r.addresses)) and not r.matches(key)
+        ]
+
+    def namespace_counts(self, namespace: str) -> dict[str, int]:
+        """Per pool with a valid perNamespaceLimit: the addresses the namespace holds of it."""
+        held = {a for k, h in self.holdings().items() if k.namespace == namespace for a in h}
+        return {
+            name: sum(1 for a in held if self.ip(a) in self.covered[name])
+            for name, spec in self.specs.items()
+            if spec.per_namespace_limit is not None and spec == self.last_valid.get(name)
+        }
+
     @rule(request=requests)
     def ensure(self, request: ServiceRequest) -> None:
         request = replace(request, held=self.status.get(request.key, ()))
+        before = self.namespace_counts(request.key.namespace)
         outcome = self.registry.ensure(request)
+        for address in outcome.allocated:
+            assert not self.reserved_for_others(request.key, address), (request, outcome)
+        if not outcome.displaced:  # an older holder taking its address back is not limited
+            for name, count in self.namespace_counts(request.key.namespace).items():
+                limit = self.specs[name].per_namespace_limit or 0
+                assert count <= max(limit, before.get(name, 0)), (name, request, outcome)
         self.status[request.key] = outcome.addresses
         self.requests[request.key] = request
         assert self.registry.held_by(request.key) == outcome.addresses
@@ -217,9 +259,9 @@ class RegistryMachine(RuleBasedStateMachine):
             status = self.registry.pool_summary(name)
             assert status.total == len(pool)
             assert status.allocated == len(held & pool)
-            assert status.allocated + status.available == status.total
+            assert status.allocated + status.reserved + status.available == status.total
             for counts in status.counts:
-                assert counts.allocated + counts.available == counts.total
+                assert counts.allocated + counts.reserved + counts.available == counts.total
                 assert counts.total == sum(1 for ip in pool if ip.family == counts.family)
 
     @invariant()
