@@ -17,8 +17,9 @@ _NOT_OFFERED = (
     "never hands it out (the network or broadcast address of an IPv4 CIDR, unless "
     "allowFirstLastIPs is true; or x.x.x.0/255 with avoidBuggyIPs)"
 )
-# Reasons a PreferDualStack Service shrugs off for its second family: nothing to hand out.
-_SOFT_REASONS = (Reason.POOL_EXHAUSTED, Reason.NO_MATCHING_POOL)
+# Reasons a PreferDualStack Service shrugs off for its second family: nothing to hand out
+# (to its namespace, for a limit).
+_SOFT_REASONS = (Reason.POOL_EXHAUSTED, Reason.NO_MATCHING_POOL, Reason.NAMESPACE_LIMIT_REACHED)
 
 
 class Choice(NamedTuple):
@@ -203,8 +204,11 @@ class Placer:
         return None if state is PoolState.READY else why
 
     def _check_reserved(self, me: Holder, ip: IP) -> None:
-        """Refuse an address a pool sets aside for another tenant."""
+        """Refuse an address a Ready pool sets aside for another tenant (of overlapping pools,
+        only the older one's reservations count)."""
         for pool in self._catalog.containing(ip):
+            if self._catalog.state(pool)[0] is not PoolState.READY:
+                continue
             entry = pool.reservation(ip)
             if entry is not None and not entry.reservation.matches(me.key):
                 raise Refusal(

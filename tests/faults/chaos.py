@@ -32,7 +32,17 @@ from kubernetes import client
 
 from tests.controlplane import ControlPlane
 from tests.faults import oracle
-from tests.faults.checker import GROUP, PLURAL, VERSION, Held, Loss, Monitor, _held, list_pools
+from tests.faults.checker import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Held,
+    Loss,
+    Monitor,
+    _held,
+    _interval,
+    list_pools,
+)
 from tests.faults.hangs import freeze
 from tests.faults.oracle import Violation
 from tests.faults.replicas import LEASE_SECONDS, Replicas
@@ -152,7 +162,10 @@ def propose(rng: random.Random, plan: Plan) -> Step:
     pools, services = sorted(plan.pools), sorted(plan.services)
     n = plan.made
     choices: list[tuple[float, Callable[[], Step]]] = [
-        (3.0 if len(pools) < MAX_POOLS else 0.0, lambda: _new_pool(rng, f"p{n}")),
+        (
+            3.0 if len(pools) < MAX_POOLS else 0.0,
+            lambda: _tenancy(rng, plan, _new_pool(rng, f"p{n}")),
+        ),
         (4.0 if len(services) < MAX_SERVICES else 0.0, lambda: _new_service(rng, plan, n)),
         (1.0, lambda: Step("label_namespace", rng.choice("ab"), {"tier": _tier(rng)})),
         (0.4, lambda: Step("kill_leader")),
@@ -209,6 +222,34 @@ def _new_pool(rng: random.Random, name: str) -> Step:
     if rng.random() < 0.2:
         spec["exclude"] = [_address(rng, 4)]
     return Step("create_pool", name, spec)
+
+
+def _tenancy(rng: random.Random, plan: Plan, step: Step) -> Step:
+    """Now and then, addresses reserved for a namespace or one of its Services, and a
+    perNamespaceLimit (docs/reference.md "Reservations", "Per-namespace limit")."""
+    args = dict(step.args)
+    if rng.random() < 0.3:
+        namespace = rng.choice("ab")
+        names = [t.split("/")[1] for t in sorted(plan.services) if t.startswith(f"{namespace}/")]
+        service = rng.choice(names) if names and rng.random() < 0.5 else None
+        family = 4 if rng.random() < 0.8 else 6
+        wanted = sorted({_address(rng, family) for _ in range(rng.choice((1, 2, 3)))})
+        args["reserve"] = {"namespace": namespace, "service": service, "addresses": wanted}
+    if rng.random() < 0.25:
+        args["limit"] = rng.choice((0, 1, 1, 2))
+    return replace(step, args=args)
+
+
+def _reserved_inside(addresses: list[str], wanted: list[str]) -> list[str]:
+    """The wanted addresses inside the pool's entries as written: the others would make the
+    pool invalid (a shrink may leave a reservation outside)."""
+    entries = [_interval(entry) for entry in addresses]
+    inside = []
+    for address in wanted:
+        family, value, _ = _interval(address)
+        if any(f == family and a <= value <= b for f, a, b in entries):
+            inside.append(address)
+    return inside
 
 
 def _address(rng: random.Random, family: int) -> str:
@@ -443,7 +484,22 @@ class Episode:
                 body[flag] = spec[flag]
         if spec["team"]:
             body["serviceSelector"] = {"matchLabels": {"team": spec["team"]}}
+        body["reservations"] = self._reservations(spec.get("reserve"), body["addresses"])
+        if spec.get("limit") is not None:
+            body["perNamespaceLimit"] = spec["limit"]
         return body
+
+    def _reservations(
+        self, reserve: Mapping[str, Any] | None, addresses: list[str]
+    ) -> list[dict[str, Any]]:
+        if reserve is None:
+            return []
+        wanted = [self.render(a) for a in reserve["addresses"]]
+        inside = _reserved_inside(addresses, wanted)
+        if not inside:
+            return []
+        entry = {"addresses": inside, "namespace": self.namespaces[reserve["namespace"]]}
+        return [entry | ({"service": reserve["service"]} if reserve["service"] else {})]
 
     def _create_pool(self, step: Step) -> None:
         body = {
@@ -610,6 +666,8 @@ class Episode:
         found = oracle.judge(now, mine & now.pools.keys())
         if not self.hurried:  # otherwise pools may have changed under the allocation
             found += oracle.new_addresses(now, self.before)
+            found += oracle.new_reserved(now, self.before)
+            found += oracle.namespace_limits(now, self.before)
         found += oracle.node_addresses(now, self.before)
         found += self._moved(now)
         found += self._gone(now)

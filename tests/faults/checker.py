@@ -35,6 +35,8 @@ REASONS = {
     "AddressNotInPool",
     "InvalidRequest",
     "PortConflict",
+    "AddressReserved",
+    "NamespaceLimitReached",
 }
 
 

@@ -135,10 +135,6 @@ class PoolModel:
     def count_in(self, addresses: Iterable[str]) -> int:
         return sum(1 for address in addresses if self.contains(address))
 
-    def free(self, family: int, held: set[str]) -> bool:
-        total = sum(b - a + 1 for a, b in self.usable.get(family, ()))
-        return total > self.count_in(a for a in held if ipaddress.ip_address(a).version == family)
-
     def accepts(self, service: ServiceModel) -> bool:
         """The pool's selectors match the Service and its namespace."""
         return _matches(self.spec.get("serviceSelector"), service.labels) and _matches(
@@ -432,6 +428,12 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[
         rivals = [h for h in now.holders().get(static, []) if h.uid != service.held.uid]
         if rivals and not _may_share([service.held, *rivals]):
             return "hard"
+        if any(reserved_against(p, static, service.held.key) for p in now.pools.values()):
+            return "hard"
+        if not all(
+            has_room(now, service, p, static) for p in now.pools.values() if p.covers(static)
+        ):
+            return "soft"
         ok = any(p.contains(static) and service.may_use(p, True) for p in now.pools.values())
         return "ok" if ok else "hard"
     group = _group_address(now, service, family)
@@ -439,9 +441,13 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[
         # The registry hands out the group's address and nothing else, or refuses with
         # PortConflict; that address's pool need not be Ready (sharing is the user's choice).
         rivals = [h for h in now.holders()[group] if h.uid != service.held.uid]
+        if any(reserved_against(p, group, service.held.key) for p in now.pools.values()):
+            return "hard"
         return "ok" if _may_share([service.held, *rivals]) else "hard"
     ok = any(
-        family in p.usable and service.may_use(p, False) and p.free(family, held)
+        family in p.usable
+        and service.may_use(p, False)
+        and may_allocate(now, service, p, family, held)
         for p in now.pools.values()
     )
     return "ok" if ok else "soft"
@@ -532,7 +538,9 @@ def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:
         total = pool.size()
         allocated = pool.count_in(held)
         want = {"total": str(total), "allocated": str(allocated)}
-        want["available"] = str(total - allocated)
+        reserved = sum(reserved_free(pool, held, family, None) for family in pool.usable)
+        want["available"] = str(total - allocated - reserved)
+        want["reserved"] = str(reserved)
         shown = {k: status.get(k) for k in want}
         if shown != want:
             found.append(Violation("counts", f"IPPool {name} shows {shown}, recount {want}"))
@@ -621,3 +629,127 @@ def untouched(now: Cluster) -> list[Violation]:
         for held in now.others
         if held.condition is not None or held.addresses
     ]
+
+
+# ---- reservations and perNamespaceLimit (docs/reference.md "Reservations", "Per-namespace
+# limit"): their own functions, used by the invariants above and by the chaos driver.
+
+
+@dataclass(frozen=True)
+class _Reserved:
+    family: int
+    span: Span
+    namespace: str
+    service: str | None
+
+    def matches(self, key: str) -> bool:
+        namespace, name = key.split("/")
+        return namespace == self.namespace and self.service in (None, name)
+
+
+def _reservations(pool: PoolModel) -> list[_Reserved]:
+    found = []
+    for entry in pool.spec.get("reservations") or []:
+        for text in entry.get("addresses") or []:
+            family, start, end = _interval(text)
+            service = entry.get("service") or None
+            found.append(_Reserved(family, (start, end), entry["namespace"], service))
+    return found
+
+
+def reserved_against(pool: PoolModel, address: str, key: str) -> bool:
+    """The Ready pool sets the address aside for another tenant than the Service `key`."""
+    ip = ipaddress.ip_address(address)
+    return (
+        pool.ready
+        and pool.contains(address)
+        and any(
+            r.family == ip.version and r.span[0] <= int(ip) <= r.span[1] and not r.matches(key)
+            for r in _reservations(pool)
+        )
+    )
+
+
+def reserved_free(pool: PoolModel, held: Iterable[str], family: int, key: str | None) -> int:
+    """Usable addresses of the family the pool sets aside and nobody holds; only those not
+    for Service `key` when it is given."""
+    taken = {int(ip) for ip in map(ipaddress.ip_address, held) if ip.version == family}
+    count = 0
+    for r in _reservations(pool):
+        if r.family != family or (key is not None and r.matches(key)):
+            continue
+        for start, end in pool.usable.get(family, ()):
+            low, high = max(start, r.span[0]), min(end, r.span[1])
+            if low <= high:
+                count += high - low + 1 - sum(1 for v in taken if low <= v <= high)
+    return count
+
+
+def namespace_holds(now: Cluster, pool: PoolModel, namespace: str) -> set[str]:
+    """The addresses of the pool the namespace's Services hold, each once."""
+    return {
+        address
+        for service in now.services.values()
+        if service.held.key.split("/")[0] == namespace
+        for address in service.held.addresses
+        if pool.covers(address)
+    }
+
+
+def has_room(now: Cluster, service: ServiceModel, pool: PoolModel, ip: str | None) -> bool:
+    """The pool's perNamespaceLimit lets the Service's namespace take `ip` (or a new address)."""
+    limit = pool.spec.get("perNamespaceLimit")
+    if limit is None:
+        return True
+    holds = namespace_holds(now, pool, service.held.key.split("/")[0])
+    return ip in holds or len(holds) < limit
+
+
+def may_allocate(
+    now: Cluster, service: ServiceModel, pool: PoolModel, family: int, held: set[str]
+) -> bool:
+    """The pool has a free address of the family for this Service, within its limit."""
+    total = sum(b - a + 1 for a, b in pool.usable.get(family, ()))
+    used = pool.count_in(a for a in held if ipaddress.ip_address(a).version == family)
+    others = reserved_free(pool, held, family, service.held.key)
+    return total - used - others > 0 and has_room(now, service, pool, None)
+
+
+def new_reserved(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+    """An address a Service did not hold at the last settled read is not set aside for
+    another tenant."""
+    return [
+        Violation("reservation", f"{service.held.key} got {address}, reserved by {pool.name}")
+        for uid, service in now.services.items()
+        for address in service.held.addresses
+        if address not in before.get(uid, ())
+        for pool in now.pools.values()
+        if reserved_against(pool, address, service.held.key)
+    ]
+
+
+def namespace_limits(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+    """A namespace above a pool's perNamespaceLimit got none of those addresses since the last
+    settled read (lowering a limit takes nothing away; a shared address counts once)."""
+    found = []
+    for pool in now.pools.values():
+        limit = pool.spec.get("perNamespaceLimit")
+        if limit is None:
+            continue
+        for namespace in {s.held.key.split("/")[0] for s in now.services.values()}:
+            holds = namespace_holds(now, pool, namespace)
+            had = {
+                address
+                for uid, service in now.services.items()
+                if service.held.key.split("/")[0] == namespace
+                for address in before.get(uid, ())
+            }
+            if len(holds) > limit and holds - had:
+                found.append(
+                    Violation(
+                        "limit",
+                        f"namespace {namespace} holds {len(holds)} of {pool.name} "
+                        f"(perNamespaceLimit {limit}) and got {sorted(holds - had)}",
+                    )
+                )
+    return found

@@ -12,7 +12,9 @@ from tests.faults.oracle import (
     cluster,
     followed_group,
     judge,
+    namespace_limits,
     new_addresses,
+    new_reserved,
     node_addresses,
     pool_models,
 )
@@ -167,3 +169,31 @@ def test_a_service_newly_holding_a_node_address_is_a_violation_a_holder_from_bef
     assert node_addresses(now, {"old": ("10.0.0.1",)}) == []
     [found] = node_addresses(now, {})
     assert found.invariant == "node-address" and "Node worker-1" in found.text
+
+
+def test_an_address_reserved_for_another_tenant_is_a_finding_and_a_waiting_one_is_not() -> None:
+    shared = pool(
+        "p",
+        "10.0.0.0-10.0.0.1",
+        reservations=[{"addresses": ["10.0.0.0"], "namespace": "a", "service": "web"}],
+    )
+    thief = world([shared], [service("thief", "10.0.0.0")])
+    assert [v.invariant for v in new_reserved(thief, {})] == ["reservation"]
+    web = world([shared], [service("web", "10.0.0.0")])
+    assert new_reserved(web, {}) == []
+    # The only free address is set aside for web: nobody else is owed one.
+    waiting = world([shared], [service("web", "10.0.0.1"), service("api", reason="PoolExhausted")])
+    assert "pending" not in invariants(waiting)
+
+
+def test_a_namespace_growing_past_its_limit_is_a_finding_and_one_kept_after_lowering_is_not() -> (
+    None
+):
+    limited = pool("p", "10.0.0.0-10.0.0.3", perNamespaceLimit=1)
+    two = world([limited], [service("x", "10.0.0.0"), service("y", "10.0.0.1")])
+    assert [v.invariant for v in namespace_limits(two, {"x": ("10.0.0.0",)})] == ["limit"]
+    assert namespace_limits(two, {"x": ("10.0.0.0",), "y": ("10.0.0.1",)}) == []
+    waiting = world(
+        [limited], [service("x", "10.0.0.0"), service("y", reason="NamespaceLimitReached")]
+    )
+    assert "pending" not in invariants(waiting)

@@ -156,6 +156,19 @@ def test_a_dual_stack_service_counts_both_its_addresses() -> None:
     assert (refused.reason, refused.addresses) == (Reason.NAMESPACE_LIMIT_REACHED, ())
 
 
+def test_a_prefer_dual_stack_service_takes_its_first_family_when_the_second_is_limited() -> None:
+    reg = registry(pool("v4", "10.0.0.0/29"), pool("v6", "fd00::/125", per_namespace_limit=1))
+    reg.ensure(service("web", namespace="shop", families=(6,)))
+    both = service("api", 1, namespace="shop", families=(4, 6), family_policy="PreferDualStack")
+    outcome = reg.ensure(both)
+    assert (outcome.addresses, outcome.reason, outcome.partial) == (
+        ("10.0.0.0",),
+        Reason.ALLOCATED,
+        True,
+    )
+    assert "perNamespaceLimit is 1" in outcome.message
+
+
 def test_the_limit_skips_to_the_next_pool_the_service_may_use() -> None:
     reg = registry(
         pool("first", "10.0.0.0/30", priority=1, per_namespace_limit=1),
