@@ -19,6 +19,7 @@ from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.results import Next, Scheduler
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
+from lbipam.ipam.durations import stamp
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
 from lbipam.kube.errors import is_status
@@ -39,7 +40,7 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
         message = f"the pool {pool.why}; it hands out no new address until that changes"
         ready = condition(POOL_READY, False, pool.state.value, message)
     if pool.exhausted:
-        exhausted = condition(POOL_EXHAUSTED, True, "Exhausted", "no address left")
+        exhausted = condition(POOL_EXHAUSTED, True, "Exhausted", "no address left" + _held(pool))
     else:
         available = f"{pool.available} addresses available"
         exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
@@ -62,8 +63,16 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
         "total": str(pool.total),
         "allocated": str(pool.allocated),
         "available": str(pool.available),
+        "held": str(pool.held),
         "conditions": conditions,
     }
+
+
+def _held(pool: PoolSummary) -> str:
+    """How many addresses are held after release, and when the first hold ends."""
+    if pool.held_until is None:
+        return ""
+    return f"; {pool.held} held after release, the first until {stamp(pool.held_until)}"
 
 
 class PoolController:

@@ -33,6 +33,10 @@ class PoolSummary:
     conflict_with: str | None
     error: str | None
     reserved_overlap: tuple[str, ...] = ()  # reserved ranges (ServiceCIDRs) it overlaps
+    # Of the allocated addresses, those held after release, and when the first of those
+    # holds ends (seconds since the epoch).
+    held: int = 0
+    held_until: float | None = None
 
     @property
     def exhausted(self) -> bool:

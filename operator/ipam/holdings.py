@@ -1,4 +1,5 @@
-"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services."""
+"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services,
+and addresses held after release for the Service that let them go."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from itertools import combinations
 
 from .addresses import IP, parse_address
 from .catalog import Catalog
+from .durations import stamp
 from .pool import Pool
 from .requests import Port, ServiceKey
 
@@ -41,6 +43,15 @@ class Holder:
         return self.group is not None and self.group == other.group and not self.ports & other.ports
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An address a Service let go, kept for its namespace/name while its pool's releaseHold
+    runs: ``since`` is when it was let go, in seconds since the epoch."""
+
+    key: ServiceKey
+    since: float
+
+
 class Holdings:
     """Every address held, by whom, and the pools' free intervals kept in step with them."""
 
@@ -58,6 +69,10 @@ class Holdings:
         # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
         # Taken in every pool, never handed out; learned when a claim is refused.
         self._blocked: dict[IP, str] = {}
+        # Addresses held after release -> for whom, since when; taken in every pool like
+        # blocked ones. A hold ends at since + the releaseHold of the oldest pool containing it.
+        self._holds: dict[IP, Hold] = {}
+        self._held_for: dict[ServiceKey, set[IP]] = {}
         # Grows with every change of holdings.
         self.changes = 0
 
@@ -74,8 +89,29 @@ class Holdings:
         return self._blocked.get(ip)
 
     def taken(self) -> list[IP]:
-        """Every address a pool must not hand out: held here or outside."""
-        return [*self._owners, *self._blocked]
+        """Every address a pool must not hand out: held here, after release or outside."""
+        return [*self._owners, *self._blocked, *self._holds]
+
+    def hold(self, ip: IP) -> Hold | None:
+        return self._holds.get(ip)
+
+    def holds_for(self, key: ServiceKey) -> dict[IP, Hold]:
+        return {ip: self._holds[ip] for ip in self._held_for.get(key, ())}
+
+    def hold_end(self, ip: IP, hold: Hold) -> float:
+        """When the hold ends: the releaseHold the address's pool has now, from its release."""
+        pool = self._catalog.oldest_containing(ip)
+        return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
+
+    def describe_hold(self, ip: IP, hold: Hold) -> str:
+        return (
+            f"{ip} is held for Service {hold.key} after its release, "
+            f"until {stamp(self.hold_end(ip, hold))} (releaseHold)"
+        )
+
+    def holds_in(self, pool: Pool) -> list[float]:
+        """When each hold on an address of the pool ends."""
+        return [self.hold_end(ip, h) for ip, h in self._holds.items() if pool.contains(ip)]
 
     def rivals(self, me: Holder, ip: IP) -> list[Holder]:
         """The other holders of ``ip`` that may not share it with ``me``."""
@@ -127,7 +163,9 @@ class Holdings:
 
     def _add_owner(self, key: ServiceKey, ip: IP) -> None:
         owners = self._owners.get(ip)
-        if owners is None:
+        if owners is None and self._unhold(ip) is not None:
+            self._owners[ip] = (key,)  # taken in its pools already, by the hold
+        elif owners is None:
             for pool in self._catalog.containing(ip):
                 pool.take(ip)
             self._owners[ip] = (key,)
@@ -157,20 +195,62 @@ class Holdings:
     def pop_bare(self, key: ServiceKey) -> Terms | None:
         return self._bare.pop(key, None)
 
-    def release(self, key: ServiceKey) -> tuple[str, ...]:
-        """Forget the Service; returns the addresses nobody holds any more."""
+    def release(self, key: ServiceKey, now: float) -> tuple[str, ...]:
+        """Forget the Service; returns the addresses nobody holds any more. Those of a pool
+        with a releaseHold are held for it from ``now`` and not returned."""
         self._bare.pop(key, None)
         holder = self._holders.get(key)
         if holder is None:
             return ()
         freed = [ip for ip in holder.addresses if len(self._owners[ip]) == 1]
         self.store(replace(holder, addresses=()))
-        return tuple(str(ip) for ip in freed)
+        for ip in freed:
+            pool = self._catalog.oldest_containing(ip)
+            if pool is not None and pool.spec.release_hold > 0:
+                self.keep(ip, Hold(key, now))
+        return tuple(str(ip) for ip in freed if ip not in self._holds)
+
+    def keep(self, ip: IP, hold: Hold) -> bool:
+        """Hold a free address for ``hold.key``; False when it is not free or in no pool."""
+        if ip in self._owners or ip in self._blocked or ip in self._holds:
+            return False
+        pools = self._catalog.containing(ip)
+        if not pools:
+            return False
+        for pool in pools:
+            pool.take(ip)
+        self._holds[ip] = hold
+        self._held_for.setdefault(hold.key, set()).add(ip)
+        self.changes += 1
+        return True
+
+    def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
+        """End the holds whose time is up (or whose address left every pool); for whom."""
+        ended = [ip for ip, hold in self._holds.items() if self.hold_end(ip, hold) <= now]
+        keys = {hold.key for ip in ended if (hold := self._unhold(ip)) is not None}
+        for ip in ended:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
+        return tuple(sorted(keys))
+
+    def _unhold(self, ip: IP) -> Hold | None:
+        """Forget the hold on ``ip``, leaving the address taken in its pools."""
+        hold = self._holds.pop(ip, None)
+        if hold is not None:
+            keys = self._held_for[hold.key]
+            keys.discard(ip)
+            if not keys:
+                del self._held_for[hold.key]
+            self.changes += 1
+        return hold
 
     def block(self, ip: IP, holder: str) -> tuple[ServiceKey, ...]:
         """The address is held outside lbipam: nobody gets it; returns who must give it up."""
         losers = self._owners.get(ip, ())
         self.displace(losers, ip)
+        if self._unhold(ip) is not None:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
         self._blocked[ip] = holder
         for pool in self._catalog.containing(ip):
             pool.take(ip)
@@ -208,6 +288,8 @@ class Holdings:
         self._groups.clear()
         self._blocked.clear()
         self._bare.clear()
+        self._holds.clear()
+        self._held_for.clear()
         self.changes += 1
 
     def restore(self, me: Holder, held: Iterable[IP]) -> bool:
@@ -243,6 +325,10 @@ class Holdings:
             assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
+        for ip, hold in self._holds.items():
+            assert ip not in self._owners and ip not in self._blocked, f"{ip} held twice"
+            assert ip in self._held_for.get(hold.key, ()), f"{ip} missing from {hold.key}'s holds"
+        assert sum(map(len, self._held_for.values())) == len(self._holds), "stray hold index"
         self._check_pools()
 
     def _check_owners(self) -> None:

@@ -127,6 +127,9 @@ class Placer:
         blocker = self._holdings.blocker(ip)
         if blocker is not None:
             raise Refusal(Reason.ADDRESS_IN_USE, f"{ip} is already used by {blocker}")
+        hold = self._holdings.hold(ip)
+        if hold is not None and hold.key != me.key:
+            raise Refusal(Reason.ADDRESS_HELD, self._holdings.describe_hold(ip, hold))
         rivals = self._holdings.rivals(me, ip)
         if not rivals:
             return ()

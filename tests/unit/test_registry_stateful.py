@@ -185,7 +185,7 @@ class RegistryMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS))
     def release(self, key: ServiceKey) -> None:
         held = set(self.registry.held_by(key))
-        freed = set(self.registry.release(key))
+        freed = set(self.registry.release(key, 0.0))
         self.status.pop(key, None)
         still_held = {a for other in self.holdings().values() for a in other}
         assert freed == held - still_held
