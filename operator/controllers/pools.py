@@ -19,7 +19,7 @@ from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.results import Next, Scheduler
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
-from lbipam.ipam.durations import stamp
+from lbipam.ipam.holdings import held_after_release
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import PoolChange, PoolState, PoolSummary, Registry
 from lbipam.kube.errors import is_status
@@ -72,7 +72,7 @@ def _held(pool: PoolSummary) -> str:
     """How many addresses are held after release, and when the first hold ends."""
     if pool.held_until is None:
         return ""
-    return f"; {pool.held} held after release, the first until {stamp(pool.held_until)}"
+    return held_after_release(pool.held, pool.held_until)
 
 
 class PoolController:

@@ -109,9 +109,19 @@ class Holdings:
             f"until {stamp(self.hold_end(ip, hold))} (releaseHold)"
         )
 
-    def holds_in(self, pool: Pool) -> list[float]:
-        """When each hold on an address of the pool ends."""
-        return [self.hold_end(ip, h) for ip, h in self._holds.items() if pool.contains(ip)]
+    def holds_in(self, pool: Pool, family: int | None = None) -> list[float]:
+        """When each hold on an address of the pool (of one family, if given) ends."""
+        return [
+            self.hold_end(ip, hold)
+            for ip, hold in self._holds.items()
+            if pool.contains(ip) and family in (None, ip.family)
+        ]
+
+    def held_note(self, pools: Iterable[Pool], family: int) -> str:
+        """How many addresses of the family the pools hold after release, and when the first
+        hold ends; "" when none."""
+        ends = [end for pool in pools for end in self.holds_in(pool, family)]
+        return held_after_release(len(ends), min(ends)) if ends else ""
 
     def rivals(self, me: Holder, ip: IP) -> list[Holder]:
         """The other holders of ``ip`` that may not share it with ``me``."""
@@ -356,6 +366,11 @@ class Holdings:
                     f'pool "{pool.name}" counts {counts.allocated} IPv{counts.family} addresses '
                     f"used, but {used} it offers are held or blocked"
                 )
+
+
+def held_after_release(count: int, first_end: float) -> str:
+    """The note a full pool's messages add: how many addresses are held, and until when."""
+    return f"; {count} held after release, the first until {stamp(first_end)}"
 
 
 def parse_held(texts: Iterable[str]) -> list[IP]:

@@ -215,7 +215,8 @@ class Placer:
         if usable:
             raise Refusal(
                 Reason.POOL_EXHAUSTED,
-                f"no free {family_name(family)} address in {pool_list(p.name for p in usable)}",
+                f"no free {family_name(family)} address in {pool_list(p.name for p in usable)}"
+                + self._holdings.held_note(usable, family),
                 waiting=waiting,
             )
         lacking = f"has no {family_name(family)} addresses"

@@ -63,7 +63,12 @@ def test_a_full_pool_counts_its_held_addresses_and_when_the_first_hold_ends() ->
     summary = reg.pool_summary("stable")
     assert (summary.allocated, summary.available, summary.held) == (2, 0, 1)
     assert summary.held_until == T0 + 600
-    assert reg.ensure(service("late")).reason is Reason.POOL_EXHAUSTED
+    late = reg.ensure(service("late"))
+    assert late.reason is Reason.POOL_EXHAUSTED
+    assert late.message == (
+        f'no free IPv4 address in pool "stable"; 1 held after release, the first until '
+        f"{stamp(T0 + 600)}"
+    )
 
 
 def test_the_hold_ends_on_time_and_the_address_is_free_again() -> None:
