@@ -20,8 +20,10 @@ import datetime
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lbipam.ha.term import Fenced
 from lbipam.ipam.durations import parse_stamp, stamp
@@ -37,12 +39,24 @@ CLAIM_GRACE = 60.0
 # The Services holding an address now (several only when they share it). A function, not a
 # list: every await may change the holders, so they are asked again after each.
 Owners = Callable[[str], Sequence[ServiceKey]]
-# For whom the address is held after release, and since when (seconds since the epoch).
-Holds = Callable[[str], tuple[ServiceKey, float] | None]
 
 
-def no_holds(address: str) -> tuple[ServiceKey, float] | None:
-    return None
+class Holds(Protocol):
+    """The registry's holds after release, as the claims need them."""
+
+    def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
+        """For whom the address is held, and since when (seconds since the epoch)."""
+
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        """Hold the address for a Service gone unseen, if its pool says so; whether held."""
+
+
+class NoHolds:
+    def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
+        return None
+
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        return False
 
 
 @dataclass
@@ -65,10 +79,10 @@ class AddressClaims:
     and what the registry must learn (blocked, unblocked) goes back in a `ClaimReport`.
     """
 
-    def __init__(self, gateway: Gateway, enabled: bool, holds: Holds = no_holds) -> None:
+    def __init__(self, gateway: Gateway, enabled: bool, holds: Holds | None = None) -> None:
         self.gateway = gateway
         self.enabled = enabled
-        self.holds = holds
+        self.holds = holds or NoHolds()
         self._ours: dict[str, ClaimView] = {}
         # The addresses of _ours by parent: a Service that lets go drops all of its claims,
         # also those its status no longer shows (a type change clears status.loadBalancer).
@@ -120,7 +134,7 @@ class AddressClaims:
             claim = self._ours.get(address)
             if claim is None or claim.parent != key:
                 continue
-            hold = self.holds(address)
+            hold = self.holds.hold_of(address)
             if hold is not None and hold[0] == key:
                 await self._hold(claim, stamp(hold[1]))
             else:
@@ -165,8 +179,10 @@ class AddressClaims:
             self.rebuild(await self.gateway.list_claims(claim_view))
         for address, claim in sorted(self._ours.items()):
             holders = owners(address)
-            hold = self.holds(address)
+            hold = self.holds.hold_of(address)
             if claim.parent in holders or (hold is not None and hold[0] == claim.parent):
+                continue
+            if not holders and await self._held_for_gone(claim):
                 continue
             if not await self._stale(claim):
                 continue
@@ -174,6 +190,19 @@ class AddressClaims:
             log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
             report.unclaimed.extend(holders)
         return report
+
+    async def _held_for_gone(self, claim: ClaimView) -> bool:
+        """A plain claim of a Service deleted while nobody watched (between two leaders, say)
+        becomes a hold from now, if its pool has a releaseHold; whether it did."""
+        assert claim.parent is not None
+        if claim.held_since or await self.gateway.service_ingress(claim.parent) is not None:
+            return False
+        now = time.time()
+        if not self.holds.let_go_unseen(claim.address, claim.parent, now):
+            return False
+        await self._hold(claim, stamp(now))
+        log.info("held %s for %s, deleted while unwatched", claim.address, claim.parent)
+        return True
 
     async def _drop_or_pass(self, claim: ClaimView, report: ClaimReport, owners: Owners) -> None:
         """Drop the claim, or pass it to a Service still sharing the address: left with its

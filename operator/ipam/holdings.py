@@ -214,11 +214,13 @@ class Holdings:
             return ()
         freed = [ip for ip in holder.addresses if len(self._owners[ip]) == 1]
         self.store(replace(holder, addresses=()))
-        for ip in freed:
-            pool = self._catalog.oldest_containing(ip)
-            if pool is not None and pool.spec.release_hold > 0:
-                self.keep(ip, Hold(key, now))
-        return tuple(str(ip) for ip in freed if ip not in self._holds)
+        return tuple(str(ip) for ip in freed if not self.let_go(ip, key, now))
+
+    def let_go(self, ip: IP, key: ServiceKey, now: float) -> bool:
+        """``key`` let go of the free address at ``now``: held for it when its pool has a
+        releaseHold. Whether it is held now."""
+        pool = self._catalog.oldest_containing(ip)
+        return pool is not None and pool.spec.release_hold > 0 and self.keep(ip, Hold(key, now))
 
     def keep(self, ip: IP, hold: Hold) -> bool:
         """Hold a free address for ``hold.key``; False when it is not free or in no pool."""

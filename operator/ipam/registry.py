@@ -143,6 +143,14 @@ class Registry:
             except ValueError:
                 continue
 
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        """The Service let go of the address while nobody watched (its claim outlived it):
+        held for it from ``now`` when its pool has a releaseHold. Whether it is held now."""
+        try:
+            return self._holdings.let_go(parse_address(address), key, now)
+        except ValueError:
+            return False
+
     def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
         """End the holds whose time is up at ``now``; returns for whom they were."""
         return self._holdings.end_holds(now)

@@ -42,7 +42,7 @@ class Controllers:
         self.registry = registry
         self.gateway = gateway
         views = ServiceViews()
-        claims = AddressClaims(gateway, settings.claim_addresses, registry.hold_of)
+        claims = AddressClaims(gateway, settings.claim_addresses, registry)
         claims.rebuild(claimed)
         self.policies = PolicyController(gateway, metrics, settings, views)
         self.services = ServiceController(registry, gateway, metrics, views, claims)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from kubernetes import client
 
 from tests.kit import (
@@ -101,18 +102,29 @@ def test_someone_elses_request_for_a_held_address_is_refused_naming_the_hold(
     )
 
 
+@pytest.mark.parametrize("deleted", ["before", "meanwhile"])
 def test_the_hold_survives_a_kill_and_a_restart(
     core: client.CoreV1Api,
     networking: client.NetworkingV1Api,
     pools: Pools,
     namespace: str,
     operator: OperatorProcess,
+    deleted: str,
 ) -> None:
+    """The Service is deleted before the operator is killed, or while it is down."""
     net = subnet()
-    _, address, _ = web_let_go(core, networking, namespace, pools, f"{net}.1-{net}.3", "10m")
+    pools.create([f"{net}.1-{net}.3"], releaseHold="10m")
+    create(core, namespace, service_manifest("web"))
+    [address] = wait_address(core, namespace, "web")
+    if deleted == "before":
+        core.delete_namespaced_service("web", namespace)
+        eventually(lambda: held_since(networking, address), what=f"{address} held")
 
     operator.stop(signal.SIGKILL)
+    if deleted == "meanwhile":
+        core.delete_namespaced_service("web", namespace)
     operator.start()
+    eventually(lambda: held_since(networking, address), what=f"{address} held")
     create(core, namespace, service_manifest("newcomer"))
     assert wait_address(core, namespace, "newcomer") != [address]
     operator.stop()

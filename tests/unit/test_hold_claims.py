@@ -15,7 +15,7 @@ from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.objects import claim_view
 from lbipam.runtime.metrics import Metrics
-from tests.unit.fakes import RecordingGateway
+from tests.unit.fakes import RecordingGateway, claim
 from tests.unit.test_service_controller import service
 
 WEB = ServiceKey("shop", "web")
@@ -30,7 +30,7 @@ class Harness:
         self.registry = Registry()
         self.registry.apply_pool(STABLE)
         self.gateway = RecordingGateway()
-        self.claims = AddressClaims(self.gateway, True, self.registry.hold_of)
+        self.claims = AddressClaims(self.gateway, True, self.registry)
         self.controller = ServiceController(
             self.registry, self.gateway, Metrics(), ServiceViews(), self.claims
         )
@@ -93,3 +93,17 @@ async def test_when_the_hold_ends_its_claim_goes_and_the_address_is_free() -> No
 
     assert ADDRESS not in h.gateway.claims
     assert h.registry.hold_of(ADDRESS) is None
+
+
+async def test_a_service_deleted_while_nobody_led_has_its_address_held_from_then() -> None:
+    h = Harness()
+    h.gateway.claims[ADDRESS] = claim(ADDRESS, WEB, age=120)
+    h.gateway.gone.add(WEB)
+
+    await h.controller.collect_claims(relist=True)
+
+    assert h.held_since()
+    hold = h.registry.hold_of(ADDRESS)
+    assert hold is not None and hold[0] == WEB
+    await h.dispatcher.service_changed(ServiceKey("shop", "other"), service("other"))
+    assert h.gateway.statuses[-1][1] == ("198.18.0.2",)
