@@ -189,3 +189,20 @@ async def test_a_replica_that_stops_leading_reports_no_managed_policies() -> Non
         assert sample(metrics, "lbipam_networkpolicies_managed") == 3
 
     assert sample(metrics, "lbipam_networkpolicies_managed") == 0
+
+
+async def test_addresses_held_after_release_are_counted_until_the_hold_ends() -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("stable", ("10.0.0.0/31",), release_hold=600.0))
+    metrics = Metrics()
+
+    async with metrics.leading_with(registry) as pools:
+        registry.ensure(request("a"))
+        registry.release(ServiceKey("shop", "a"), 1000.0)
+        pools.publish()
+        assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 1
+        assert sample(metrics, "lbipam_pool_addresses_allocated", pool="stable", family="IPv4") == 1
+
+        registry.end_holds(1600.0)
+        pools.publish()
+        assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 0
