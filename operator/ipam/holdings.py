@@ -110,11 +110,12 @@ class Holdings:
         )
 
     def holds_in(self, pool: Pool, family: int | None = None) -> list[float]:
-        """When each hold on an address of the pool (of one family, if given) ends."""
+        """When each hold on an address the pool offers (of one family, if given) ends: those
+        it counts as allocated."""
         return [
             self.hold_end(ip, hold)
             for ip, hold in self._holds.items()
-            if pool.contains(ip) and family in (None, ip.family)
+            if pool.offers(ip) and family in (None, ip.family)
         ]
 
     def held_note(self, pools: Iterable[Pool], family: int) -> str:
