@@ -52,6 +52,71 @@ class Hold:
     since: float
 
 
+class HoldBook:
+    """Addresses held after release, by address and by the Service they are held for, and
+    when each hold ends. Read by all; changed only by `Holdings`, which keeps the pools'
+    counts in step."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.by_ip: dict[IP, Hold] = {}
+        self._by_key: dict[ServiceKey, set[IP]] = {}
+
+    def get(self, ip: IP) -> Hold | None:
+        return self.by_ip.get(ip)
+
+    def of(self, key: ServiceKey) -> dict[IP, Hold]:
+        return {ip: self.by_ip[ip] for ip in self._by_key.get(key, ())}
+
+    def end(self, ip: IP, hold: Hold) -> float:
+        """When the hold ends: the releaseHold the address's pool has now, from its release."""
+        pool = self._catalog.oldest_containing(ip)
+        return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
+
+    def describe(self, ip: IP, hold: Hold) -> str:
+        return (
+            f"{ip} is held for Service {hold.key} after its release, "
+            f"until {stamp(self.end(ip, hold))} (releaseHold)"
+        )
+
+    def ends_in(self, pool: Pool, family: int | None = None) -> list[float]:
+        """When each hold on an address the pool offers (of one family, if given) ends: those
+        it counts as allocated."""
+        return [
+            self.end(ip, hold)
+            for ip, hold in self.by_ip.items()
+            if pool.offers(ip) and family in (None, ip.family)
+        ]
+
+    def note(self, pools: Iterable[Pool], family: int) -> str:
+        """How many addresses of the family the pools hold after release, and when the first
+        hold ends; "" when none."""
+        ends = [end for pool in pools for end in self.ends_in(pool, family)]
+        return held_after_release(len(ends), min(ends)) if ends else ""
+
+    def add(self, ip: IP, hold: Hold) -> None:
+        self.by_ip[ip] = hold
+        self._by_key.setdefault(hold.key, set()).add(ip)
+
+    def pop(self, ip: IP) -> Hold | None:
+        hold = self.by_ip.pop(ip, None)
+        if hold is not None:
+            keys = self._by_key[hold.key]
+            keys.discard(ip)
+            if not keys:
+                del self._by_key[hold.key]
+        return hold
+
+    def clear(self) -> None:
+        self.by_ip.clear()
+        self._by_key.clear()
+
+    def check(self) -> None:
+        for ip, hold in self.by_ip.items():
+            assert ip in self._by_key.get(hold.key, ()), f"{ip} missing from {hold.key}'s holds"
+        assert sum(map(len, self._by_key.values())) == len(self.by_ip), "stray hold index"
+
+
 class Holdings:
     """Every address held, by whom, and the pools' free intervals kept in step with them."""
 
@@ -71,8 +136,7 @@ class Holdings:
         self._blocked: dict[IP, str] = {}
         # Addresses held after release -> for whom, since when; taken in every pool like
         # blocked ones. A hold ends at since + the releaseHold of the oldest pool containing it.
-        self._holds: dict[IP, Hold] = {}
-        self._held_for: dict[ServiceKey, set[IP]] = {}
+        self.held = HoldBook(catalog)
         # Grows with every change of holdings.
         self.changes = 0
 
@@ -90,39 +154,7 @@ class Holdings:
 
     def taken(self) -> list[IP]:
         """Every address a pool must not hand out: held here, after release or outside."""
-        return [*self._owners, *self._blocked, *self._holds]
-
-    def hold(self, ip: IP) -> Hold | None:
-        return self._holds.get(ip)
-
-    def holds_for(self, key: ServiceKey) -> dict[IP, Hold]:
-        return {ip: self._holds[ip] for ip in self._held_for.get(key, ())}
-
-    def hold_end(self, ip: IP, hold: Hold) -> float:
-        """When the hold ends: the releaseHold the address's pool has now, from its release."""
-        pool = self._catalog.oldest_containing(ip)
-        return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
-
-    def describe_hold(self, ip: IP, hold: Hold) -> str:
-        return (
-            f"{ip} is held for Service {hold.key} after its release, "
-            f"until {stamp(self.hold_end(ip, hold))} (releaseHold)"
-        )
-
-    def holds_in(self, pool: Pool, family: int | None = None) -> list[float]:
-        """When each hold on an address the pool offers (of one family, if given) ends: those
-        it counts as allocated."""
-        return [
-            self.hold_end(ip, hold)
-            for ip, hold in self._holds.items()
-            if pool.offers(ip) and family in (None, ip.family)
-        ]
-
-    def held_note(self, pools: Iterable[Pool], family: int) -> str:
-        """How many addresses of the family the pools hold after release, and when the first
-        hold ends; "" when none."""
-        ends = [end for pool in pools for end in self.holds_in(pool, family)]
-        return held_after_release(len(ends), min(ends)) if ends else ""
+        return [*self._owners, *self._blocked, *self.held.by_ip]
 
     def rivals(self, me: Holder, ip: IP) -> list[Holder]:
         """The other holders of ``ip`` that may not share it with ``me``."""
@@ -225,21 +257,20 @@ class Holdings:
 
     def keep(self, ip: IP, hold: Hold) -> bool:
         """Hold a free address for ``hold.key``; False when it is not free or in no pool."""
-        if ip in self._owners or ip in self._blocked or ip in self._holds:
+        if ip in self._owners or ip in self._blocked or ip in self.held.by_ip:
             return False
         pools = self._catalog.containing(ip)
         if not pools:
             return False
         for pool in pools:
             pool.take(ip)
-        self._holds[ip] = hold
-        self._held_for.setdefault(hold.key, set()).add(ip)
+        self.held.add(ip, hold)
         self.changes += 1
         return True
 
     def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
         """End the holds whose time is up (or whose address left every pool); for whom."""
-        ended = [ip for ip, hold in self._holds.items() if self.hold_end(ip, hold) <= now]
+        ended = [ip for ip, hold in self.held.by_ip.items() if self.held.end(ip, hold) <= now]
         keys = {hold.key for ip in ended if (hold := self._unhold(ip)) is not None}
         for ip in ended:
             for pool in self._catalog.containing(ip):
@@ -248,12 +279,8 @@ class Holdings:
 
     def _unhold(self, ip: IP) -> Hold | None:
         """Forget the hold on ``ip``, leaving the address taken in its pools."""
-        hold = self._holds.pop(ip, None)
+        hold = self.held.pop(ip)
         if hold is not None:
-            keys = self._held_for[hold.key]
-            keys.discard(ip)
-            if not keys:
-                del self._held_for[hold.key]
             self.changes += 1
         return hold
 
@@ -301,8 +328,7 @@ class Holdings:
         self._groups.clear()
         self._blocked.clear()
         self._bare.clear()
-        self._holds.clear()
-        self._held_for.clear()
+        self.held.clear()
         self.changes += 1
 
     def restore(self, me: Holder, held: Iterable[IP]) -> bool:
@@ -338,10 +364,9 @@ class Holdings:
             assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
-        for ip, hold in self._holds.items():
+        for ip in self.held.by_ip:
             assert ip not in self._owners and ip not in self._blocked, f"{ip} held twice"
-            assert ip in self._held_for.get(hold.key, ()), f"{ip} missing from {hold.key}'s holds"
-        assert sum(map(len, self._held_for.values())) == len(self._holds), "stray hold index"
+        self.held.check()
         self._check_pools()
 
     def _check_owners(self) -> None:

@@ -74,7 +74,7 @@ class Registry:
 
     def pool_summary(self, name: str) -> PoolSummary:
         summary = self._catalog.summary(name)
-        ends = self._holdings.holds_in(self._catalog.pool(name))
+        ends = self._holdings.held.ends_in(self._catalog.pool(name))
         if not ends:
             return summary
         return replace(summary, held=len(ends), held_until=min(ends))
@@ -129,7 +129,7 @@ class Registry:
     def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
         """For whom the address is held after release, and since when."""
         try:
-            hold = self._holdings.hold(parse_address(address))
+            hold = self._holdings.held.get(parse_address(address))
         except ValueError:
             return None
         return None if hold is None else (hold.key, hold.since)
@@ -187,7 +187,7 @@ class Registry:
         known = self._holdings.holder(request.key)
         me = applicant(request, known, held, self._holdings.pop_bare(request.key))
         # What is held for it after release comes back unasked where it holds nothing.
-        kept = self._holdings.holds_for(request.key)
+        kept = self._holdings.held.of(request.key)
         current = {ip.family: ip for ip in kept}
         current.update({ip.family: ip for ip in held})
         if known is not None:
