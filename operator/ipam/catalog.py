@@ -55,6 +55,10 @@ class PoolSummary:
     conflict_with: str | None
     error: str | None
     reserved_overlap: tuple[ClusterRange, ...] = ()  # the cluster's own ranges it overlaps
+    # Of the allocated addresses, those held after release, and when the first of those
+    # holds ends (seconds since the epoch).
+    held: int = 0
+    held_until: float | None = None
 
     def overlapping(self, kind: RangeKind) -> tuple[str, ...]:
         """The names of the cluster's own ranges of `kind` this pool overlaps."""

@@ -1,4 +1,5 @@
-"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services."""
+"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services,
+and addresses held after release for the Service that let them go."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from itertools import combinations
 
 from .addresses import IP, parse_address
 from .catalog import Catalog
+from .durations import stamp
 from .pool import Pool
 from .requests import Port, ServiceKey
 
@@ -41,6 +43,80 @@ class Holder:
         return self.group is not None and self.group == other.group and not self.ports & other.ports
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An address a Service let go, kept for its namespace/name while its pool's releaseHold
+    runs: ``since`` is when it was let go, in seconds since the epoch."""
+
+    key: ServiceKey
+    since: float
+
+
+class HoldBook:
+    """Addresses held after release, by address and by the Service they are held for, and
+    when each hold ends. Read by all; changed only by `Holdings`, which keeps the pools'
+    counts in step."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.by_ip: dict[IP, Hold] = {}
+        self._by_key: dict[ServiceKey, set[IP]] = {}
+
+    def get(self, ip: IP) -> Hold | None:
+        return self.by_ip.get(ip)
+
+    def of(self, key: ServiceKey) -> dict[IP, Hold]:
+        return {ip: self.by_ip[ip] for ip in self._by_key.get(key, ())}
+
+    def end(self, ip: IP, hold: Hold) -> float:
+        """When the hold ends: the releaseHold the address's pool has now, from its release."""
+        pool = self._catalog.oldest_containing(ip)
+        return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
+
+    def describe(self, ip: IP, hold: Hold) -> str:
+        return (
+            f"{ip} is held for Service {hold.key} after its release, "
+            f"until {stamp(self.end(ip, hold))} (releaseHold)"
+        )
+
+    def ends_in(self, pool: Pool, family: int | None = None) -> list[float]:
+        """When each hold on an address the pool offers (of one family, if given) ends: those
+        it counts as allocated."""
+        return [
+            self.end(ip, hold)
+            for ip, hold in self.by_ip.items()
+            if pool.offers(ip) and family in (None, ip.family)
+        ]
+
+    def note(self, pools: Iterable[Pool], family: int) -> str:
+        """How many addresses of the family the pools hold after release, and when the first
+        hold ends; "" when none."""
+        ends = [end for pool in pools for end in self.ends_in(pool, family)]
+        return held_after_release(len(ends), min(ends)) if ends else ""
+
+    def add(self, ip: IP, hold: Hold) -> None:
+        self.by_ip[ip] = hold
+        self._by_key.setdefault(hold.key, set()).add(ip)
+
+    def pop(self, ip: IP) -> Hold | None:
+        hold = self.by_ip.pop(ip, None)
+        if hold is not None:
+            keys = self._by_key[hold.key]
+            keys.discard(ip)
+            if not keys:
+                del self._by_key[hold.key]
+        return hold
+
+    def clear(self) -> None:
+        self.by_ip.clear()
+        self._by_key.clear()
+
+    def check(self) -> None:
+        for ip, hold in self.by_ip.items():
+            assert ip in self._by_key.get(hold.key, ()), f"{ip} missing from {hold.key}'s holds"
+        assert sum(map(len, self._by_key.values())) == len(self.by_ip), "stray hold index"
+
+
 class Holdings:
     """Every address held, by whom, and the pools' free intervals kept in step with them."""
 
@@ -58,6 +134,9 @@ class Holdings:
         # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
         # Taken in every pool, never handed out; learned when a claim is refused.
         self._blocked: dict[IP, str] = {}
+        # Addresses held after release -> for whom, since when; taken in every pool like
+        # blocked ones. A hold ends at since + the releaseHold of the oldest pool containing it.
+        self.held = HoldBook(catalog)
         # Grows with every change of holdings.
         self.changes = 0
 
@@ -74,8 +153,8 @@ class Holdings:
         return self._blocked.get(ip)
 
     def taken(self) -> list[IP]:
-        """Every address a pool must not hand out: held here or outside."""
-        return [*self._owners, *self._blocked]
+        """Every address a pool must not hand out: held here, after release or outside."""
+        return [*self._owners, *self._blocked, *self.held.by_ip]
 
     def rivals(self, me: Holder, ip: IP) -> list[Holder]:
         """The other holders of ``ip`` that may not share it with ``me``."""
@@ -127,7 +206,9 @@ class Holdings:
 
     def _add_owner(self, key: ServiceKey, ip: IP) -> None:
         owners = self._owners.get(ip)
-        if owners is None:
+        if owners is None and self._unhold(ip) is not None:
+            self._owners[ip] = (key,)  # taken in its pools already, by the hold
+        elif owners is None:
             for pool in self._catalog.containing(ip):
                 pool.take(ip)
             self._owners[ip] = (key,)
@@ -157,20 +238,59 @@ class Holdings:
     def pop_bare(self, key: ServiceKey) -> Terms | None:
         return self._bare.pop(key, None)
 
-    def release(self, key: ServiceKey) -> tuple[str, ...]:
-        """Forget the Service; returns the addresses nobody holds any more."""
+    def release(self, key: ServiceKey, now: float) -> tuple[str, ...]:
+        """Forget the Service; returns the addresses nobody holds any more. Those of a pool
+        with a releaseHold are held for it from ``now`` and not returned."""
         self._bare.pop(key, None)
         holder = self._holders.get(key)
         if holder is None:
             return ()
         freed = [ip for ip in holder.addresses if len(self._owners[ip]) == 1]
         self.store(replace(holder, addresses=()))
-        return tuple(str(ip) for ip in freed)
+        return tuple(str(ip) for ip in freed if not self.let_go(ip, key, now))
+
+    def let_go(self, ip: IP, key: ServiceKey, now: float) -> bool:
+        """``key`` let go of the free address at ``now``: held for it when its pool has a
+        releaseHold. Whether it is held now."""
+        pool = self._catalog.oldest_containing(ip)
+        return pool is not None and pool.spec.release_hold > 0 and self.keep(ip, Hold(key, now))
+
+    def keep(self, ip: IP, hold: Hold) -> bool:
+        """Hold a free address for ``hold.key``; False when it is not free or in no pool."""
+        if ip in self._owners or ip in self._blocked or ip in self.held.by_ip:
+            return False
+        pools = self._catalog.containing(ip)
+        if not pools:
+            return False
+        for pool in pools:
+            pool.take(ip)
+        self.held.add(ip, hold)
+        self.changes += 1
+        return True
+
+    def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
+        """End the holds whose time is up (or whose address left every pool); for whom."""
+        ended = [ip for ip, hold in self.held.by_ip.items() if self.held.end(ip, hold) <= now]
+        keys = {hold.key for ip in ended if (hold := self._unhold(ip)) is not None}
+        for ip in ended:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
+        return tuple(sorted(keys))
+
+    def _unhold(self, ip: IP) -> Hold | None:
+        """Forget the hold on ``ip``, leaving the address taken in its pools."""
+        hold = self.held.pop(ip)
+        if hold is not None:
+            self.changes += 1
+        return hold
 
     def block(self, ip: IP, holder: str) -> tuple[ServiceKey, ...]:
         """The address is held outside lbipam: nobody gets it; returns who must give it up."""
         losers = self._owners.get(ip, ())
         self.displace(losers, ip)
+        if self._unhold(ip) is not None:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
         self._blocked[ip] = holder
         for pool in self._catalog.containing(ip):
             pool.take(ip)
@@ -208,6 +328,7 @@ class Holdings:
         self._groups.clear()
         self._blocked.clear()
         self._bare.clear()
+        self.held.clear()
         self.changes += 1
 
     def restore(self, me: Holder, held: Iterable[IP]) -> bool:
@@ -243,6 +364,9 @@ class Holdings:
             assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
+        for ip in self.held.by_ip:
+            assert ip not in self._owners and ip not in self._blocked, f"{ip} held twice"
+        self.held.check()
         self._check_pools()
 
     def _check_owners(self) -> None:
@@ -270,6 +394,11 @@ class Holdings:
                     f'pool "{pool.name}" counts {counts.allocated} IPv{counts.family} addresses '
                     f"used, but {used} it offers are held or blocked"
                 )
+
+
+def held_after_release(count: int, first_end: float) -> str:
+    """The note a full pool's messages add: how many addresses are held, and until when."""
+    return f"; {count} held after release, the first until {stamp(first_end)}"
 
 
 def parse_held(texts: Iterable[str]) -> list[IP]:

@@ -19,6 +19,7 @@ class Reason(enum.StrEnum):
     ADDRESS_NOT_IN_POOL = "AddressNotInPool"
     INVALID_REQUEST = "InvalidRequest"
     PORT_CONFLICT = "PortConflict"
+    ADDRESS_HELD = "AddressHeld"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -83,6 +84,9 @@ class Outcome:
     waiting: bool = False
     # A PreferDualStack Service served without its second family: retried when pools change.
     partial: bool = False
+    # Addresses it got back from a hold after release, each with when it had let it go
+    # (seconds since the epoch).
+    kept: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -73,13 +73,19 @@ class _PoolCollector(Collector):
         available = GaugeMetricFamily(
             "lbipam_pool_addresses_available", "Addresses of the pool still free.", labels=labels
         )
+        held = GaugeMetricFamily(
+            "lbipam_pool_addresses_held",
+            "Allocated addresses of the pool held after release for a Service re-created soon.",
+            labels=["pool"],
+        )
         for summary in self.snapshots.latest:
+            held.add_metric([summary.name], float(summary.held))
             for counts in summary.counts:
                 key = [summary.name, FAMILY_NAMES[counts.family]]
                 total.add_metric(key, float(counts.total))
                 allocated.add_metric(key, float(counts.allocated))
                 available.add_metric(key, float(counts.available))
-        yield from (total, allocated, available)
+        yield from (total, allocated, available, held)
 
 
 class Metrics:
