@@ -213,7 +213,7 @@ def registry(cidr: str) -> dict[str, Any]:
     held = tracemalloc.get_traced_memory()[0] - before
     start = time.perf_counter()
     for request in requests:
-        reg.release(request.key)
+        reg.release(request.key, 0.0)
     release = time.perf_counter() - start
     result: dict[str, Any] = {
         "ensures_per_s": rate(SERVICES, ensure),

@@ -41,6 +41,8 @@ FINALIZER = f"{GROUP}/protection"
 
 # Address claims: one networking.k8s.io/v1 IPAddress per handed-out address, named by it.
 CLAIM_MANAGER_LABEL = ("ipaddress.kubernetes.io/managed-by", "lbipam.io")
+# On a claim kept after its Service let go (releaseHold): when it let go, RFC 3339.
+CLAIM_HELD_SINCE = f"{GROUP}/held-since"
 
 FIELD_MANAGER = "lbipam"
 COMPONENT = "lbipam"

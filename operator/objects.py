@@ -12,6 +12,7 @@ from lbipam.api import (
     ANNOTATION_IPS,
     ANNOTATION_POOL,
     ANNOTATION_SHARING_KEY,
+    CLAIM_HELD_SINCE,
     CLAIM_MANAGER_LABEL,
     FINALIZER,
     FOREIGN_IPS,
@@ -22,6 +23,7 @@ from lbipam.api import (
     SERVICE_CONDITION,
 )
 from lbipam.ipam.addresses import FAMILY_NAMES, parse_address
+from lbipam.ipam.durations import parse_duration
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
 from lbipam.ipam.reservations import Reservation
@@ -316,6 +318,7 @@ def pool_spec(body: Mapping[str, Any]) -> PoolSpec:
             auto_assign=bool(spec.get("autoAssign", True)),
             priority=int(spec.get("priority", 0)),
             allocation_order=AllocationOrder.parse(spec.get("allocationOrder")),
+            release_hold=parse_duration(str(spec.get("releaseHold") or "0"), "releaseHold"),
             service_selector=_selector(spec.get("serviceSelector")),
             namespace_selector=_selector(spec.get("namespaceSelector")),
             reservations=_reservations(spec.get("reservations") or ()),
@@ -335,6 +338,8 @@ class ClaimView:
     manager: str  # its ipaddress.kubernetes.io/managed-by label
     parent: ServiceKey | None  # the Service in its parentRef, if a Service
     created: str = ""  # creationTimestamp
+    # Set on a hold after release: when its Service let the address go (RFC 3339).
+    held_since: str = ""
 
     @property
     def ours(self) -> bool:
@@ -350,12 +355,16 @@ class ClaimView:
         return f"IPAddress {self.address}{holder} (managed by {self.manager or 'nobody'})"
 
 
-def claim_manifest(address: str, key: ServiceKey) -> dict[str, Any]:
-    """Our IPAddress claim of `address` for the Service: named by the address, as ClusterIPs are."""
+def claim_manifest(address: str, key: ServiceKey, held_since: str = "") -> dict[str, Any]:
+    """Our IPAddress claim of `address` for the Service: named by the address, as ClusterIPs are;
+    with `held_since`, a hold after release that began then."""
+    meta: dict[str, Any] = {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])}
+    if held_since:
+        meta["annotations"] = {CLAIM_HELD_SINCE: held_since}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IPAddress",
-        "metadata": {"name": address, "labels": dict([CLAIM_MANAGER_LABEL])},
+        "metadata": meta,
         "spec": {
             "parentRef": {
                 "group": "",
@@ -377,6 +386,7 @@ def claim_view(body: Mapping[str, Any]) -> ClaimView:
         manager=(meta.get("labels") or {}).get(CLAIM_MANAGER_LABEL[0], ""),
         parent=ServiceKey(parent.get("namespace", ""), parent["name"]) if is_service else None,
         created=meta.get("creationTimestamp") or "",
+        held_since=(meta.get("annotations") or {}).get(CLAIM_HELD_SINCE, ""),
     )
 
 

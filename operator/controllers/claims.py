@@ -6,6 +6,12 @@ server's own allocator holds (a ClusterIP) is never handed out. A cluster-scoped
 cannot be owned by a namespaced Service (the garbage collector ignores such owners), so
 claims whose Service let go are collected here: after each status write, at start-up and
 by the periodic sweep.
+
+An address held after release (a pool's releaseHold) keeps its claim, for the Service that
+let it go, annotated with when it did (`lbipam.io/held-since`): so the hold lives in the API
+server, across restarts and leaders. lbipam may create and delete IPAddresses but not update
+them, so a claim becomes a hold by a delete and a create, and a hold taken back becomes a
+plain claim the same way; between the two, for a moment, the address is unclaimed.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import datetime
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lbipam.ha.term import Fenced
+from lbipam.ipam.durations import parse_stamp, stamp
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.errors import is_status
 from lbipam.kube.gateway import Gateway
@@ -30,6 +39,24 @@ CLAIM_GRACE = 60.0
 # The Services holding an address now (several only when they share it). A function, not a
 # list: every await may change the holders, so they are asked again after each.
 Owners = Callable[[str], Sequence[ServiceKey]]
+
+
+class Holds(Protocol):
+    """The registry's holds after release, as the claims need them."""
+
+    def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
+        """For whom the address is held, and since when (seconds since the epoch)."""
+
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        """Hold the address for a Service gone unseen, if its pool says so; whether held."""
+
+
+class NoHolds:
+    def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
+        return None
+
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        return False
 
 
 @dataclass
@@ -52,9 +79,10 @@ class AddressClaims:
     and what the registry must learn (blocked, unblocked) goes back in a `ClaimReport`.
     """
 
-    def __init__(self, gateway: Gateway, enabled: bool) -> None:
+    def __init__(self, gateway: Gateway, enabled: bool, holds: Holds | None = None) -> None:
         self.gateway = gateway
         self.enabled = enabled
+        self.holds = holds or NoHolds()
         self._ours: dict[str, ClaimView] = {}
         # The addresses of _ours by parent: a Service that lets go drops all of its claims,
         # also those its status no longer shows (a type change clears status.loadBalancer).
@@ -67,6 +95,14 @@ class AddressClaims:
             # A claim with our label but no Service as parent was not made by lbipam: left alone.
             if claim.ours and claim.parent is not None:
                 self._remember(claim)
+
+    def held(self) -> list[tuple[str, ServiceKey, float]]:
+        """The holds after release our claims record: address, for whom, since when."""
+        return [
+            (address, claim.parent, since)
+            for address, claim in sorted(self._ours.items())
+            if claim.parent is not None and (since := parse_stamp(claim.held_since)) is not None
+        ]
 
     async def take(
         self, key: ServiceKey, addresses: Sequence[str], shown: Sequence[str], owners: Owners
@@ -96,9 +132,31 @@ class AddressClaims:
         report = ClaimReport()
         for address in addresses:
             claim = self._ours.get(address)
-            if claim is not None and claim.parent == key:
+            if claim is None or claim.parent != key:
+                continue
+            hold = self.holds.hold_of(address)
+            if hold is not None and hold[0] == key:
+                await self._hold(claim, stamp(hold[1]))
+            else:
                 await self._drop_or_pass(claim, report, owners)
         return report
+
+    async def _hold(self, claim: ClaimView, since: str) -> None:
+        """Make the claim a hold that began at `since`: a delete and a create."""
+        if claim.held_since == since:
+            return
+        self._forget(claim.address)
+        await self.gateway.delete_claim(claim.address, claim.uid)
+        assert claim.parent is not None
+        try:
+            body = await self.gateway.create_claim(claim.address, claim.parent, since)
+        except Exception as error:
+            if not is_status(error, 409):
+                raise
+            # Claimed by another between the two: the registry lets the hold run out.
+            log.warning("the hold on %s for %s was claimed meanwhile", claim.address, claim.parent)
+            return
+        self._remember(claim_view(body))
 
     def left_behind(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The Service's own claims on addresses other than those its status shows: those
@@ -121,12 +179,30 @@ class AddressClaims:
             self.rebuild(await self.gateway.list_claims(claim_view))
         for address, claim in sorted(self._ours.items()):
             holders = owners(address)
-            if claim.parent in holders or not await self._stale(claim):
+            hold = self.holds.hold_of(address)
+            if claim.parent in holders or (hold is not None and hold[0] == claim.parent):
+                continue
+            if not holders and await self._held_for_gone(claim):
+                continue
+            if not await self._stale(claim):
                 continue
             await self._drop(claim, report)
             log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
             report.unclaimed.extend(holders)
         return report
+
+    async def _held_for_gone(self, claim: ClaimView) -> bool:
+        """A plain claim of a Service deleted while nobody watched (between two leaders, say)
+        becomes a hold from now, if its pool has a releaseHold; whether it did."""
+        assert claim.parent is not None
+        if claim.held_since or await self.gateway.service_ingress(claim.parent) is not None:
+            return False
+        now = time.time()
+        if not self.holds.let_go_unseen(claim.address, claim.parent, now):
+            return False
+        await self._hold(claim, stamp(now))
+        log.info("held %s for %s, deleted while unwatched", claim.address, claim.parent)
+        return True
 
     async def _drop_or_pass(self, claim: ClaimView, report: ClaimReport, owners: Owners) -> None:
         """Drop the claim, or pass it to a Service still sharing the address: left with its
@@ -197,6 +273,9 @@ class AddressClaims:
             if not existing.ours or existing.parent is None:
                 return existing.describe()
             self._remember(existing)
+            if existing.held_since and existing.parent == key:
+                await self._drop(existing, report)  # its hold, taken back: a plain claim again
+                continue
             # Even our own claim, or a sharer's, is made afresh once stale: another replica
             # leading at once would take it over before our status write shows the address.
             if not await self._stale(existing):

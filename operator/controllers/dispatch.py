@@ -21,11 +21,15 @@ controller hands its own `Next` to `schedule`; only this module submits work. Th
 4. Pending Services go after those, on the next turn of the loop, oldest first
    (creationTimestamp, then namespace/name), in one pass however many results asked:
    when an address may have been freed (a Service let go, a claim that kept one from
-   others was dropped), and when pools changed, which also retries PreferDualStack
-   Services served in one family only. A freed address alone does not retry those: most
-   lack a family because no pool has it at all.
+   others was dropped, a hold after release ended), and when pools changed, which also
+   retries PreferDualStack Services served in one family only. A freed address alone
+   does not retry those: most lack a family because no pool has it at all.
 5. New namespace labels retry that namespace's pending and one-family Services, oldest first.
-6. The policy controller hears of a Service event after its reconcile, when the status is
+6. When holds after release end (the hold timer's one loop), the Services they were for
+   go first, in namespace/name order, so their claims go; then the pending ones, as in 4.
+   A Service that lets go of an address its pool holds does not retry pending ones: the
+   address is not free.
+7. The policy controller hears of a Service event after its reconcile, when the status is
    settled, and also of Services that were never ours (a policy of ours may name them).
    Requeued reconciles are not told: the Service itself did not change.
 """

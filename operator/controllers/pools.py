@@ -27,6 +27,7 @@ from lbipam.controllers.results import Next, Scheduler
 from lbipam.controllers.views import ServiceLookup
 from lbipam.controllers.workqueue import WorkQueue
 from lbipam.ha.term import Fenced
+from lbipam.ipam.holdings import held_after_release
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import (
     PoolChange,
@@ -84,7 +85,7 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
         message = f"the pool {pool.why}; it hands out no new address until that changes"
         ready = condition(POOL_READY, False, pool.state.value, message)
     if pool.exhausted:
-        exhausted = condition(POOL_EXHAUSTED, True, "Exhausted", "no address left")
+        exhausted = condition(POOL_EXHAUSTED, True, "Exhausted", "no address left" + _held(pool))
     else:
         available = f"{pool.available} addresses available"
         exhausted = condition(POOL_EXHAUSTED, False, "Available", available)
@@ -98,6 +99,7 @@ def desired_status(pool: PoolSummary, view: PoolView) -> dict[str, Any]:
         "allocated": str(pool.allocated),
         "available": str(pool.available),
         "reserved": str(pool.reserved),
+        "held": str(pool.held),
         "conditions": conditions,
     }
 
@@ -115,6 +117,13 @@ def limit_condition(pool: PoolSummary) -> dict[str, Any]:
         "OverLimit",
         f"above perNamespaceLimit: {over}; they keep their addresses, new ones wait",
     )
+
+
+def _held(pool: PoolSummary) -> str:
+    """How many addresses are held after release, and when the first hold ends."""
+    if pool.held_until is None:
+        return ""
+    return held_after_release(pool.held, pool.held_until)
 
 
 class PoolController:

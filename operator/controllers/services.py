@@ -14,6 +14,7 @@ from lbipam.controllers.claims import AddressClaims, ClaimReport
 from lbipam.controllers.conditions import condition, set_condition
 from lbipam.controllers.results import Next
 from lbipam.controllers.views import ServiceViews
+from lbipam.ipam.durations import stamp
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Outcome, ServiceKey
 from lbipam.kube.errors import is_status
@@ -58,12 +59,14 @@ class ServiceController:
     def rebuild(
         self, services: Iterable[ServiceView], namespace_labels: Mapping[str, Mapping[str, str]]
     ) -> None:
-        """Start-up, after the pools: every held address is known before any decision."""
+        """Start-up, after the pools: every held address is known before any decision, and
+        then the holds after release the claims record."""
         self._namespace_labels = dict(namespace_labels)
         handled = [view for view in services if view.handled]
         for view in handled:
             self.views.put(view)
         losers = self.registry.rebuild(self._with_labels(view).request for view in handled)
+        self.registry.restore_holds(self.claims.held())
         self.rebuilt.set()
         log.info(
             "rebuilt state: %d pools, %d handled Services, %d duplicate holders to move",
@@ -99,6 +102,17 @@ class ServiceController:
         view = self.views.get(key)
         return (view.request.created if view else "", key)
 
+    def end_holds(self, now: float) -> Next:
+        """Holds after release whose time is up end: their Services drop the claims, and
+        pending Services may get the addresses."""
+        then = Next()
+        ended = self.registry.end_holds(now)
+        if ended:
+            log.info("holds after release ended for %s", ", ".join(map(str, ended)))
+            then.requeue(ended)
+            then.retry_pending()
+        return then
+
     async def collect_claims(self, relist: bool) -> Next:
         """Release claims nobody holds (see `AddressClaims.collect`)."""
         then = Next()
@@ -129,7 +143,7 @@ class ServiceController:
         """The Service is gone or no longer ours: free its addresses, remove what we wrote."""
         held = self.registry.held_by(key)
         pools = [self.registry.pool_of(address) for address in held]
-        freed = self.registry.release(key)
+        freed = self.registry.release(key, time.time())
         self._pending(key, False)
         self._first_seen.pop(key, None)
         self.metrics.released(pools)
@@ -239,7 +253,13 @@ class ServiceController:
             if started is not None:
                 self.metrics.latency.observe(time.monotonic() - started)
             log.info("%s: allocated %s from %s", key, ", ".join(outcome.allocated), pool)
-            self._event(view, "AddressAllocated", outcome.message)
+            if outcome.kept:
+                kept = ", ".join(
+                    f"{a}, held for it since {stamp(t)}" for a, t in outcome.kept.items()
+                )
+                self._event(view, "AddressKept", f"kept {kept}; {outcome.message}")
+            else:
+                self._event(view, "AddressAllocated", outcome.message)
 
     def _event(
         self, view: ServiceView, reason: str, message: str, *, warning: bool = False

@@ -58,6 +58,10 @@ class PoolSummary:
     reserved: int = 0  # free addresses its reservations set aside (not in `available`)
     # Namespaces holding more than its perNamespaceLimit (lowered since), and how many.
     over_limit: tuple[tuple[str, int], ...] = ()
+    # Of the allocated addresses, those held after release, and when the first of those
+    # holds ends (seconds since the epoch).
+    held: int = 0
+    held_until: float | None = None
 
     def overlapping(self, kind: RangeKind) -> tuple[str, ...]:
         """The names of the cluster's own ranges of `kind` this pool overlaps."""

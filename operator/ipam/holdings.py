@@ -1,13 +1,15 @@
-"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services."""
+"""Who holds which address: holders, owners, sharing groups, blocked addresses, bare Services,
+and addresses held after release for the Service that let them go."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import combinations
 
 from .addresses import IP, parse_address
 from .catalog import Catalog
+from .durations import stamp
 from .pool import Pool
 from .requests import Port, ServiceKey
 
@@ -41,6 +43,112 @@ class Holder:
         return self.group is not None and self.group == other.group and not self.ports & other.ports
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An address a Service let go, kept for its namespace/name while its pool's releaseHold
+    runs: ``since`` is when it was let go, in seconds since the epoch."""
+
+    key: ServiceKey
+    since: float
+
+
+class HoldBook:
+    """Addresses held after release, by address and by the Service they are held for, and
+    when each hold ends. Read by all; changed only by `Holdings`, which keeps the pools'
+    counts in step."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.by_ip: dict[IP, Hold] = {}
+        self._by_key: dict[ServiceKey, set[IP]] = {}
+
+    def get(self, ip: IP) -> Hold | None:
+        return self.by_ip.get(ip)
+
+    def of(self, key: ServiceKey) -> dict[IP, Hold]:
+        return {ip: self.by_ip[ip] for ip in self._by_key.get(key, ())}
+
+    def end(self, ip: IP, hold: Hold) -> float:
+        """When the hold ends: the releaseHold the address's pool has now, from its release."""
+        pool = self._catalog.oldest_containing(ip)
+        return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
+
+    def describe(self, ip: IP, hold: Hold) -> str:
+        return (
+            f"{ip} is held for Service {hold.key} after its release, "
+            f"until {stamp(self.end(ip, hold))} (releaseHold)"
+        )
+
+    def ends_in(self, pool: Pool, family: int | None = None) -> list[float]:
+        """When each hold on an address the pool offers (of one family, if given) ends: those
+        it counts as allocated."""
+        return [
+            self.end(ip, hold)
+            for ip, hold in self.by_ip.items()
+            if pool.offers(ip) and family in (None, ip.family)
+        ]
+
+    def note(self, pools: Iterable[Pool], family: int) -> str:
+        """How many addresses of the family the pools hold after release, and when the first
+        hold ends; "" when none."""
+        ends = [end for pool in pools for end in self.ends_in(pool, family)]
+        return held_after_release(len(ends), min(ends)) if ends else ""
+
+    def add(self, ip: IP, hold: Hold) -> None:
+        self.by_ip[ip] = hold
+        self._by_key.setdefault(hold.key, set()).add(ip)
+
+    def pop(self, ip: IP) -> Hold | None:
+        hold = self.by_ip.pop(ip, None)
+        if hold is not None:
+            keys = self._by_key[hold.key]
+            keys.discard(ip)
+            if not keys:
+                del self._by_key[hold.key]
+        return hold
+
+    def clear(self) -> None:
+        self.by_ip.clear()
+        self._by_key.clear()
+
+    def check(self) -> None:
+        for ip, hold in self.by_ip.items():
+            assert ip in self._by_key.get(hold.key, ()), f"{ip} missing from {hold.key}'s holds"
+        assert sum(map(len, self._by_key.values())) == len(self.by_ip), "stray hold index"
+
+
+class NamespaceBook:
+    """Namespace -> the addresses its Services hold (sharing never crosses namespaces)."""
+
+    def __init__(self) -> None:
+        self._ips: dict[str, set[IP]] = {}
+
+    def get(self, namespace: str) -> frozenset[IP]:
+        return frozenset(self._ips.get(namespace, ()))
+
+    def names(self) -> list[str]:
+        return sorted(self._ips)
+
+    def add(self, namespace: str, ip: IP) -> None:
+        self._ips.setdefault(namespace, set()).add(ip)
+
+    def discard(self, namespace: str, ip: IP) -> None:
+        held = self._ips[namespace]
+        held.discard(ip)
+        if not held:
+            del self._ips[namespace]
+
+    def clear(self) -> None:
+        self._ips.clear()
+
+    def check(self, owners: Mapping[IP, tuple[ServiceKey, ...]]) -> None:
+        expected: dict[str, set[IP]] = {}
+        for ip, keys in owners.items():
+            for key in keys:
+                expected.setdefault(key.namespace, set()).add(ip)
+        assert expected == self._ips, "the addresses by namespace are out of step"
+
+
 class Holdings:
     """Every address held, by whom, and the pools' free intervals kept in step with them."""
 
@@ -58,8 +166,10 @@ class Holdings:
         # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
         # Taken in every pool, never handed out; learned when a claim is refused.
         self._blocked: dict[IP, str] = {}
-        # Namespace -> the addresses its Services hold (sharing never crosses namespaces).
-        self._by_namespace: dict[str, set[IP]] = {}
+        self._by_namespace = NamespaceBook()
+        # Addresses held after release -> for whom, since when; taken in every pool like
+        # blocked ones. A hold ends at since + the releaseHold of the oldest pool containing it.
+        self.held = HoldBook(catalog)
         # Grows with every change of holdings.
         self.changes = 0
 
@@ -77,14 +187,14 @@ class Holdings:
 
     def in_namespace(self, namespace: str) -> frozenset[IP]:
         """The addresses the namespace's Services hold, each once however many share it."""
-        return frozenset(self._by_namespace.get(namespace, ()))
+        return self._by_namespace.get(namespace)
 
     def namespaces(self) -> list[str]:
-        return sorted(self._by_namespace)
+        return self._by_namespace.names()
 
     def taken(self) -> list[IP]:
-        """Every address a pool must not hand out: held here or outside."""
-        return [*self._owners, *self._blocked]
+        """Every address a pool must not hand out: held here, after release or outside."""
+        return [*self._owners, *self._blocked, *self.held.by_ip]
 
     def rivals(self, me: Holder, ip: IP) -> list[Holder]:
         """The other holders of ``ip`` that may not share it with ``me``."""
@@ -136,13 +246,14 @@ class Holdings:
 
     def _add_owner(self, key: ServiceKey, ip: IP) -> None:
         owners = self._owners.get(ip)
-        if owners is None:
+        if owners is not None:
+            self._owners[ip] = (*owners, key)
+            return
+        if self._unhold(ip) is None:  # a held address is taken in its pools already
             for pool in self._catalog.containing(ip):
                 pool.take(ip)
-            self._owners[ip] = (key,)
-            self._by_namespace.setdefault(key.namespace, set()).add(ip)
-        else:
-            self._owners[ip] = (*owners, key)
+        self._owners[ip] = (key,)
+        self._by_namespace.add(key.namespace, ip)
 
     def _drop_owner(self, key: ServiceKey, ip: IP) -> None:
         """Forget one owner; the last one gone frees the address in its pools."""
@@ -151,15 +262,9 @@ class Holdings:
             self._owners[ip] = owners
             return
         del self._owners[ip]
-        self._forget_in_namespace(key.namespace, ip)
+        self._by_namespace.discard(key.namespace, ip)
         for pool in self._catalog.containing(ip):
             pool.give_back(ip)
-
-    def _forget_in_namespace(self, namespace: str, ip: IP) -> None:
-        held = self._by_namespace[namespace]
-        held.discard(ip)
-        if not held:
-            del self._by_namespace[namespace]
 
     def displace(self, keys: Iterable[ServiceKey], ip: IP) -> None:
         """The holders lose ``ip``, keeping their other addresses."""
@@ -174,20 +279,59 @@ class Holdings:
     def pop_bare(self, key: ServiceKey) -> Terms | None:
         return self._bare.pop(key, None)
 
-    def release(self, key: ServiceKey) -> tuple[str, ...]:
-        """Forget the Service; returns the addresses nobody holds any more."""
+    def release(self, key: ServiceKey, now: float) -> tuple[str, ...]:
+        """Forget the Service; returns the addresses nobody holds any more. Those of a pool
+        with a releaseHold are held for it from ``now`` and not returned."""
         self._bare.pop(key, None)
         holder = self._holders.get(key)
         if holder is None:
             return ()
         freed = [ip for ip in holder.addresses if len(self._owners[ip]) == 1]
         self.store(replace(holder, addresses=()))
-        return tuple(str(ip) for ip in freed)
+        return tuple(str(ip) for ip in freed if not self.let_go(ip, key, now))
+
+    def let_go(self, ip: IP, key: ServiceKey, now: float) -> bool:
+        """``key`` let go of the free address at ``now``: held for it when its pool has a
+        releaseHold. Whether it is held now."""
+        pool = self._catalog.oldest_containing(ip)
+        return pool is not None and pool.spec.release_hold > 0 and self.keep(ip, Hold(key, now))
+
+    def keep(self, ip: IP, hold: Hold) -> bool:
+        """Hold a free address for ``hold.key``; False when it is not free or in no pool."""
+        if ip in self._owners or ip in self._blocked or ip in self.held.by_ip:
+            return False
+        pools = self._catalog.containing(ip)
+        if not pools:
+            return False
+        for pool in pools:
+            pool.take(ip)
+        self.held.add(ip, hold)
+        self.changes += 1
+        return True
+
+    def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
+        """End the holds whose time is up (or whose address left every pool); for whom."""
+        ended = [ip for ip, hold in self.held.by_ip.items() if self.held.end(ip, hold) <= now]
+        keys = {hold.key for ip in ended if (hold := self._unhold(ip)) is not None}
+        for ip in ended:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
+        return tuple(sorted(keys))
+
+    def _unhold(self, ip: IP) -> Hold | None:
+        """Forget the hold on ``ip``, leaving the address taken in its pools."""
+        hold = self.held.pop(ip)
+        if hold is not None:
+            self.changes += 1
+        return hold
 
     def block(self, ip: IP, holder: str) -> tuple[ServiceKey, ...]:
         """The address is held outside lbipam: nobody gets it; returns who must give it up."""
         losers = self._owners.get(ip, ())
         self.displace(losers, ip)
+        if self._unhold(ip) is not None:
+            for pool in self._catalog.containing(ip):
+                pool.give_back(ip)
         self._blocked[ip] = holder
         for pool in self._catalog.containing(ip):
             pool.take(ip)
@@ -226,6 +370,7 @@ class Holdings:
         self._blocked.clear()
         self._bare.clear()
         self._by_namespace.clear()
+        self.held.clear()
         self.changes += 1
 
     def restore(self, me: Holder, held: Iterable[IP]) -> bool:
@@ -261,8 +406,11 @@ class Holdings:
             assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"
+        for ip in self.held.by_ip:
+            assert ip not in self._owners and ip not in self._blocked, f"{ip} held twice"
+        self.held.check()
         self._check_pools()
-        self._check_namespaces()
+        self._by_namespace.check(self._owners)
 
     def _check_owners(self) -> None:
         for key, holder in self._holders.items():
@@ -290,12 +438,10 @@ class Holdings:
                     f"used, but {used} it offers are held or blocked"
                 )
 
-    def _check_namespaces(self) -> None:
-        by_namespace: dict[str, set[IP]] = {}
-        for ip, keys in self._owners.items():
-            for key in keys:
-                by_namespace.setdefault(key.namespace, set()).add(ip)
-        assert by_namespace == self._by_namespace, "the addresses by namespace are out of step"
+
+def held_after_release(count: int, first_end: float) -> str:
+    """The note a full pool's messages add: how many addresses are held, and until when."""
+    return f"; {count} held after release, the first until {stamp(first_end)}"
 
 
 def parse_held(texts: Iterable[str]) -> list[IP]:

@@ -140,6 +140,9 @@ class Placer:
         blocker = self._holdings.blocker(ip)
         if blocker is not None:
             raise Refusal(Reason.ADDRESS_IN_USE, f"{ip} is already used by {blocker}")
+        hold = self._holdings.held.get(ip)
+        if hold is not None and hold.key != me.key:
+            raise Refusal(Reason.ADDRESS_HELD, self._holdings.held.describe(ip, hold))
         rivals = self._holdings.rivals(me, ip)
         if not rivals:
             return ()
@@ -260,7 +263,8 @@ class Placer:
             raise Refusal(
                 Reason.POOL_EXHAUSTED,
                 f"no free {family_name(family)} address in "
-                f"{pool_list(p.name for p in usable)}{aside}",
+                f"{pool_list(p.name for p in usable)}{aside}"
+                + self._holdings.held.note(usable, family),
                 waiting=waiting,
             )
         lacking = f"has no {family_name(family)} addresses"

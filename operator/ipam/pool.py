@@ -235,6 +235,8 @@ class PoolSpec:
     disabled: bool = False
     priority: int = 0
     allocation_order: AllocationOrder = AllocationOrder.LOWEST
+    # Seconds an address a Service let go stays held for its namespace/name (releaseHold).
+    release_hold: float = 0.0
     service_selector: Selector | None = None
     namespace_selector: Selector | None = None
     reservations: tuple[Reservation, ...] = ()

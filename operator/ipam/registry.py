@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from .addresses import IP, parse_address
 from .catalog import Catalog, ClusterRange, PoolState, PoolSummary, RangeKind, ReservedEntry
-from .holdings import Holder, Holdings, parse_held
+from .holdings import Hold, Holder, Holdings, parse_held
 from .limits import over_limit
 from .placement import Placer, Plan
 from .pool import Pool, PoolSpec
@@ -114,7 +114,12 @@ class Registry:
 
     def pool_summary(self, name: str) -> PoolSummary:
         summary = self._catalog.summary(name)
-        return replace(summary, over_limit=over_limit(self._catalog.pool(name), self._holdings))
+        pool = self._catalog.pool(name)
+        summary = replace(summary, over_limit=over_limit(pool, self._holdings))
+        ends = self._holdings.held.ends_in(pool)
+        if not ends:
+            return summary
+        return replace(summary, held=len(ends), held_until=min(ends))
 
     def pool_names(self) -> list[str]:
         return self._catalog.names()
@@ -155,9 +160,42 @@ class Registry:
         except ValueError:
             return ()
 
-    def release(self, key: ServiceKey) -> tuple[str, ...]:
-        """Forget the Service; returns the addresses nobody holds any more."""
-        return self._holdings.release(key)
+    def release(self, key: ServiceKey, now: float) -> tuple[str, ...]:
+        """Forget the Service (let go at ``now``, in seconds since the epoch); returns the
+        addresses nobody holds any more. Those of a pool with a releaseHold are held for its
+        namespace/name instead, and not returned."""
+        return self._holdings.release(key, now)
+
+    # ---- holds after release -----------------------------------------------------------
+
+    def hold_of(self, address: str) -> tuple[ServiceKey, float] | None:
+        """For whom the address is held after release, and since when."""
+        try:
+            hold = self._holdings.held.get(parse_address(address))
+        except ValueError:
+            return None
+        return None if hold is None else (hold.key, hold.since)
+
+    def restore_holds(self, holds: Iterable[tuple[str, ServiceKey, float]]) -> None:
+        """Start-up, after `rebuild`: the holds the claims record (address, for whom, since);
+        one on an address a Service holds or no pool contains is dropped."""
+        for address, key, since in holds:
+            try:
+                self._holdings.keep(parse_address(address), Hold(key, since))
+            except ValueError:
+                continue
+
+    def let_go_unseen(self, address: str, key: ServiceKey, now: float) -> bool:
+        """The Service let go of the address while nobody watched (its claim outlived it):
+        held for it from ``now`` when its pool has a releaseHold. Whether it is held now."""
+        try:
+            return self._holdings.let_go(parse_address(address), key, now)
+        except ValueError:
+            return False
+
+    def end_holds(self, now: float) -> tuple[ServiceKey, ...]:
+        """End the holds whose time is up at ``now``; returns for whom they were."""
+        return self._holdings.end_holds(now)
 
     def rebuild(self, requests: Iterable[ServiceRequest]) -> tuple[ServiceKey, ...]:
         """Replace all holdings with what Services' statuses say; older wins a duplicate.
@@ -190,13 +228,19 @@ class Registry:
         held = parse_held(request.held)
         known = self._holdings.holder(request.key)
         me = applicant(request, known, held, self._holdings.pop_bare(request.key))
-        current = {ip.family: ip for ip in held}
+        # What is held for it after release comes back unasked where it holds nothing.
+        kept = self._holdings.held.of(request.key)
+        current = {ip.family: ip for ip in kept}
+        current.update({ip.family: ip for ip in held})
         if known is not None:
             current.update({ip.family: ip for ip in known.addresses})
         plan = self._placer.place(request, me, current)
         me = granted(me, known, plan, held)
         self._commit(me, plan, held)
-        return self._verdict.outcome(request, plan, me, known, held)
+        outcome = self._verdict.outcome(request, plan, me, known, held)
+        final = {choice.ip for choice in plan.choices.values()}
+        back = {str(ip): hold.since for ip, hold in kept.items() if ip in final}
+        return replace(outcome, kept=back) if back else outcome
 
     def _commit(self, me: Holder, plan: Plan, held: Sequence[IP]) -> None:
         """Displace whom the plan displaces and give ``me`` the plan's addresses."""

@@ -21,6 +21,7 @@ class Reason(enum.StrEnum):
     PORT_CONFLICT = "PortConflict"
     ADDRESS_RESERVED = "AddressReserved"
     NAMESPACE_LIMIT_REACHED = "NamespaceLimitReached"
+    ADDRESS_HELD = "AddressHeld"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -85,6 +86,9 @@ class Outcome:
     waiting: bool = False
     # A PreferDualStack Service served without its second family: retried when pools change.
     partial: bool = False
+    # Addresses it got back from a hold after release, each with when it had let it go
+    # (seconds since the epoch).
+    kept: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -52,7 +52,9 @@ class Gateway(Protocol):
 
     async def delete_policy(self, namespace: str, name: str, uid: str) -> None: ...
 
-    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]: ...
+    async def create_claim(
+        self, address: str, key: ServiceKey, held_since: str = ""
+    ) -> dict[str, Any]: ...
 
     async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None: ...
 
@@ -214,10 +216,13 @@ class KubeGateway:
             if not is_status(error, 404, 409):
                 raise
 
-    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
-        """Create the IPAddress named `address` for the Service; 409 when it exists already."""
+    async def create_claim(
+        self, address: str, key: ServiceKey, held_since: str = ""
+    ) -> dict[str, Any]:
+        """Create the IPAddress named `address` for the Service (a hold after release with
+        `held_since`); 409 when it exists already."""
         self.term.check()
-        body = claim_manifest(address, key)
+        body = claim_manifest(address, key, held_since)
         created: dict[str, Any] = await self.api.request("POST", IP_ADDRESSES, body)
         return created
 

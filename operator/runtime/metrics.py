@@ -78,14 +78,20 @@ class _PoolCollector(Collector):
             "Free addresses of the pool set aside by its reservations.",
             labels=labels,
         )
+        held = GaugeMetricFamily(
+            "lbipam_pool_addresses_held",
+            "Allocated addresses of the pool held after release for a Service re-created soon.",
+            labels=["pool"],
+        )
         for summary in self.snapshots.latest:
+            held.add_metric([summary.name], float(summary.held))
             for counts in summary.counts:
                 key = [summary.name, FAMILY_NAMES[counts.family]]
                 total.add_metric(key, float(counts.total))
                 allocated.add_metric(key, float(counts.allocated))
                 available.add_metric(key, float(counts.available))
                 reserved.add_metric(key, float(counts.reserved))
-        yield from (total, allocated, available, reserved)
+        yield from (total, allocated, available, reserved, held)
 
 
 class Metrics:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.dispatch import Dispatcher
+from lbipam.controllers.holds import HoldTimer
 from lbipam.controllers.policies import PolicyController
 from lbipam.controllers.pools import PoolController
 from lbipam.controllers.services import ServiceController
@@ -41,7 +42,7 @@ class Controllers:
         self.registry = registry
         self.gateway = gateway
         views = ServiceViews()
-        claims = AddressClaims(gateway, settings.claim_addresses)
+        claims = AddressClaims(gateway, settings.claim_addresses, registry)
         claims.rebuild(claimed)
         self.policies = PolicyController(gateway, metrics, settings, views)
         self.services = ServiceController(registry, gateway, metrics, views, claims)
@@ -52,6 +53,7 @@ class Controllers:
         self._loops = [
             asyncio.create_task(self.pools.run()),
             asyncio.create_task(sweeper.run()),
+            asyncio.create_task(HoldTimer(self.services, self.dispatcher).run()),
         ]
 
     def rebuild(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kubernetes import client
 
+from lbipam.api import COMPONENT, GROUP
 from tests.faults.checker import Held, check
 from tests.faults.conftest import Case, rss_kib
 from tests.kit import (
@@ -67,8 +68,13 @@ def test_an_address_written_by_hand_into_another_service_goes_back_to_its_older_
     assert case.converge(before, may_flap=by_hand)
     for older, younger in pairs[:2]:
         warnings = eventually(
-            lambda y=younger: [e for e in events_for(core, namespace, y) if e.type == "Warning"],
-            what=f"a Warning Event on {younger}",
+            lambda y=younger: [
+                e
+                for e in events_for(core, namespace, y)
+                # Not the API server's: its ClusterIP repair loop warns on Services too.
+                if e.type == "Warning" and e.reporting_component == f"{GROUP}/{COMPONENT}"
+            ],
+            what=f"a Warning Event of lbipam's on {younger}",
         )
         assert held[older] in warnings[0].message
 

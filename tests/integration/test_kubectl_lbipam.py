@@ -84,14 +84,15 @@ def test_pools_shows_use_conditions_and_holders(
     shown = lbipam(control_plane, "pools", "--show-services")
 
     assert shown.returncode == 0, shown.stderr
-    header = ["NAME", "USED", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "AUTO", "STATUS"]
-    assert row(shown.stdout, "NAME") == header
+    header = ["NAME", "USED", "TOTAL", "ALLOCATED", "AVAILABLE", "HELD", "PRIORITY", "AUTO"]
+    assert row(shown.stdout, "NAME") == [*header, "STATUS"]
     assert row(shown.stdout, wide)[1:] == [
         "[#####---------------]",
         "25%",
         "4",
         "1",
         "3",
+        "0",
         "0",
         "yes",
         "Ready",
@@ -101,6 +102,7 @@ def test_pools_shows_use_conditions_and_holders(
         "100%",
         "1",
         "1",
+        "0",
         "0",
         "0",
         "yes",

@@ -94,13 +94,15 @@ class RecordingGateway:
     ) -> None:
         self.events.append(Event(kind, involved["name"], reason, message, warning))
 
-    async def create_claim(self, address: str, key: ServiceKey) -> dict[str, Any]:
+    async def create_claim(
+        self, address: str, key: ServiceKey, held_since: str = ""
+    ) -> dict[str, Any]:
         if self.claim_failures:
             raise ApiError(self.claim_failures.pop(0))
         if address in self.claims:
             raise ApiError(409)
-        self.claim_writes.append(("create", address))
-        self.claims[address] = claim(address, key)
+        self.claim_writes.append(("hold" if held_since else "create", address))
+        self.claims[address] = claim(address, key, held_since=held_since)
         return self.claims[address]
 
     async def read_claim(self, address: str) -> dict[str, Any] | None:
@@ -125,11 +127,15 @@ class RecordingGateway:
 
 
 def claim(
-    address: str, key: ServiceKey, manager: str = "lbipam.io", age: float = 0.0
+    address: str,
+    key: ServiceKey,
+    manager: str = "lbipam.io",
+    age: float = 0.0,
+    held_since: str = "",
 ) -> dict[str, Any]:
     """An IPAddress as the API server returns it: lbipam's claim, or another manager's,
-    made `age` seconds ago."""
-    body = claim_manifest(address, key)
+    made `age` seconds ago; a hold after release since `held_since`, if given."""
+    body = claim_manifest(address, key, held_since)
     made = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age)
     body["metadata"] |= {
         "uid": f"uid-{address}-{key.name}",

@@ -29,7 +29,7 @@ async def scrape_after_one_of_each_event() -> list[Sample]:
     async with metrics.leading_with(registry) as snapshots:
         metrics.record(registry.ensure(request("first")))
         metrics.record(registry.ensure(request("second")))  # the pool is full: a failure
-        metrics.released(registry.pool_of(a) for a in registry.release(request("first").key))
+        metrics.released(registry.pool_of(a) for a in registry.release(request("first").key, 0.0))
         metrics.latency.observe(0.1)
         snapshots.publish()
         return [s for family in metrics.collector_registry.collect() for s in family.samples]

@@ -53,7 +53,7 @@ def test_the_indexes_agree_after_a_day_of_sharing_displacing_blocking_and_pool_e
 
     edited = PoolSpec("public", ("10.0.0.0/30",), created="2026-01-01T00:00:00Z")
     assert reg.apply_pool(edited).revoked == ()
-    reg.release(old.key)
+    reg.release(old.key, 0.0)
     reg.check()
     reg.remove_pool("v6")
     reg.check()

@@ -33,7 +33,9 @@ async def test_capacity_gauges_follow_the_registry_and_counters_count_what_happe
             metrics.record(registry.ensure(request(name)))
         metrics.record(registry.ensure(request("dual", family_policy="RequireDualStack")))
         metrics.record(registry.ensure(request("late")), requested_pools=())
-        metrics.released(registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a")))
+        metrics.released(
+            registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a"), 0.0)
+        )
         assert sample(metrics, "lbipam_pool_addresses_allocated", **v4) == 0  # not yet published
         pools.publish()
 
@@ -76,7 +78,9 @@ async def test_a_deleted_pool_leaves_no_series_behind() -> None:
     async with metrics.leading_with(registry) as pools:
         metrics.record(registry.ensure(request("a", pools=("going",))), ("going",))
         metrics.record(registry.ensure(request("b", pools=("staying",))), ("staying",))
-        metrics.released(registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a")))
+        metrics.released(
+            registry.pool_of(a) for a in registry.release(ServiceKey("shop", "a"), 0.0)
+        )
         pools.publish()
         assert sample(metrics, "lbipam_releases_total", pool="going") == 1
         registry.remove_pool("going")
@@ -185,3 +189,20 @@ async def test_a_replica_that_stops_leading_reports_no_managed_policies() -> Non
         assert sample(metrics, "lbipam_networkpolicies_managed") == 3
 
     assert sample(metrics, "lbipam_networkpolicies_managed") == 0
+
+
+async def test_addresses_held_after_release_are_counted_until_the_hold_ends() -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("stable", ("10.0.0.0/31",), release_hold=600.0))
+    metrics = Metrics()
+
+    async with metrics.leading_with(registry) as pools:
+        registry.ensure(request("a"))
+        registry.release(ServiceKey("shop", "a"), 1000.0)
+        pools.publish()
+        assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 1
+        assert sample(metrics, "lbipam_pool_addresses_allocated", pool="stable", family="IPv4") == 1
+
+        registry.end_holds(1600.0)
+        pools.publish()
+        assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 0

@@ -244,3 +244,17 @@ def test_a_contradiction_is_an_invalid_request_naming_both_annotations(
     assert request.invalid is not None and message in request.invalid
     outcome = Registry().ensure(request)
     assert outcome.reason is Reason.INVALID_REQUEST and message in outcome.message
+
+
+def test_a_pool_reads_its_release_hold_and_an_unreadable_one_is_its_error() -> None:
+    def parsed(hold: str | None) -> PoolSpec:
+        spec = {"addresses": ["10.0.0.0/24"]} | ({} if hold is None else {"releaseHold": hold})
+        return pool_spec({"metadata": {"name": "p"}, "spec": spec})
+
+    assert parsed(None).release_hold == 0.0
+    assert parsed("0s").release_hold == 0.0
+    assert parsed("1h30m").release_hold == 5400.0
+    unreadable = parsed("ten minutes")
+    assert unreadable.error == (
+        'releaseHold: "ten minutes" is not a duration like 90s, 10m or 1h30m'
+    )

@@ -108,7 +108,7 @@ async def test_deleting_a_pool_in_use_waits_and_names_the_holders_then_lets_go()
     assert "shop/web" in h.gateway.events[0].message
     assert all(not patch.get("metadata") for _, patch, _ in h.gateway.pool_patches)
 
-    h.registry.release(web)
+    h.registry.release(web, 0.0)
     await h.pools.sync("public")
     [*_, (_, patch, is_status)] = h.gateway.pool_patches
     assert not is_status and patch["metadata"]["finalizers"] == []

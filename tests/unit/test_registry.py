@@ -87,7 +87,7 @@ def test_a_pool_of_one_address_leaves_the_second_service_pending_until_the_first
     assert (pending.addresses, pending.reason) == ((), Reason.POOL_EXHAUSTED)
     assert pending.message == 'no free IPv4 address in pool "tiny"'
     assert reg.pool_summary("tiny").exhausted
-    assert reg.release(ServiceKey("default", "first")) == ("10.0.0.1",)
+    assert reg.release(ServiceKey("default", "first"), 0.0) == ("10.0.0.1",)
     assert reg.ensure(service("second", created=1)).addresses == ("10.0.0.1",)
 
 
@@ -270,8 +270,8 @@ def test_services_with_one_sharing_key_and_distinct_ports_share_an_address() -> 
             [ServiceKey("default", "web"), ServiceKey("default", "dns"), ServiceKey("other", "dns")]
         )
     )
-    assert reg.release(ServiceKey("default", "web")) == ()
-    assert reg.release(ServiceKey("default", "dns")) == ("10.0.0.0",)
+    assert reg.release(ServiceKey("default", "web"), 0.0) == ()
+    assert reg.release(ServiceKey("default", "dns"), 0.0) == ("10.0.0.0",)
 
 
 def test_sharers_whose_ports_overlap_get_port_conflict() -> None:

@@ -1,7 +1,8 @@
 """Random Service and IPPool churn against a plain set-based model of the pools.
 
 A /29, a small IPv6 range and an optional third pool that overlaps both; Services ensure,
-get released and see pools edited or removed, the way the operator drives the registry.
+get released and see pools edited or removed, the way the operator drives the registry;
+time passes, so addresses held after release (releaseHold) are held and let go.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
             "reservations": (Reservation(("2001:db8::2",), "a"),),
             "per_namespace_limit": 1,
         },
+        {"addresses": ("2001:db8::1-2001:db8::6",), "release_hold": 60.0},
     ],
     "q": [
         {"addresses": ("10.0.0.6-10.0.0.10", "2001:db8::5"), "auto_assign": False},
         {"addresses": ("10.0.1.0/31",), "priority": 1, "service_selector": WEB_ONLY},
+        {"addresses": ("10.0.0.6-10.0.0.10", "2001:db8::5"), "release_hold": 30.0},
     ],
 }
 KEYS = [ServiceKey(ns, name) for ns in ("a", "b") for name in ("s0", "s1", "s2")]
@@ -122,6 +125,21 @@ def members(spec: PoolSpec) -> tuple[set[IP], set[IP]] | None:
     return chosen, covered
 
 
+def every_address() -> list[str]:
+    """Every address any variant of any pool covers: where a hold may be, even once its pool
+    is gone."""
+    found: set[IP] = set()
+    for variants in VARIANTS.values():
+        for fields in variants:
+            spec = members(PoolSpec(name="any", **fields))
+            found |= spec[1] if spec is not None else set()
+    text = {4: ipaddress.IPv4Address, 6: ipaddress.IPv6Address}
+    return sorted(str(text[ip.family](ip.value)) for ip in found)
+
+
+EVERY_ADDRESS = every_address()
+
+
 class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -132,9 +150,14 @@ class RegistryMachine(RuleBasedStateMachine):
         self.covered: dict[str, set[IP]] = {}  # what each pool lets its holders keep
         self.status: dict[ServiceKey, tuple[str, ...]] = {}
         self.requests: dict[ServiceKey, ServiceRequest] = {}
+        self.now = 1_800_000_000.0
 
     def holdings(self) -> dict[ServiceKey, tuple[str, ...]]:
         return {key: self.registry.held_by(key) for key in KEYS if self.registry.held_by(key)}
+
+    def holds(self) -> dict[str, tuple[ServiceKey, float]]:
+        """Addresses held after release: for whom, since when."""
+        return {a: hold for a in EVERY_ADDRESS if (hold := self.registry.hold_of(a)) is not None}
 
     @staticmethod
     def ip(text: str) -> IP:
@@ -205,10 +228,16 @@ class RegistryMachine(RuleBasedStateMachine):
     def ensure(self, request: ServiceRequest) -> None:
         request = replace(request, held=self.status.get(request.key, ()))
         before = self.namespace_counts(request.key.namespace)
+        holds = self.holds()
         outcome = self.registry.ensure(request)
+        for address in outcome.addresses:  # nobody gets an address held for another
+            assert holds.get(address, (request.key,))[0] == request.key
+        assert set(outcome.kept) <= set(holds)
         for address in outcome.allocated:
             assert not self.reserved_for_others(request.key, address), (request, outcome)
-        if not outcome.displaced:  # an older holder taking its address back is not limited
+        # An older holder taking its address back, or a Service getting back what was held
+        # for it after release, is not limited.
+        if not outcome.displaced and not outcome.kept:
             for name, count in self.namespace_counts(request.key.namespace).items():
                 limit = self.specs[name].per_namespace_limit or 0
                 assert count <= max(limit, before.get(name, 0)), (name, request, outcome)
@@ -227,11 +256,21 @@ class RegistryMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS))
     def release(self, key: ServiceKey) -> None:
         held = set(self.registry.held_by(key))
-        freed = set(self.registry.release(key))
+        freed = set(self.registry.release(key, self.now))
         self.status.pop(key, None)
         still_held = {a for other in self.holdings().values() for a in other}
-        assert freed == held - still_held
+        kept = {a for a, (k, _) in self.holds().items() if k == key and a in held}
+        assert freed == held - still_held - kept
         assert self.registry.held_by(key) == ()
+
+    @rule(seconds=st.sampled_from([1.0, 29.0, 31.0, 61.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        before = self.holds()
+        ended = self.registry.end_holds(self.now)
+        after = self.holds()
+        assert set(ended) == {k for a, (k, _) in before.items() if a not in after}
+        assert set(after) <= set(before)
 
     @invariant()
     def no_address_is_held_by_two_services_that_may_not_share(self) -> None:
@@ -252,7 +291,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def counts_add_up(self) -> None:
         held = {
             IP(ip.version, int(ip))
-            for addresses in self.holdings().values()
+            for addresses in [*self.holdings().values(), tuple(self.holds())]
             for ip in map(ipaddress.ip_address, addresses)
         }
         for name, pool in self.model.items():
@@ -277,6 +316,7 @@ class RegistryMachine(RuleBasedStateMachine):
         holdings = self.holdings()
         losers = fresh.rebuild(replace(self.requests[k], held=h) for k, h in holdings.items())
         assert losers == ()
+        fresh.restore_holds((a, k, since) for a, (k, since) in self.holds().items())
         assert {k: fresh.held_by(k) for k in KEYS if fresh.held_by(k)} == holdings
         for name in self.specs:
             assert fresh.pool_summary(name) == self.registry.pool_summary(name)

@@ -1,0 +1,168 @@
+"""Holds after release (an IPPool's releaseHold): the registry's side, time passed in."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from lbipam.ipam.durations import parse_duration, parse_stamp, stamp
+from lbipam.ipam.pool import PoolSpec
+from lbipam.ipam.registry import Registry
+from lbipam.ipam.requests import Reason, ServiceKey, ServiceRequest
+
+T0 = 1_800_000_000.0  # the moment the first Service lets go, in seconds since the epoch
+WEB = ServiceKey("shop", "web")
+
+
+def service(name: str, namespace: str = "shop", **fields: object) -> ServiceRequest:
+    return ServiceRequest(ServiceKey(namespace, name), "2026-01-02T03:04:05Z", **fields)  # type: ignore[arg-type]
+
+
+def stable(hold: float = 600.0, addresses: tuple[str, ...] = ("10.0.0.0-10.0.0.1",)) -> PoolSpec:
+    return PoolSpec("stable", addresses, release_hold=hold, created="2026-01-01T00:00:00Z")
+
+
+def holding_web(hold: float = 600.0) -> Registry:
+    """A registry where shop/web held 10.0.0.0 and was deleted at T0."""
+    reg = Registry()
+    reg.apply_pool(stable(hold))
+    assert reg.ensure(service("web")).addresses == ("10.0.0.0",)
+    assert reg.release(WEB, T0) == ()  # held, not freed
+    reg.check()
+    return reg
+
+
+def test_a_service_recreated_during_the_hold_gets_its_address_back_and_hears_since_when() -> None:
+    reg = holding_web()
+    other = reg.ensure(service("other"))
+    assert other.addresses == ("10.0.0.1",)  # the held address is skipped
+
+    back = reg.ensure(service("web"))
+
+    assert back.addresses == ("10.0.0.0",)
+    assert back.kept == {"10.0.0.0": T0}
+    assert reg.hold_of("10.0.0.0") is None
+    reg.check()
+
+
+def test_nobody_else_gets_a_held_address_even_by_asking_and_hears_until_when() -> None:
+    reg = holding_web()
+    thief = reg.ensure(service("thief", namespace="other", requested_ips=("10.0.0.0",)))
+
+    assert thief.reason is Reason.ADDRESS_HELD
+    assert thief.message == (
+        f"10.0.0.0 is held for Service shop/web after its release, until {stamp(T0 + 600)} "
+        "(releaseHold)"
+    )
+
+
+def test_a_full_pool_counts_its_held_addresses_and_when_the_first_hold_ends() -> None:
+    reg = holding_web()
+    reg.ensure(service("other"))
+    summary = reg.pool_summary("stable")
+    assert (summary.allocated, summary.available, summary.held) == (2, 0, 1)
+    assert summary.held_until == T0 + 600
+    late = reg.ensure(service("late"))
+    assert late.reason is Reason.POOL_EXHAUSTED
+    assert late.message == (
+        f'no free IPv4 address in pool "stable"; 1 held after release, the first until '
+        f"{stamp(T0 + 600)}"
+    )
+
+
+def test_the_hold_ends_on_time_and_the_address_is_free_again() -> None:
+    reg = holding_web()
+    assert reg.end_holds(T0 + 599) == ()
+    assert reg.end_holds(T0 + 600) == (WEB,)
+    reg.check()
+    assert reg.pool_summary("stable").held == 0
+    assert reg.ensure(service("newcomer", requested_ips=("10.0.0.0",))).ok
+    reg.check()
+
+
+def test_shortening_release_hold_ends_holds_sooner() -> None:
+    reg = holding_web(hold=3600)
+    assert reg.end_holds(T0 + 120) == ()
+    reg.apply_pool(stable(hold=60))
+    reg.check()
+    assert reg.end_holds(T0 + 120) == (WEB,)
+    reg.check()
+
+
+def test_without_release_hold_a_let_go_address_is_free_at_once() -> None:
+    reg = Registry()
+    reg.apply_pool(stable(hold=0))
+    reg.ensure(service("web"))
+    assert reg.release(WEB, T0) == ("10.0.0.0",)
+    assert reg.hold_of("10.0.0.0") is None
+
+
+def test_an_address_a_sharer_still_holds_is_not_held() -> None:
+    reg = Registry()
+    reg.apply_pool(stable())
+    reg.ensure(service("web", sharing_key="k"))
+    reg.ensure(service("api", sharing_key="k"))
+    assert reg.release(WEB, T0) == ()
+    assert reg.hold_of("10.0.0.0") is None
+    assert reg.owners_of("10.0.0.0") == (ServiceKey("shop", "api"),)
+
+
+def test_holds_come_back_from_the_claims_after_a_restart() -> None:
+    reg = holding_web()
+    reg.rebuild([])  # the restarted operator: no Service shows the address any more
+    reg.restore_holds([("10.0.0.0", WEB, T0), ("not an address", WEB, T0)])
+    reg.check()
+    assert reg.hold_of("10.0.0.0") == (WEB, T0)
+    assert reg.ensure(service("web")).kept == {"10.0.0.0": T0}
+
+
+def test_a_hold_on_an_address_a_service_shows_is_dropped_at_restart() -> None:
+    reg = Registry()
+    reg.apply_pool(stable())
+    reg.rebuild([service("web", held=("10.0.0.0",))])
+    reg.restore_holds([("10.0.0.0", ServiceKey("shop", "gone"), T0)])
+    reg.check()
+    assert reg.hold_of("10.0.0.0") is None
+
+
+def test_a_held_address_claimed_outside_lbipam_ends_the_hold() -> None:
+    reg = holding_web()
+    reg.block("10.0.0.0", "a ClusterIP")
+    reg.check()
+    assert reg.hold_of("10.0.0.0") is None
+    assert reg.ensure(service("web")).addresses == ("10.0.0.1",)
+
+
+def test_a_recreated_service_asking_for_another_address_leaves_its_hold_running() -> None:
+    reg = holding_web()
+    moved = reg.ensure(service("web", requested_ips=("10.0.0.1",)))
+    assert moved.addresses == ("10.0.0.1",) and moved.kept == {}
+    assert reg.hold_of("10.0.0.0") == (WEB, T0)
+    reg.check()
+    assert reg.ensure(replace(service("web"), held=moved.addresses)).addresses == ("10.0.0.1",)
+
+
+def test_a_held_address_whose_pool_goes_is_no_longer_held() -> None:
+    reg = holding_web()
+    reg.remove_pool("stable")
+    assert reg.end_holds(T0) == (WEB,)
+    reg.check()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0), ("0s", 0), ("90s", 90), ("10m", 600), ("1h30m", 5400)]
+)
+def test_release_hold_is_hours_minutes_and_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text, "releaseHold") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "1d", "5m1h", "-1s", "9000h"])
+def test_other_release_holds_are_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^releaseHold: "):
+        parse_duration(text, "releaseHold")
+
+
+def test_a_hold_time_reads_back_to_the_second() -> None:
+    assert parse_stamp(stamp(T0)) == T0
+    assert parse_stamp("") is None and parse_stamp("2026-01-01T00:00:00") is None
