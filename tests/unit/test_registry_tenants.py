@@ -62,7 +62,7 @@ def test_pool_status_counts_free_reserved_addresses_apart_from_available_ones() 
     summary = reg.pool_summary("shared")
     assert (summary.total, summary.allocated, summary.reserved, summary.available) == (8, 2, 3, 3)
     reg.check()
-    reg.release(ServiceKey("shop", "web"))
+    reg.release(ServiceKey("shop", "web"), 0.0)
     assert reg.pool_summary("shared").reserved == 4
 
 
@@ -125,7 +125,7 @@ def test_freeing_one_address_lets_the_next_service_in() -> None:
     reg = registry(pool("shared", "10.0.0.0/29", per_namespace_limit=1))
     assert reg.ensure(service("s0", namespace="shop")).ok
     assert not reg.ensure(service("s1", 1, namespace="shop")).ok
-    reg.release(ServiceKey("shop", "s0"))
+    reg.release(ServiceKey("shop", "s0"), 0.0)
     assert reg.ensure(service("s1", 1, namespace="shop")).addresses == ("10.0.0.0",)
 
 
