@@ -84,7 +84,8 @@ def test_pools_shows_use_conditions_and_holders(
     shown = lbipam(control_plane, "pools", "--show-services")
 
     assert shown.returncode == 0, shown.stderr
-    header = ["NAME", "USED", "TOTAL", "ALLOCATED", "AVAILABLE", "HELD", "PRIORITY", "AUTO"]
+    counts = ["TOTAL", "ALLOCATED", "AVAILABLE", "HELD", "RESERVED"]
+    header = ["NAME", "USED", *counts, "PRIORITY", "AUTO"]
     assert row(shown.stdout, "NAME") == [*header, "STATUS"]
     assert row(shown.stdout, wide)[1:] == [
         "[#####---------------]",
@@ -92,6 +93,7 @@ def test_pools_shows_use_conditions_and_holders(
         "4",
         "1",
         "3",
+        "0",
         "0",
         "0",
         "yes",
@@ -102,6 +104,7 @@ def test_pools_shows_use_conditions_and_holders(
         "100%",
         "1",
         "1",
+        "0",
         "0",
         "0",
         "0",
