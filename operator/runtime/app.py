@@ -11,6 +11,7 @@ import socket
 import time
 
 import kopf
+import uvloop
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.policies
@@ -139,7 +140,8 @@ async def main(settings: Settings) -> None:
 def run(settings: Settings) -> int:
     configure_logging(settings)
     try:
-        asyncio.run(main(settings))
+        # Kopf's own CLI runs on uvloop too; half the operator's CPU is the loop and aiohttp.
+        uvloop.run(main(settings))
     except KeyboardInterrupt:
         pass
     except Exception:
