@@ -185,7 +185,9 @@ def runtime_python(
     """
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([interpreter, "-m", "venv", str(venv)], check=True)
+        # Not from the checkout, whose `operator/` would shadow the stdlib module.
+        venv_argv = [interpreter, "-m", "venv", str(venv)]
+        subprocess.run(venv_argv, check=True, cwd=tempfile.gettempdir())
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-e", str(source)], check=True, cwd=tempfile.gettempdir())
     return str(python)
