@@ -76,9 +76,9 @@ class Gateway(Protocol):
 def yaml_safe(text: str, limit: int = 1024) -> str:
     """Text an apply patch can carry, cut to `limit` characters.
 
-    Apply patches go out as ASCII JSON, where characters beyond U+FFFF become
-    surrogate-pair escapes that the API server's YAML decoder refuses; a user's emoji echoed
-    in a message must not keep the whole status from being written.
+    The API server decodes apply patches as YAML, which refuses characters beyond U+FFFF
+    as JSON's surrogate-pair escapes; a user's emoji echoed in a message must not keep the
+    whole status from being written, whichever JSON encoder wrote the patch.
     """
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
