@@ -38,7 +38,7 @@ class Gateway(Protocol):
         version: str | None,
         ingress: tuple[str, ...],
         condition: Mapping[str, Any] | None,
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool: ...
 
@@ -109,8 +109,9 @@ class KubeGateway:
         version: str | None,
         ingress: tuple[str, ...],
         condition: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Server-side apply of our fields in the Service status; fields we leave out are removed.
+        Returns the Service as written.
 
         Apply keeps conditions owned by other controllers, and omitting ours on release removes
         exactly what we wrote. `version` (the resourceVersion decided on) makes the write
@@ -135,9 +136,10 @@ class KubeGateway:
             "status": status,
         }
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        await self.api.request(
+        written: dict[str, Any] = await self.api.request(
             "PATCH", _service(key) + "/status", body, params=params, content_type=APPLY_PATCH
         )
+        return written
 
     async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
         """What `keep` makes of every Service in the cluster."""
