@@ -224,7 +224,9 @@ class ServiceController:
             if is_status(error, 409) or await self.gateway.service_gone(view.key, error):
                 return False
             raise
-        if view.resource_version is not None:  # conditional: the write moved nothing else
+        # Conditional, the write moved nothing but our status. An event seen meanwhile (outside
+        # this Service's lock, see Dispatcher) put a newer view: it stays, and its echo counts.
+        if view.resource_version is not None and self.views.get(view.key) is view:
             self.views.put(view.with_status_of(written))
             self._written[view.key] = written["metadata"]["resourceVersion"]
         return True

@@ -139,6 +139,24 @@ async def test_a_service_requeued_before_its_echo_arrives_is_not_written_twice()
     assert h.gateway.reasons() == ["AddressAllocated"]
 
 
+async def test_an_event_seen_during_its_write_is_not_overwritten_by_the_write() -> None:
+    h = Harness(PUBLIC)
+    key = ServiceKey("shop", "web")
+    newer = replace(service("web"), body={"metadata": {"resourceVersion": "9"}, "spec": {}})
+    write = h.gateway.apply_service_status
+
+    async def event_during_write(*args: Any) -> dict[str, Any]:
+        h.controller.observe(key, newer)  # the watch, outside the Service's lock
+        return await write(*args)
+
+    h.gateway.apply_service_status = event_during_write  # type: ignore[method-assign]
+
+    await h.observe(key, service("web"))
+
+    assert h.controller.views.get(key) is newer
+    assert not h.controller.is_echo(key, "written-1")
+
+
 async def test_no_pool_means_a_false_condition_a_warning_and_a_pending_service() -> None:
     h = Harness()
 
