@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from lbipam.ipam.requests import ServiceKey
+from lbipam.kube.events import event_manifest
 from lbipam.objects import claim_manifest
 
 APPLY = "application/apply-patch+yaml"
@@ -72,6 +73,10 @@ def service_manifest(name: str, annotations: dict[str, str] | None = None) -> di
     }
 
 
+def allocated_message(ip: str, pool: str) -> str:
+    return f"allocated {ip} from IPPool {pool}"
+
+
 def status_apply(namespace: str, name: str, ip: str, pool: str) -> dict[str, Any]:
     """The body of the operator's status write (`KubeGateway.apply_service_status` in
     lbipam.kube.gateway)."""
@@ -87,7 +92,7 @@ def status_apply(namespace: str, name: str, ip: str, pool: str) -> dict[str, Any
                     "type": CONDITION_TYPE,
                     "status": "True",
                     "reason": "Allocated",
-                    "message": f"allocated {ip} from IPPool {pool}",
+                    "message": allocated_message(ip, pool),
                     "lastTransitionTime": stamp,
                     "observedGeneration": 1,
                 }
@@ -170,6 +175,19 @@ class Api:
     async def create_claim(self, namespace: str, name: str, ip: str) -> None:
         """The IPAddress the operator creates before it shows `ip` in the Service's status."""
         await self.request("POST", IP_ADDRESSES, claim_manifest(ip, ServiceKey(namespace, name)))
+
+    async def post_allocated_event(self, service: dict[str, Any], ip: str, pool: str) -> None:
+        """The AddressAllocated Event the operator posts once the status shows `ip`."""
+        meta = service["metadata"]
+        involved = {
+            "apiVersion": "v1",
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+        message = allocated_message(ip, pool)
+        body = event_manifest(involved, "Service", "AddressAllocated", message, False, "bench")
+        await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
 
     async def list_services(self, namespace: str) -> dict[str, Any]:
         listed: dict[str, Any] = await self.request(

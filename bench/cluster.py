@@ -7,6 +7,9 @@ kube-controller-manager on loopback), so no run inherits another's objects.
 - floor: a bare aiohttp client creates N LoadBalancer Services and server-side-applies each
   one's status (the operator's exact write), with as many requests in flight as the
   operator's own client allows (its connection pool).
+- floor + claims + Event: the same, with exactly lbipam's writes: the address claim before
+  the status write and the AddressAllocated Event after it, in the background. lbipam's
+  true floor (`--no-writes-floor` skips it).
 - lbipam: the same N Services, created at the floor's rate, with `lbipam run` handing out
   the addresses. A separate watcher process (bench.watcher) notes, per Service, the first
   watch event that shows an address. Latency is from the creator's wall clock just before
@@ -44,6 +47,7 @@ from bench.api import Api, Credentials, ingress_ips, service_manifest, status_ap
 from bench.contenders import PEERS, Peer, PeerProcess, build_all, kubectl, wait_addressed
 from bench.observer import REPO, Observer
 from bench.report import markdown
+from lbipam.background import Background
 from lbipam.kube.client import CONNECTIONS
 from tests.controlplane import ControlPlane
 from tests.controlplane.cluster import die_with_parent
@@ -171,7 +175,9 @@ RUNTIME = REPO / "build" / "bench-runtime"
 BASELINE = REPO / "build" / "bench-baseline"
 
 
-def runtime_python(venv: Path = RUNTIME, source: Path = REPO) -> str:
+def runtime_python(
+    venv: Path = RUNTIME, source: Path = REPO, interpreter: str = sys.executable
+) -> str:
     """A venv with lbipam and its runtime dependencies only, as the container image has them.
 
     Not the bench's own venv: with the test extra installed, Kopf imports the `kubernetes`
@@ -179,20 +185,26 @@ def runtime_python(venv: Path = RUNTIME, source: Path = REPO) -> str:
     """
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # Not from the checkout, whose `operator/` would shadow the stdlib module.
+        venv_argv = [interpreter, "-m", "venv", str(venv)]
+        subprocess.run(venv_argv, check=True, cwd=tempfile.gettempdir())
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-e", str(source)], check=True, cwd=tempfile.gettempdir())
     return str(python)
 
 
-def baseline_python(revision: str) -> str:
-    """lbipam as of `revision`, in a venv of its own: the "before" of a change, in the same run."""
+def baseline_python(revision: str, interpreter: str = "") -> str:
+    """lbipam as of `revision`, in a venv of its own: the "before" of a change, in the same run.
+
+    On `interpreter` when given (another Python version), else on this one.
+    """
     source = BASELINE / "src"
     if source.exists():
         subprocess.run(["git", "worktree", "remove", "--force", str(source)], cwd=REPO, check=True)
     add = ["git", "worktree", "add", "--detach", str(source), revision]
     subprocess.run(add, cwd=REPO, check=True, capture_output=True)
-    return runtime_python(BASELINE / "venv", source)
+    venv = BASELINE / ("venv-" + Path(interpreter).name if interpreter else "venv")
+    return runtime_python(venv, source, interpreter or sys.executable)
 
 
 class RuntimeOperator(OperatorProcess):
@@ -308,14 +320,17 @@ async def burst(
     write_status: bool,
     rate: float | None,
     claim: bool = False,
+    event: bool = False,
     spy: profiling.SpyRecorder | None = None,
     wait_s: float | None = None,
 ) -> dict[str, Any]:
     """Create n Services (and, for the floor, claim each one's address if `claim`, then apply
-    its status); measure until all of them were seen with an address."""
+    its status, then post its Event in the background if `event`, as the operator does);
+    measure until all of them were seen with an address."""
     names = [f"svc-{i:05d}" for i in range(n)]
     started: dict[str, float] = {}
     indexes = iter(range(n))
+    events = Background()
     api_before = await c.api_counts()
     loadavg = os.getloadavg()
     cpu_before = c.cpu()
@@ -331,17 +346,20 @@ async def burst(
                     await asyncio.sleep(delay)
             name = names[i]
             started[name] = time.time()
-            await c.api.create_service(NAMESPACE, service_manifest(name))
+            created = await c.api.create_service(NAMESPACE, service_manifest(name))
             if claim:
                 await c.api.create_claim(NAMESPACE, name, ip_for(i))
             if write_status:
                 body = status_apply(NAMESPACE, name, ip_for(i), POOL)
                 await c.api.apply_service_status(NAMESPACE, name, body)
+            if event:
+                events.start(c.api.post_allocated_event(created, ip_for(i), POOL))
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     t_created = time.time()
     wait_s = max(120.0, n / 20) if wait_s is None else wait_s
     addressed = await c.observer.until_count(set(names), wait_s=wait_s)
+    await events.drain(wait_s)
     profile = spy.stop() if spy is not None else None
     seen = [c.observer.seen[name] for name in names if name in c.observer.seen]
     t_end = max((s.seen for s in seen), default=time.time())
@@ -471,10 +489,11 @@ async def idle(c: Cluster, count: int) -> dict[str, Any]:
     return latency_summary(latencies)
 
 
-async def run_floor(n: int, claim: bool = False) -> dict[str, Any]:
+async def run_floor(n: int, claim: bool = False, event: bool = False) -> dict[str, Any]:
     async with cluster(operator=False) as c:
-        result = await burst(c, n, write_status=True, rate=None, claim=claim)
+        result = await burst(c, n, write_status=True, rate=None, claim=claim, event=event)
     label = "floor + claims" if claim else "floor"
+    label += " + Event" if event else ""
     log(f"{label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
     return result
 
@@ -489,6 +508,7 @@ async def run_lbipam(
     heap_out: Path | None = None,
     claims: bool = True,
     baseline: str | None = None,
+    python: str = str(RUNTIME / "bin" / "python"),
 ) -> dict[str, Any]:
     spy_binary = profiling.py_spy() if profile_dir is not None else None
     cprofile = None
@@ -497,8 +517,7 @@ async def run_lbipam(
     wrapper = cprofiled(cprofile) if cprofile is not None else None
     if heap_out is not None:
         wrapper = heap_traced(heap_out)
-    python = BASELINE / "venv" / "bin" / "python" if baseline else RUNTIME / "bin" / "python"
-    async with cluster(operator=True, wrapper=wrapper, claims=claims, python=python) as c:
+    async with cluster(operator=True, wrapper=wrapper, claims=claims, python=Path(python)) as c:
         assert c.operator is not None and c.operator.popen is not None
         if heap_out is not None:
             c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
@@ -588,8 +607,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         sizes.append(20_000)
     peers = [PEERS[key] for key in args.peers.split(",") if key]
     await asyncio.to_thread(runtime_python)
+    baseline = ""
     if args.baseline:
-        await asyncio.to_thread(baseline_python, args.baseline)
+        baseline = await asyncio.to_thread(baseline_python, args.baseline, args.baseline_python)
     if peers:
         await asyncio.to_thread(build_all)
     out_dir = Path(args.out).parent
@@ -601,6 +621,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "pool": POOL_ADDRESSES,
         "peers": {peer.key: peer.label for peer in peers},
         "baseline": args.baseline,
+        "baseline_python": args.baseline_python,
         "sizes": {},
     }
     if args.idle_rss:
@@ -618,8 +639,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             idle_count=args.idle if n == sizes[0] else 0,
             restarts=n == args.restart_at,
         )
+        if args.writes_floor:
+            sized["floor_writes"] = await run_floor(n, claim=True, event=True)
         if args.baseline:
-            sized["lbipam_baseline"] = await run_lbipam(n, rate, baseline=args.baseline)
+            sized["lbipam_baseline"] = await run_lbipam(
+                n, rate, baseline=args.baseline, python=baseline
+            )
         if args.claims_cost:
             sized["lbipam_claims_off"] = await run_lbipam(n, rate, claims=False)
             sized["floor_claims"] = await run_floor(n, claim=True)
@@ -680,6 +705,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip lbipam with LBIPAM_ADDRESS_CLAIMS=off and the floor that also claims",
     )
     parser.add_argument(
+        "--no-writes-floor",
+        dest="writes_floor",
+        action="store_false",
+        help="skip the floor + claims + Event (lbipam's exact writes from a bare client)",
+    )
+    parser.add_argument(
         "--heap-n", type=int, default=0, help="N of a burst under tracemalloc (0: none)"
     )
     parser.add_argument(
@@ -690,6 +721,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         metavar="REV",
         help="also run lbipam as of git revision REV, for a before/after in one run",
+    )
+    parser.add_argument(
+        "--baseline-python",
+        default="",
+        metavar="PYTHON",
+        help="the interpreter of the baseline's venv (another Python version; default: this one)",
     )
     parser.add_argument("--out", default=str(REPO / "bench/results/cluster.json"))
     return parser.parse_args(argv)

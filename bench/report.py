@@ -12,6 +12,7 @@ def _row(cells: list[Any]) -> str:
 LABELS = {
     "floor": "floor",
     "floor_claims": "floor + claims",
+    "floor_writes": "floor + claims + Event",
     "lbipam": "lbipam",
     "lbipam_claims_off": "lbipam, claims off",
 }
@@ -61,6 +62,8 @@ def comparison(report: dict[str, Any]) -> list[str]:
     labels = {**LABELS, **report.get("peers", {})}
     if report.get("baseline"):
         labels["lbipam_baseline"] = f"lbipam at {report['baseline']}"
+        if report.get("baseline_python"):
+            labels["lbipam_baseline"] += f" on {report['baseline_python']}"
     out = [_row(COLUMNS), _row(["---"] * len(COLUMNS))]
     for n, sized in report["sizes"].items():
         for key, label in labels.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -55,6 +55,17 @@ class ServiceView:
     def resource_version(self) -> str | None:
         version = self.body["metadata"].get("resourceVersion")
         return str(version) if version else None
+
+    def with_status_of(self, written: Mapping[str, Any]) -> ServiceView:
+        """This view with the status and version of `written`, the Service as our own status
+        write left it. The write was conditional on this view's version: nothing else moved."""
+        meta = {**self.body["metadata"], "resourceVersion": written["metadata"]["resourceVersion"]}
+        return replace(
+            self,
+            request=replace(self.request, held=held_addresses(written)),
+            condition=our_condition(written),
+            body={**self.body, "metadata": meta},
+        )
 
     @property
     def reference(self) -> dict[str, str]:

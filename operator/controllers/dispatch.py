@@ -32,6 +32,9 @@ controller hands its own `Next` to `schedule`; only this module submits work. Th
 7. The policy controller hears of a Service event after its reconcile, when the status is
    settled, and also of Services that were never ours (a policy of ours may name them).
    Requeued reconciles are not told: the Service itself did not change.
+7. The echo of our own status write (the Service's next event, at the version the write
+   made) goes nowhere: the write put what it shows in the view already, and a status write
+   changes nothing a policy is built from. Handled, it repeated the whole decision.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class Dispatcher:
 
     async def service_changed(self, key: ServiceKey, view: ServiceView | None) -> None:
         """A Service was added or changed (view) or deleted (None)."""
+        if self.services.is_echo(key, view.resource_version if view else None):
+            return
         if self.services.observe(key, view):
             await self._queue.run(key, partial(self._reconcile, key))
         await self.listener.service_changed(key)

@@ -55,6 +55,8 @@ class ServiceController:
         self.rebuilt = asyncio.Event()
         self._namespace_labels: dict[str, Mapping[str, str]] = {}
         self._first_seen: dict[ServiceKey, float] = {}
+        # The resourceVersion each of our status writes made, until the Service's next event.
+        self._written: dict[ServiceKey, str] = {}
 
     def rebuild(
         self, services: Iterable[ServiceView], namespace_labels: Mapping[str, Mapping[str, str]]
@@ -86,6 +88,12 @@ class ServiceController:
         else:
             self.views.put(view)
         return True
+
+    def is_echo(self, key: ServiceKey, version: str | None) -> bool:
+        """Whether an event is the echo of our own status write, which the view shows already:
+        the Service's first event since the write, at the version the write made."""
+        written = self._written.pop(key, None)
+        return written is not None and written == version
 
     def namespace_changed(self, name: str, labels: Mapping[str, str] | None) -> Next:
         """New labels may make a pool match: pending Services of the namespace try again."""
@@ -223,13 +231,18 @@ class ServiceController:
         unless their claims were lost meanwhile.
         """
         try:
-            await self.gateway.apply_service_status(
+            written = await self.gateway.apply_service_status(
                 view.key, view.resource_version, ingress, condition
             )
         except Exception as error:
             if is_status(error, 409) or await self.gateway.service_gone(view.key, error):
                 return False
             raise
+        # Conditional, the write moved nothing but our status. An event seen meanwhile (outside
+        # this Service's lock, see Dispatcher) put a newer view: it stays, and its echo counts.
+        if view.resource_version is not None and self.views.get(view.key) is view:
+            self.views.put(view.with_status_of(written))
+            self._written[view.key] = written["metadata"]["resourceVersion"]
         return True
 
     def _report(self, view: ServiceView, outcome: Outcome) -> None:

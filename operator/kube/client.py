@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from lbipam.ha.deadlines import RequestDeadlines
 from lbipam.kube.credentials import Credentials, credentials
@@ -88,7 +89,8 @@ class Api:
         content_type: str = JSON,
     ) -> Any:
         """The decoded JSON answer (None when empty)."""
-        data = None if body is None else json.dumps(body).encode()
+        # orjson: a tenth of json's time; UTF-8, as the API server takes.
+        data = None if body is None else orjson.dumps(body)
         proof = await self.proof()
         status, reason, raw = await self._send(method, path, data, params, content_type, proof)
         if status == 401 and self.plugin is not None and proof.issued is not None:
@@ -98,7 +100,7 @@ class Api:
             status, reason, raw = await self._send(method, path, data, params, content_type, proof)
         if status >= 400:
             raise ApiError(status, reason, raw.decode(errors="replace"))
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     async def _send(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from lbipam.api import COMPONENT, GROUP
 from lbipam.background import Background
@@ -14,6 +15,35 @@ from lbipam.kube.client import Api
 from lbipam.kube.errors import is_status
 
 log = logging.getLogger(__name__)
+
+
+def event_manifest(
+    involved: Mapping[str, str],
+    kind: str,
+    reason: str,
+    message: str,
+    warning: bool,
+    instance: str,
+) -> dict[str, Any]:
+    """A core Event on the involved object, as the operator posts it."""
+    # Cluster-scoped objects' Events live in "default", where `kubectl describe` looks.
+    namespace = involved.get("namespace") or "default"
+    stamp = timestamp()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+        "involvedObject": {"kind": kind, **involved},
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"{GROUP}/{COMPONENT}",
+        "reportingInstance": instance,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
 
 
 class EventPoster:
@@ -39,24 +69,8 @@ class EventPoster:
     async def _post(
         self, involved: Mapping[str, str], kind: str, reason: str, message: str, warning: bool
     ) -> None:
-        # Cluster-scoped objects' Events live in "default", where `kubectl describe` looks.
-        namespace = involved.get("namespace") or "default"
-        stamp = timestamp()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
-            "involvedObject": {"kind": kind, **involved},
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": f"{GROUP}/{COMPONENT}",
-            "reportingInstance": self.instance,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
+        body = event_manifest(involved, kind, reason, message, warning, self.instance)
+        namespace = body["metadata"]["namespace"]
         try:
             await self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", body)
         except Exception as error:

@@ -38,7 +38,7 @@ class Gateway(Protocol):
         version: str | None,
         ingress: tuple[str, ...],
         condition: Mapping[str, Any] | None,
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool: ...
 
@@ -78,9 +78,9 @@ class Gateway(Protocol):
 def yaml_safe(text: str, limit: int = 1024) -> str:
     """Text an apply patch can carry, cut to `limit` characters.
 
-    Apply patches go out as ASCII JSON, where characters beyond U+FFFF become
-    surrogate-pair escapes that the API server's YAML decoder refuses; a user's emoji echoed
-    in a message must not keep the whole status from being written.
+    The API server decodes apply patches as YAML, which refuses characters beyond U+FFFF
+    as JSON's surrogate-pair escapes; a user's emoji echoed in a message must not keep the
+    whole status from being written, whichever JSON encoder wrote the patch.
     """
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
@@ -111,8 +111,9 @@ class KubeGateway:
         version: str | None,
         ingress: tuple[str, ...],
         condition: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Server-side apply of our fields in the Service status; fields we leave out are removed.
+        Returns the Service as written.
 
         Apply keeps conditions owned by other controllers, and omitting ours on release removes
         exactly what we wrote. `version` (the resourceVersion decided on) makes the write
@@ -137,9 +138,10 @@ class KubeGateway:
             "status": status,
         }
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        await self.api.request(
+        written: dict[str, Any] = await self.api.request(
             "PATCH", _service(key) + "/status", body, params=params, content_type=APPLY_PATCH
         )
+        return written
 
     async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
         """What `keep` makes of every Service in the cluster."""

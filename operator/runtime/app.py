@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import socket
 import time
 
 import kopf
+import uvloop
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.nodes
@@ -137,10 +139,21 @@ async def main(settings: Settings) -> None:
         await api.close()
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic collections: every event parses bodies of a few hundred objects,
+    most of them garbage within milliseconds and in no cycle, and each full collection walks
+    every object alive, more with every Service. The modules and objects of start-up are
+    frozen out of the walk."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def run(settings: Settings) -> int:
     configure_logging(settings)
+    tune_gc()
     try:
-        asyncio.run(main(settings))
+        # Kopf's own CLI runs on uvloop too; half the operator's CPU is the loop and aiohttp.
+        uvloop.run(main(settings))
     except KeyboardInterrupt:
         pass
     except Exception:

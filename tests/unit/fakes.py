@@ -51,10 +51,14 @@ class RecordingGateway:
         version: str | None,
         ingress: tuple[str, ...],
         condition: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> dict[str, Any]:
         if self.status_failures:
             raise ApiError(self.status_failures.pop(0))
         self.statuses.append((key, ingress, condition))
+        status: dict[str, Any] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}
+        if condition is not None:
+            status["conditions"] = [dict(condition)]
+        return {"metadata": {"resourceVersion": f"written-{len(self.statuses)}"}, "status": status}
 
     async def service_gone(self, key: ServiceKey, error: BaseException) -> bool:
         return key in self.gone

@@ -107,6 +107,56 @@ async def test_a_service_already_showing_its_decision_is_not_written_again() -> 
     assert h.gateway.reasons() == ["AddressAllocated"]
 
 
+async def test_the_echo_of_its_own_status_write_is_not_decided_again() -> None:
+    h = Harness(PUBLIC)
+    key = ServiceKey("shop", "web")
+    await h.observe(key, service("web"))
+    (_, _, condition) = h.gateway.statuses[0]
+    echoed = service("web", held="198.18.0.1")
+    meta = {**echoed.body["metadata"], "resourceVersion": "written-1"}
+    echoed = replace(echoed, condition=condition, body={**echoed.body, "metadata": meta})
+
+    await h.observe(key, echoed)
+
+    assert h.told == [key], "the echo went on to the policy controller"
+    view = h.controller.views.get(key)
+    assert view is not None and view.request.held == ("198.18.0.1",)
+    assert (view.resource_version, view.condition) == ("written-1", condition)
+
+
+async def test_a_service_requeued_before_its_echo_arrives_is_not_written_twice() -> None:
+    h = Harness(PUBLIC)
+    key = ServiceKey("shop", "web")
+    await h.observe(key, service("web"))
+    again = Next()
+    again.requeue([key])  # as a displacement or a pool change does
+
+    h.dispatcher.schedule(again)
+    for _ in range(5):
+        await asyncio.sleep(0.01)  # the requeued reconcile runs in the background
+
+    assert len(h.gateway.statuses) == 1, "the write went out again with the version it replaced"
+    assert h.gateway.reasons() == ["AddressAllocated"]
+
+
+async def test_an_event_seen_during_its_write_is_not_overwritten_by_the_write() -> None:
+    h = Harness(PUBLIC)
+    key = ServiceKey("shop", "web")
+    newer = replace(service("web"), body={"metadata": {"resourceVersion": "9"}, "spec": {}})
+    write = h.gateway.apply_service_status
+
+    async def event_during_write(*args: Any) -> dict[str, Any]:
+        h.controller.observe(key, newer)  # the watch, outside the Service's lock
+        return await write(*args)
+
+    h.gateway.apply_service_status = event_during_write  # type: ignore[method-assign]
+
+    await h.observe(key, service("web"))
+
+    assert h.controller.views.get(key) is newer
+    assert not h.controller.is_echo(key, "written-1")
+
+
 async def test_no_pool_means_a_false_condition_a_warning_and_a_pending_service() -> None:
     h = Harness()
 
