@@ -67,6 +67,7 @@ def test_pool_counts_are_live_in_kubectl_get_ippools(
         "Exhausted": "False",
         "OverlapsServiceCIDR": "False",
         "OverlapsNodeAddress": "False",
+        "OverNamespaceLimit": "False",
     }
     row = kubectl("get", "ippools", pool).stdout.splitlines()
     assert row[0].split() == ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "PRIORITY", "READY", "AGE"]
