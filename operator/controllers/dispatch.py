@@ -32,7 +32,7 @@ controller hands its own `Next` to `schedule`; only this module submits work. Th
 7. The policy controller hears of a Service event after its reconcile, when the status is
    settled, and also of Services that were never ours (a policy of ours may name them).
    Requeued reconciles are not told: the Service itself did not change.
-7. The echo of our own status write (the Service's next event, at the version the write
+8. The echo of our own status write (the Service's next event, at the version the write
    made) goes nowhere: the write put what it shows in the view already, and a status write
    changes nothing a policy is built from. Handled, it repeated the whole decision.
 """
