@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,10 +104,20 @@ def test_every_output_on_the_page_is_what_the_command_prints(
     page = PAGE.read_text()
     (new_pools,) = [b for b in YAML.findall(page) if b.startswith("# new-pools.yaml")]
     (tmp_path / "new-pools.yaml").write_text(new_pools)
-    runs = {
-        m["args"]: kubectl_lbipam(control_plane, *m["args"].split(), cwd=tmp_path)
-        for m in CONSOLE.finditer(page)
-    }
+    shown = {m["args"]: normal(m["shown"]) for m in CONSOLE.finditer(page)}
+
+    def run_all() -> dict[str, subprocess.CompletedProcess[str]]:
+        return {args: kubectl_lbipam(control_plane, *args.split(), cwd=tmp_path) for args in shown}
+
+    # Pool status is written in batches after the Services settle: the page shows the cluster
+    # once the operator has caught up, so the commands run again until it has (or 60 s pass).
+    deadline = time.monotonic() + 60
+    runs = run_all()
+    while time.monotonic() < deadline and any(
+        normal(runs[args].stdout) != lines for args, lines in shown.items()
+    ):
+        time.sleep(2)
+        runs = run_all()
     assert len(runs) == 7
     assert runs["validate new-pools.yaml"].returncode == 1
     assert all(r.returncode == 0 for args, r in runs.items() if not args.startswith("validate"))
@@ -115,5 +127,5 @@ def test_every_output_on_the_page_is_what_the_command_prints(
         )
         PAGE.write_text(written)
         return
-    for match in CONSOLE.finditer(page):
-        assert normal(runs[match["args"]].stdout) == normal(match["shown"]), match["args"]
+    for args, lines in shown.items():
+        assert normal(runs[args].stdout) == lines, args
