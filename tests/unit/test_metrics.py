@@ -206,3 +206,26 @@ async def test_addresses_held_after_release_are_counted_until_the_hold_ends() ->
         registry.end_holds(1600.0)
         pools.publish()
         assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 0
+
+
+async def test_table_sizes_are_debug_gauges_of_the_leader_counting_per_pool_series_too() -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("gone", ("10.0.0.0/30",), allow_first_last_ips=True))
+    metrics = Metrics()
+    views = {"shop/a": 1, "shop/b": 2}
+
+    def table(name: str) -> float | None:
+        return sample(metrics, "lbipam_debug_table_entries", table=name)
+
+    async with metrics.leading_with(registry, lambda: {"service_views": len(views)}) as pools:
+        metrics.record(registry.ensure(request("a")))
+        del views["shop/a"]
+        metrics.tables.publish()
+        assert table("service_views") == 1
+        assert table("metric_series_allocations") == 1
+        registry.remove_pool("gone")
+        pools.publish()  # the deleted pool's series go
+        metrics.tables.publish()
+        assert table("metric_series_allocations") == 0
+
+    assert table("metric_series_allocations") is None  # a follower counts nothing
