@@ -7,9 +7,10 @@ driver asks it after every step; each finding is a `Violation` with the invarian
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -419,7 +420,9 @@ def _kept_while_naming_a_missing_pool(now: Cluster, service: ServiceModel) -> bo
     return _names_a_missing_pool(now, service) and condition.get("reason") == "NoMatchingPool"
 
 
-def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[str]) -> str:
+def _family_outcome(
+    now: Cluster, service: ServiceModel, family: int, free: Callable[[str, int], bool]
+) -> str:
     """'ok' when a pool could serve this family now, 'soft' when none can, 'hard' on a refusal.
 
     Mirrors docs/reference.md: a named pool that does not exist, a static address in use or in
@@ -441,7 +444,7 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[
         rivals = [h for h in now.holders()[group] if h.uid != service.held.uid]
         return "ok" if _may_share([service.held, *rivals]) else "hard"
     ok = any(
-        family in p.usable and service.may_use(p, False) and p.free(family, held)
+        family in p.usable and service.may_use(p, False) and free(p.name, family)
         for p in now.pools.values()
     )
     return "ok" if ok else "soft"
@@ -451,11 +454,17 @@ def pending(now: Cluster) -> list[Violation]:
     """No Service lacks an address a pool could give it now."""
     found = []
     held = set(now.holders())
+
+    @functools.cache
+    def free(pool: str, family: int) -> bool:
+        """Counted once per pool and family: a recount per Service is quadratic."""
+        return now.pools[pool].free(family, held)
+
     for service in now.services.values():
         if service.invalid:
             continue
         have = {ipaddress.ip_address(a).version for a in service.held.addresses}
-        outcome = {f: _family_outcome(now, service, f, held) for f in service.families}
+        outcome = {f: _family_outcome(now, service, f, free) for f in service.families}
         if service.policy == "RequireDualStack":
             owed = list(service.families) if all(o == "ok" for o in outcome.values()) else []
         elif service.policy == "PreferDualStack":
