@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -19,8 +20,13 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # How stale a scrape's pool gauges may be; well under any scrape interval, and copying the
 # pools at most this often keeps the copy's cost off every decision.
 PUBLISH_INTERVAL = 0.25
-# How often the table sizes are counted: a leak shows over minutes, not between two scrapes.
+# How often the table sizes are counted and stale failure series removed: a leak shows over
+# minutes, not between two scrapes.
 TABLE_INTERVAL = 5.0
+# A failed series naming no pool that exists (a typo, a pool deleted before the failure) is
+# kept this long after its last count, past a 5-minute rate() window, then removed: else every
+# such name would stay for the life of the process.
+FAILED_SERIES_KEEP = 600.0
 # Counts the entries of the operator's own tables, by table name; called on the event loop.
 TableCounter = Callable[[], Mapping[str, int]]
 
@@ -106,11 +112,6 @@ class TableSizes:
     def publish(self) -> None:
         self.latest = tuple(sorted(self.count().items()))
 
-    async def run(self) -> None:
-        while True:
-            self.publish()
-            await asyncio.sleep(TABLE_INTERVAL)
-
 
 class _TableCollector(Collector):
     """Table sizes from the last count the event loop published."""
@@ -180,8 +181,10 @@ class Metrics:
         self.collector_registry.register(_TableCollector(self.tables))
         # Pools that may have series: those of the last copy and those counted since. Only
         # the event loop touches it. A failure's pool label is what the Service asked for,
-        # which may name no pool at all; it goes only with a pool a copy showed.
+        # which may name no pool at all; it goes with a pool a copy showed, or `tend` drops it.
         self._named: set[str] = set()
+        self._shown: frozenset[str] = frozenset()  # the pools of the last copy
+        self._failed: dict[str, float] = {}  # a failed series' pool label -> when last counted
 
     @contextlib.asynccontextmanager
     async def leading_with(
@@ -193,7 +196,7 @@ class Metrics:
         snapshots.publish()
         publisher = asyncio.create_task(snapshots.run())
         self.tables.count = self._with_series(tables or dict)
-        counter = asyncio.create_task(self.tables.run())
+        counter = asyncio.create_task(self._tending())
         pools = _PoolCollector(snapshots)
         self.collector_registry.register(pools)
         self.leader.set(1)
@@ -209,6 +212,23 @@ class Metrics:
             # A standby replica reports nothing it no longer manages.
             self.pending.set(0)
             self.policies.set(0)
+
+    async def _tending(self) -> None:
+        while True:
+            self.tend()
+            self.tables.publish()
+            await asyncio.sleep(TABLE_INTERVAL)
+
+    def tend(self) -> None:
+        """Remove the failed series that name no pool of the last copy and were not counted
+        for `FAILED_SERIES_KEEP` seconds."""
+        expired = time.monotonic() - FAILED_SERIES_KEEP
+        for label, last in list(self._failed.items()):
+            if last > expired or any(name in self._shown for name in label.split(",")):
+                continue
+            del self._failed[label]
+            with contextlib.suppress(KeyError):  # already gone with its pool
+                self.allocations.remove(label, "failed")
 
     def _with_series(self, tables: TableCounter) -> TableCounter:
         """The term's tables and the label sets of the per-pool counters, which must shrink
@@ -238,6 +258,7 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     self.allocations.remove(pool, result)
         self._named = set(pools)
+        self._shown = pools
 
     def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
         """Count one written decision: an allocation per pool it drew from, or a failure."""
@@ -250,6 +271,8 @@ class Metrics:
         else:
             pool = ",".join(requested_pools)
             self.allocations.labels(pool=pool, result="failed").inc()
+            if pool:
+                self._failed[pool] = time.monotonic()
             self.failures.labels(reason=outcome.reason.value).inc()
 
     def released(self, pools: Iterable[str | None]) -> None:
