@@ -111,6 +111,9 @@ class Population:
             name,
             annotations=annotations,
             externalTrafficPolicy="Local" if local else "Cluster",
+            # Drawn as the churn draws them, so the number of NetworkPolicies starts where
+            # the churn keeps it, instead of climbing towards it for the whole run.
+            loadBalancerSourceRanges=random.choice(SOURCE_RANGES) if local else None,
         )
         self.core.create_namespaced_service(namespace, manifest)
         if local:

@@ -24,7 +24,7 @@ from tests.soak.ending import settle
 from tests.soak.sampler import Sampler
 from tests.soak.verdict import Scale, rss_series, slope_per_hour, table_growth
 
-pytestmark = [pytest.mark.soak, pytest.mark.faults]
+pytestmark = pytest.mark.soak
 
 MINUTES = float(os.environ.get("LBIPAM_SOAK_MINUTES") or "3")
 STANDING = int(os.environ.get("LBIPAM_SOAK_SERVICES") or "0") or None
