@@ -40,11 +40,16 @@ def _plot(path: Path, samples: list[Sample], scale: Scale) -> str | None:
     except ImportError:
         return None
     figure, axes = plt.subplots(figsize=(9, 4.5))
+    led = {s.leader for s in samples}
     for replica in (0, 1):
         points = [
             (s.at / 60, s.rss_mib[replica]) for s in samples if s.rss_mib[replica] is not None
         ]
-        axes.plot([t for t, _ in points], [v for _, v in points], label=f"replica {replica}")
+        axes.plot(
+            [t for t, _ in points],
+            [v for _, v in points],
+            label=f"replica {replica}" + (" (leader)" if replica in led else ""),
+        )
     leading = [s.at / 60 for s in samples if s.leader is not None]
     axes.axvline(scale.warmup_minutes, color="grey", linestyle="--", label="end of warm-up")
     axes.set_xlabel("minutes")
