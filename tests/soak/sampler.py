@@ -50,6 +50,7 @@ class Sampler(threading.Thread):
         self.population = population
         self.samples: list[Sample] = []
         self.started = time.monotonic()
+        self.wall_started = time.time()  # for the report: when `at` is 0
         self._halt = threading.Event()
 
     def sample(self) -> Sample:

@@ -8,6 +8,7 @@ Numbers go to build/soak-<minutes>min.json (and .png); the summary line is print
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def test_an_hour_of_churn_grows_nothing_and_loses_nothing(
     leaders = {s.leader for s in sampler.samples if s.leader is not None}
     numbers = {
         "minutes": SCALE.minutes,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sampler.wall_started)),
         "standing": SCALE.standing,
         "churning_target": SCALE.churning,
         "warmup_minutes": SCALE.warmup_minutes,
