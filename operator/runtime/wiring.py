@@ -96,6 +96,8 @@ class Controllers:
             "pool_views": len(self.pools.views),
             "pool_errors": len(self.pools._errors),
             "pool_blocked_reported": len(self.pools._blocked_reported),
+            # ServiceCIDRs and Node addresses, by kind and name: they follow Nodes that come and go.
+            "reserved_ranges": sum(len(ranges) for ranges in self.pools._reserved.values()),
         }
 
     async def stop(self) -> None:
