@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit integration faults chaos bench run controlplane clean
+.PHONY: test lint unit integration faults chaos soak bench run controlplane clean
 
 $(BIN)/lbipam: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ MINUTES ?=
 chaos: lint controlplane
 	LBIPAM_CHAOS_STEPS=$(STEPS) LBIPAM_CHAOS_SEED=$(SEED) LBIPAM_CHAOS_MINUTES=$(MINUTES) \
 		$(BIN)/pytest -q -m chaos tests/faults/test_chaos.py
+
+# MINUTES of churn (default 60) around 5,000 standing Services (300 under 30 minutes; SERVICES=N
+# to choose), both replicas' RSS and the leader's table sizes every 10 s; the numbers and a plot
+# go to build/soak-<MINUTES>min.json and .png. `make test` runs a 3-minute version.
+SERVICES ?=
+soak: lint controlplane
+	$(BIN)/pip install --quiet -e '.[test,soak]'
+	LBIPAM_SOAK_MINUTES=$(or $(MINUTES),60) LBIPAM_SOAK_SERVICES=$(SERVICES) \
+		$(BIN)/pytest -q -m soak tests/soak
 
 # Not part of `make test`: prints numbers (bench/README.md). BENCH_ARGS=--large adds N=20,000.
 bench: controlplane

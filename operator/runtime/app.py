@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -13,6 +14,7 @@ import time
 
 import kopf
 import uvloop
+from kopf._core.reactor.inventory import ResourceMemories
 
 import lbipam.handlers.namespaces
 import lbipam.handlers.nodes
@@ -29,6 +31,7 @@ from lbipam.runtime.health import serve_health
 from lbipam.runtime.logs import configure_logging
 from lbipam.runtime.metrics import Metrics
 from lbipam.runtime.startup import Gate, start_up
+from lbipam.runtime.wiring import Controllers
 from lbipam.settings import Settings
 
 log = logging.getLogger("lbipam")
@@ -68,10 +71,14 @@ class Operator:
                 await term.ended.wait()  # the elector notices and ends it; then it tries again
                 return
             log.info("leading: starting to handle Services and IPPools")
-            async with self.metrics.leading_with(controllers.registry):
+            # Kopf's memory of every object it saw, ours so its size can be watched.
+            memories = ResourceMemories()
+            tables = functools.partial(term_tables, controllers, memories)
+            async with self.metrics.leading_with(controllers.registry, tables):
                 await kopf.operator(
                     clusterwide=True,
                     standalone=True,
+                    memories=memories,
                     memo=kopf.Memo(gate=gate, term=term),
                     ready_flag=self.kopf_ready,
                     stop_flag=term.ended,
@@ -97,6 +104,18 @@ class Operator:
 
     def healthy(self) -> bool:
         return time.monotonic() - self.heartbeat < 10
+
+
+def term_tables(controllers: Controllers, memories: ResourceMemories) -> dict[str, int]:
+    """The term's tables, and Kopf's per-object state: a memory per object seen (dropped on
+    its deletion event) and a worker task per object with events in flight (ends when idle)."""
+    return controllers.tables() | {
+        "kopf_memories": sum(1 for _ in memories.iter_all_memories()),
+        "kopf_workers": sum(
+            1 for task in asyncio.all_tasks() if task.get_name().startswith("worker for ")
+        ),
+        "asyncio_tasks": len(asyncio.all_tasks()),
+    }
 
 
 async def main(settings: Settings) -> None:

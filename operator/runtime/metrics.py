@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -19,6 +20,15 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # How stale a scrape's pool gauges may be; well under any scrape interval, and copying the
 # pools at most this often keeps the copy's cost off every decision.
 PUBLISH_INTERVAL = 0.25
+# How often the table sizes are counted and stale failure series removed: a leak shows over
+# minutes, not between two scrapes.
+TABLE_INTERVAL = 5.0
+# A failed series naming no pool that exists (a typo, a pool deleted before the failure) is
+# kept this long after its last count, past a 5-minute rate() window, then removed: else every
+# such name would stay for the life of the process.
+FAILED_SERIES_KEEP = 600.0
+# Counts the entries of the operator's own tables, by table name; called on the event loop.
+TableCounter = Callable[[], Mapping[str, int]]
 
 
 class PoolSnapshots:
@@ -94,6 +104,38 @@ class _PoolCollector(Collector):
         yield from (total, allocated, available, reserved, held)
 
 
+class TableSizes:
+    """Sizes of the operator's in-memory tables, counted on the event loop.
+
+    A debug view for soak runs (tests/soak): a table that grows with every Service ever
+    seen, not with the Services that exist, is a leak. Scrapes read `latest`, replaced whole.
+    """
+
+    def __init__(self) -> None:
+        self.latest: tuple[tuple[str, int], ...] = ()
+        self.count: TableCounter = dict  # set while leading
+
+    def publish(self) -> None:
+        self.latest = tuple(sorted(self.count().items()))
+
+
+class _TableCollector(Collector):
+    """Table sizes from the last count the event loop published."""
+
+    def __init__(self, tables: TableSizes) -> None:
+        self.tables = tables
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            "lbipam_debug_table_entries",
+            "Entries in one of the operator's in-memory tables (debug).",
+            labels=["table"],
+        )
+        for name, size in self.tables.latest:
+            entries.add_metric([name], float(size))
+        yield entries
+
+
 class Metrics:
     """Every metric of docs/reference.md, in a Prometheus collector registry of its own."""
 
@@ -141,18 +183,26 @@ class Metrics:
         self.leader = Gauge(
             "lbipam_leader", "1 on the replica that is leading.", registry=self.collector_registry
         )
+        self.tables = TableSizes()
+        self.collector_registry.register(_TableCollector(self.tables))
         # Pools that may have series: those of the last copy and those counted since. Only
         # the event loop touches it. A failure's pool label is what the Service asked for,
-        # which may name no pool at all; it goes only with a pool a copy showed.
+        # which may name no pool at all; it goes with a pool a copy showed, or `tend` drops it.
         self._named: set[str] = set()
+        self._shown: frozenset[str] = frozenset()  # the pools of the last copy
+        self._failed: dict[str, float] = {}  # a failed series' pool label -> when last counted
 
     @contextlib.asynccontextmanager
-    async def leading_with(self, registry: Registry) -> AsyncIterator[PoolSnapshots]:
+    async def leading_with(
+        self, registry: Registry, tables: TableCounter | None = None
+    ) -> AsyncIterator[PoolSnapshots]:
         """While leading, report this term's pools; only the leader reports capacity, so
-        sums over replicas stay right."""
+        sums over replicas stay right. `tables` counts the term's tables (debug gauges)."""
         snapshots = PoolSnapshots(registry, self._keep_series_of)
         snapshots.publish()
         publisher = asyncio.create_task(snapshots.run())
+        self.tables.count = self._with_series(tables or dict)
+        counter = asyncio.create_task(self._tending())
         pools = _PoolCollector(snapshots)
         self.collector_registry.register(pools)
         self.leader.set(1)
@@ -160,11 +210,48 @@ class Metrics:
             yield snapshots
         finally:
             publisher.cancel()
+            counter.cancel()
+            self.tables.count = dict
+            self.tables.latest = ()
             self.collector_registry.unregister(pools)
             self.leader.set(0)
             # A standby replica reports nothing it no longer manages.
             self.pending.set(0)
             self.policies.set(0)
+
+    async def _tending(self) -> None:
+        while True:
+            self.tend()
+            self.tables.publish()
+            await asyncio.sleep(TABLE_INTERVAL)
+
+    def tend(self) -> None:
+        """Remove the failed series that name no pool of the last copy and were not counted
+        for `FAILED_SERIES_KEEP` seconds."""
+        expired = time.monotonic() - FAILED_SERIES_KEEP
+        for label, last in list(self._failed.items()):
+            if last > expired or any(name in self._shown for name in label.split(",")):
+                continue
+            del self._failed[label]
+            with contextlib.suppress(KeyError):  # already gone with its pool
+                self.allocations.remove(label, "failed")
+
+    def _with_series(self, tables: TableCounter) -> TableCounter:
+        """The term's tables and the label sets of the per-pool counters, which must shrink
+        when pools go."""
+
+        def count() -> dict[str, int]:
+            counted = dict(tables())
+            for name, counter in (("allocations", self.allocations), ("releases", self.releases)):
+                counted[f"metric_series_{name}"] = sum(
+                    1
+                    for family in counter.collect()
+                    for sample in family.samples
+                    if sample.name.endswith("_total")
+                )
+            return counted
+
+        return count
 
     def _keep_series_of(self, pools: frozenset[str]) -> None:
         """A pool gone from the registry leaves no series behind, its counters neither; also
@@ -177,6 +264,7 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     self.allocations.remove(pool, result)
         self._named = set(pools)
+        self._shown = pools
 
     def record(self, outcome: Outcome, requested_pools: tuple[str, ...] = ()) -> None:
         """Count one written decision: an allocation per pool it drew from, or a failure."""
@@ -189,6 +277,8 @@ class Metrics:
         else:
             pool = ",".join(requested_pools)
             self.allocations.labels(pool=pool, result="failed").inc()
+            if pool:
+                self._failed[pool] = time.monotonic()
             self.failures.labels(reason=outcome.reason.value).inc()
 
     def released(self, pools: Iterable[str | None]) -> None:

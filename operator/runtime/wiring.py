@@ -41,8 +41,8 @@ class Controllers:
         self.settings = settings
         self.registry = registry
         self.gateway = gateway
-        views = ServiceViews()
-        claims = AddressClaims(gateway, settings.claim_addresses, registry)
+        self.views = views = ServiceViews()
+        self.claims = claims = AddressClaims(gateway, settings.claim_addresses, registry)
         claims.rebuild(claimed)
         self.policies = PolicyController(gateway, metrics, settings, views)
         self.services = ServiceController(registry, gateway, metrics, views, claims)
@@ -68,6 +68,37 @@ class Controllers:
         self.services.rebuild(self._listed, namespace_labels)
         self._listed = []
         self.pools.report_reserved_holders(self.registry.reserved_holders())
+
+    def tables(self) -> dict[str, int]:
+        """Entries of the term's in-memory tables, for the debug gauges: each must follow the
+        Services, pools and addresses that exist, never grow with every one ever seen.
+
+        Reads the owners' private tables (read-only, on the event loop): a debug view that
+        would otherwise need a size method on every class.
+        """
+        holdings, services, policies = self.registry._holdings, self.services, self.policies
+        return {
+            "service_views": len(self.views),
+            "registry_pools": len(self.registry.pool_names()),
+            "registry_holders": len(holdings._holders),
+            "registry_bare": len(holdings._bare),
+            "registry_addresses": len(holdings._owners),
+            "registry_groups": len(holdings._groups),
+            "registry_blocked": len(holdings._blocked),
+            "claims": len(self.claims._ours),
+            "claims_by_service": len(self.claims._by_parent),
+            "services_pending": len(services.pending),
+            "services_partial": len(services.partial),
+            "services_first_seen": len(services._first_seen),
+            "namespace_labels": len(services._namespace_labels),
+            "policies_managed": len(policies.managed),
+            "policies_warned": len(policies._warned),
+            "pool_views": len(self.pools.views),
+            "pool_errors": len(self.pools._errors),
+            "pool_blocked_reported": len(self.pools._blocked_reported),
+            # ServiceCIDRs and Node addresses, by kind and name: they follow Nodes that come and go.
+            "reserved_ranges": sum(len(ranges) for ranges in self.pools._reserved.values()),
+        }
 
     async def stop(self) -> None:
         """End of the term: nothing queued may act on its decisions; Events may go out."""

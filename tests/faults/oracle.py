@@ -415,7 +415,7 @@ def _kept_while_naming_a_missing_pool(now: Cluster, service: ServiceModel) -> bo
     return _names_a_missing_pool(now, service) and condition.get("reason") == "NoMatchingPool"
 
 
-def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[str]) -> str:
+def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Taken) -> str:
     """'ok' when a pool could serve this family now, 'soft' when none can, 'hard' on a refusal.
 
     Mirrors docs/reference.md: a named pool that does not exist, a static address in use or in
@@ -447,7 +447,7 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[
     ok = any(
         family in p.usable
         and service.may_use(p, False)
-        and may_allocate(now, service, p, family, held)
+        and may_allocate(now, service, p, family, taken)
         for p in now.pools.values()
     )
     return "ok" if ok else "soft"
@@ -456,12 +456,12 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, held: set[
 def pending(now: Cluster) -> list[Violation]:
     """No Service lacks an address a pool could give it now."""
     found = []
-    held = set(now.holders())
+    taken = Taken(set(now.holders()))
     for service in now.services.values():
         if service.invalid:
             continue
         have = {ipaddress.ip_address(a).version for a in service.held.addresses}
-        outcome = {f: _family_outcome(now, service, f, held) for f in service.families}
+        outcome = {f: _family_outcome(now, service, f, taken) for f in service.families}
         if service.policy == "RequireDualStack":
             owed = list(service.families) if all(o == "ok" for o in outcome.values()) else []
         elif service.policy == "PreferDualStack":
@@ -673,11 +673,14 @@ def reserved_against(pool: PoolModel, address: str, key: str) -> bool:
 def reserved_free(pool: PoolModel, held: Iterable[str], family: int, key: str | None) -> int:
     """Usable addresses of the family the pool sets aside and nobody holds; only those not
     for Service `key` when it is given."""
+    others = [
+        r for r in _reservations(pool) if r.family == family and (key is None or not r.matches(key))
+    ]
+    if not others:
+        return 0  # most pools reserve nothing: no need to read every held address
     taken = {int(ip) for ip in map(ipaddress.ip_address, held) if ip.version == family}
     count = 0
-    for r in _reservations(pool):
-        if r.family != family or (key is not None and r.matches(key)):
-            continue
+    for r in others:
         for start, end in pool.usable.get(family, ()):
             low, high = max(start, r.span[0]), min(end, r.span[1])
             if low <= high:
@@ -705,14 +708,30 @@ def has_room(now: Cluster, service: ServiceModel, pool: PoolModel, ip: str | Non
     return ip in holds or len(holds) < limit
 
 
+@dataclass
+class Taken:
+    """The addresses held at one read, each pool's count of them made once: a recount per
+    Service is quadratic, and the soak asks about 5,000 Services."""
+
+    held: set[str]
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def used(self, pool: PoolModel, family: int) -> int:
+        """How many held addresses of the family lie in the pool."""
+        key = (pool.name, family)
+        if key not in self.counts:
+            of_family = (a for a in self.held if ipaddress.ip_address(a).version == family)
+            self.counts[key] = pool.count_in(of_family)
+        return self.counts[key]
+
+
 def may_allocate(
-    now: Cluster, service: ServiceModel, pool: PoolModel, family: int, held: set[str]
+    now: Cluster, service: ServiceModel, pool: PoolModel, family: int, taken: Taken
 ) -> bool:
     """The pool has a free address of the family for this Service, within its limit."""
     total = sum(b - a + 1 for a, b in pool.usable.get(family, ()))
-    used = pool.count_in(a for a in held if ipaddress.ip_address(a).version == family)
-    others = reserved_free(pool, held, family, service.held.key)
-    return total - used - others > 0 and has_room(now, service, pool, None)
+    others = reserved_free(pool, taken.held, family, service.held.key)
+    return total - taken.used(pool, family) - others > 0 and has_room(now, service, pool, None)
 
 
 def new_reserved(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from prometheus_client import generate_latest
 
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey, ServiceRequest
+from lbipam.runtime import metrics as metrics_module
 from lbipam.runtime.metrics import Metrics, PoolSnapshots
 
 
@@ -206,3 +208,55 @@ async def test_addresses_held_after_release_are_counted_until_the_hold_ends() ->
         registry.end_holds(1600.0)
         pools.publish()
         assert sample(metrics, "lbipam_pool_addresses_held", pool="stable") == 0
+
+
+async def test_table_sizes_are_debug_gauges_of_the_leader_counting_per_pool_series_too() -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("gone", ("10.0.0.0/30",), allow_first_last_ips=True))
+    metrics = Metrics()
+    views = {"shop/a": 1, "shop/b": 2}
+
+    def table(name: str) -> float | None:
+        return sample(metrics, "lbipam_debug_table_entries", table=name)
+
+    async with metrics.leading_with(registry, lambda: {"service_views": len(views)}) as pools:
+        metrics.record(registry.ensure(request("a")))
+        del views["shop/a"]
+        metrics.tables.publish()
+        assert table("service_views") == 1
+        assert table("metric_series_allocations") == 1
+        registry.remove_pool("gone")
+        pools.publish()  # the deleted pool's series go
+        metrics.tables.publish()
+        assert table("metric_series_allocations") == 0
+
+    assert table("metric_series_allocations") is None  # a follower counts nothing
+
+
+async def test_a_failure_naming_a_pool_deleted_before_it_leaves_no_series_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = Registry()
+    registry.apply_pool(PoolSpec("gone", ("10.0.0.0/30",), allow_first_last_ips=True))
+    registry.apply_pool(PoolSpec("kept", ("10.0.1.0/32",)))
+    metrics = Metrics()
+
+    def failed(pool: str) -> float | None:
+        return sample(metrics, "lbipam_allocations_total", pool=pool, result="failed")
+
+    async with metrics.leading_with(registry) as pools:
+        registry.remove_pool("gone")
+        pools.publish()
+        # Services still naming the deleted pool, naming a typo, naming a live pool (full for
+        # the second), and naming none (all full by then).
+        for named in (("gone",), ("typo",), ("kept",), ()):
+            metrics.record(registry.ensure(request(f"asks-{named}", pools=named)), named)
+            metrics.record(registry.ensure(request(f"more-{named}", pools=named)), named)
+        metrics.tend()
+        assert failed("gone") == 2 and failed("typo") == 2  # seen by scrapes for a while
+
+        monkeypatch.setattr(metrics_module, "FAILED_SERIES_KEEP", 0.0)
+        metrics.tend()
+        assert failed("gone") is None and failed("typo") is None
+        assert failed("kept") == 1  # its pool exists: it goes with the pool
+        assert failed("") == 2  # no pool named: one series, kept

@@ -1,0 +1,76 @@
+"""Every 10 s: both replicas' RSS, the leader's table sizes and the population they serve."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.procstat import usage
+from tests.operator_process import OperatorProcess
+
+INTERVAL = 10.0
+TABLE = re.compile(r'^lbipam_debug_table_entries\{table="([^"]+)"\} (\S+)$', re.M)
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the soak's clock started
+    rss_mib: list[float | None]  # per replica; None while it is not running
+    pids: list[int | None]
+    leader: int | None  # index of the replica leading, if one answered so
+    tables: dict[str, int]  # the leader's, empty when it did not answer
+    population: int  # Services the soak keeps at that moment
+
+
+def tables_of(metrics: str) -> dict[str, int]:
+    return {name: int(float(value)) for name, value in TABLE.findall(metrics)}
+
+
+def _pid(replica: OperatorProcess) -> int | None:
+    popen = replica.popen
+    return popen.pid if popen is not None and popen.poll() is None else None
+
+
+def _rss(pid: int | None) -> float | None:
+    try:
+        return usage(pid).rss_mib if pid is not None else None
+    except OSError:  # exited meanwhile
+        return None
+
+
+class Sampler(threading.Thread):
+    """Samples every `INTERVAL` seconds on its own clock until stopped."""
+
+    def __init__(self, replicas: tuple[OperatorProcess, ...], population: Callable[[], int]):
+        super().__init__(name="soak-sampler", daemon=True)
+        self.replicas = replicas
+        self.population = population
+        self.samples: list[Sample] = []
+        self.started = time.monotonic()
+        self.wall_started = time.time()  # for the report: when `at` is 0
+        self._halt = threading.Event()
+
+    def sample(self) -> Sample:
+        pids = [_pid(replica) for replica in self.replicas]
+        rss = [_rss(pid) for pid in pids]
+        leader, tables = None, {}
+        for index, replica in enumerate(self.replicas):
+            try:
+                text = replica.metrics() if pids[index] is not None else ""
+            except OSError:  # too busy to answer within the scrape's timeout: no tables now
+                continue
+            if re.search(r"^lbipam_leader 1\.0$", text, re.M):
+                leader, tables = index, tables_of(text)
+        return Sample(time.monotonic() - self.started, rss, pids, leader, tables, self.population())
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.samples.append(self.sample())
+            self._halt.wait(INTERVAL - (time.monotonic() - self.started) % INTERVAL)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
