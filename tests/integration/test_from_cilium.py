@@ -101,6 +101,17 @@ def cilium_did_as_asked(before: dict[str, list[str]], main: str, gold: str) -> N
     assert all(before[f"s{g:02d}5"][0].startswith(f"{gold}.") for g in groups), before
     assert all(before[f"s{g:02d}1"] == before[f"s{g:02d}2"] for g in groups), before
     assert all(before[f"s{g:02d}1"] == [f"{main}.{230 + g}"] for g in groups if g % 4 == 0)
+    # allowFirstLastIPs: the gold /27's first address is its first handed out ("Yes"); the /24
+    # (unset) keeps its ends.
+    held = [ip for ips in before.values() for ip in ips]
+    assert f"{gold}.0" in held and not {f"{main}.0", f"{main}.255"} & set(held), held
+
+
+def highest_free(net: str, held: dict[str, list[str]]) -> list[str]:
+    """The free addresses of the /24, highest first: lbipam hands out the lowest to Services
+    asking for none, so these stay free for Services asking for them meanwhile."""
+    taken = {ip for ips in held.values() for ip in ips}
+    return [ip for ip in (f"{net}.{n}" for n in range(254, 0, -1)) if ip not in taken]
 
 
 def add_services(core: client.CoreV1Api, namespace: str, wanted: dict[str, Any]) -> None:
@@ -194,8 +205,7 @@ def test_switching_from_cilium_and_back_moves_no_address(
         print(f"Cilium -> lbipam: {len(moved(before, after))} of {len(before)} moved")
 
         # 4. New Services asking in Cilium's words (1.15's and 1.16's) get what they ask for.
-        taken = {ip for ips in after.values() for ip in ips}
-        free, free_too = [f"{main}.{n}" for n in range(1, 255) if f"{main}.{n}" not in taken][:2]
+        free, free_too = highest_free(main, after)[:2]
         add_services(
             core,
             namespace,
