@@ -7,8 +7,9 @@ change of version, Go toolchain or flags builds anew, anything else reuses the c
 - MetalLB: `go install go.universe.tf/metallb/controller@v0.15.3`; its CRDs come from the
   module's `config/crd/bases`; one `IPAddressPool` 10.0.0.0/8 in `metallb-system`.
 - Cilium: the generic operator of v1.15.19 (the newest release whose dependencies the module
-  proxy serves here), from the wrapper module in `bench/gobuild/cilium` with
-  `-tags ipam_provider_operator`. It registers its CRDs itself; one
+  proxy serves here), built by tests/peers.py (the switching story runs it too) from the
+  wrapper module in `tests/gobuild/cilium` with `-tags ipam_provider_operator`. It registers
+  its CRDs itself; one
   `CiliumLoadBalancerIPPool` 10.0.0.0/8. Its client is throttled to 5 QPS by default, so it
   runs as shipped and tuned (`--k8s-client-qps=200 --k8s-client-burst=400`).
 """
@@ -28,15 +29,12 @@ from bench.api import Api, ApiError, ingress_ips, service_manifest
 from tests.controlplane import ControlPlane
 from tests.controlplane.build import ensure, key_of, run_go
 from tests.controlplane.cluster import Process, free_port
+from tests.peers import cilium_argv, cilium_operator
 
 LDFLAGS = "-s -w"
 METALLB_MODULE = "go.universe.tf/metallb"
 METALLB_VERSION = "v0.15.3"
 METALLB_NAMESPACE = "metallb-system"
-CILIUM_MODULE_DIR = Path(__file__).resolve().parent / "gobuild" / "cilium"
-CILIUM_PACKAGE = "github.com/cilium/cilium/operator"
-CILIUM_TAGS = "ipam_provider_operator"
-CILIUM_BINARY = "cilium-operator-generic"
 CILIUM_POOLS = "/apis/cilium.io/v2alpha1/ciliumloadbalancerippools"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 POOL_CIDR = "10.0.0.0/8"
@@ -69,23 +67,9 @@ def metallb_binaries() -> Path:
     return ensure(key, ("controller", "crds.yaml"), _build_metallb, what)
 
 
-def _build_cilium(out: Path) -> None:
-    binary = str(out / CILIUM_BINARY)
-    flags = ["-trimpath", "-tags", CILIUM_TAGS, f"-ldflags={LDFLAGS}"]
-    _go("build", *flags, "-o", binary, CILIUM_PACKAGE, cwd=CILIUM_MODULE_DIR)
-
-
-def cilium_binaries() -> Path:
-    """The folder with Cilium's generic operator, built first when needed."""
-    module = [(CILIUM_MODULE_DIR / name).read_bytes() for name in ("go.mod", "go.sum")]
-    flags = (CILIUM_PACKAGE, CILIUM_TAGS, LDFLAGS)
-    key = "cilium-" + key_of(*module, *(flag.encode() for flag in flags))
-    return ensure(key, (CILIUM_BINARY,), _build_cilium, "Cilium's operator v1.15.19")
-
-
 def build_all() -> None:
     metallb_binaries()
-    cilium_binaries()
+    cilium_operator()
 
 
 def kubectl(plane: ControlPlane, *args: str) -> None:
@@ -167,19 +151,7 @@ def _metallb_argv(plane: ControlPlane) -> list[str]:
 
 
 def _cilium_argv(*tuning: str) -> Callable[[ControlPlane], list[str]]:
-    def argv(plane: ControlPlane) -> list[str]:
-        return [
-            str(cilium_binaries() / CILIUM_BINARY),
-            f"--k8s-kubeconfig-path={plane.kubeconfig}",
-            "--ipam=kubernetes",
-            "--identity-allocation-mode=crd",
-            "--cluster-name=default",
-            f"--operator-api-serve-addr=127.0.0.1:{free_port()}",
-            f"--gops-port={free_port()}",
-            *tuning,
-        ]
-
-    return argv
+    return lambda plane: cilium_argv(plane, *tuning)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Cilium 1.15 (cilium.io/v2alpha1 and v2): CiliumLoadBalancerIPPools become IPPools.
 
-Cilium reserves the first and last address of a CIDR block of 4 or more addresses only when
-`allowFirstLastIPs` is "No" (its operator compares with "No"; unset hands them out), IPv6 too;
-lbipam's `allowFirstLastIPs: false` skips them in IPv4 CIDRs only, so IPv6 ones get `exclude`
-entries. Cilium selects Services by two labels of its own making as well: the namespace one
-becomes a namespaceSelector, the name one cannot be said.
+Cilium 1.15 reserves the first and last address of a CIDR block of 4 or more addresses unless
+`allowFirstLastIPs` is "Yes" (its operator compares with "Yes"; 1.16 turned the default round and
+compares with "No"), IPv6 too; lbipam's `allowFirstLastIPs: false` skips them in IPv4 CIDRs only,
+so IPv6 ones get `exclude` entries. Unset is read as 1.15 reads it, with a note: reserving is the
+side that moves nobody, since a Service already holding an IPv4 end keeps it. Cilium selects
+Services by two labels of its own making as well: the namespace one becomes a namespaceSelector,
+the name one cannot be said.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ _ANNOUNCERS = {
     "CiliumBGPPeerConfig": "it sets up BGP sessions for announcements",
     "CiliumBGPAdvertisement": "it announces addresses to BGP peers",
 }
+_UNSET_ENDS = (
+    "allowFirstLastIPs unset: Cilium 1.15 reserves each CIDR's first and last address, 1.16 "
+    "and later hand them out; converted as reserved (allowFirstLastIPs: false): write true "
+    "if your Cilium is 1.16 or later"
+)
 SOURCE = Source("CiliumLoadBalancerIPPool", ("v2alpha1", "v2"), _ANNOUNCERS, _PAIR)
 
 
@@ -51,7 +58,9 @@ def _pool(obj: Mapping[str, Any]) -> Converted:
     spec = obj.get("spec") or {}
     lost = unknown_fields(spec, _POOL_FIELDS)
     notes: list[str] = []
-    reserve = spec.get("allowFirstLastIPs") == "No"
+    reserve = spec.get("allowFirstLastIPs") != "Yes"
+    if "allowFirstLastIPs" not in spec:
+        notes.append(_UNSET_ENDS)
     addresses: list[str] = []
     exclude: list[str] = []
     # `cidrs` is the deprecated name of `blocks`; Cilium 1.15 reads both.

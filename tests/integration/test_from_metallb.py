@@ -3,10 +3,7 @@ nothing moves either way (issue 25, part 5, for MetalLB)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from kubernetes import client
 from tests import kit
 from tests.controlplane import ControlPlane
 from tests.kit import Kubectl, create, ingress_ips, service_manifest, subnet, wait_address
+from tests.migration import addresses, allocated_by_lbipam, convert_and_apply, moved, settled
 from tests.operator_process import OperatorProcess
 from tests.peers import METALLB_NAMESPACE, MetalLBController, install_metallb_crds
 
@@ -29,33 +27,6 @@ def metallb(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[MetalLBCo
     controller = MetalLBController(control_plane)
     yield controller
     controller.cleanup()
-
-
-def addresses(core: client.CoreV1Api, namespace: str) -> dict[str, list[str]]:
-    return {s.metadata.name: ingress_ips(s) for s in core.list_namespaced_service(namespace).items}
-
-
-def settled(
-    core: client.CoreV1Api, namespace: str, done: Callable[[Any], bool], what: str
-) -> dict[str, list[str]]:
-    """Every Service of the namespace `done`; their addresses. Fails after 180 s."""
-    deadline = time.monotonic() + 180
-    while True:
-        services = core.list_namespaced_service(namespace).items
-        waiting = [s.metadata.name for s in services if not done(s)]
-        if not waiting:
-            return {s.metadata.name: ingress_ips(s) for s in services}
-        assert time.monotonic() < deadline, f"{len(waiting)} Services not {what}: {waiting[:5]}"
-        time.sleep(1)
-
-
-def moved(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
-    return [f"{n}: {before[n]} -> {after.get(n)}" for n in before if after.get(n) != before[n]]
-
-
-def allocated_by_lbipam(service: Any) -> bool:
-    condition = kit.our_condition(service)
-    return condition is not None and condition.reason == "Allocated"
 
 
 def annotations_of(index: int, main: str, pool_b: str) -> dict[str, str]:
@@ -84,21 +55,6 @@ def metallb_pool(kubectl: Kubectl, name: str, namespace: str, spec: dict[str, An
         "spec": spec,
     }
     kubectl("apply", "-f", "-", input=yaml.safe_dump(pool))
-
-
-def convert_and_apply(plane: ControlPlane, kubectl: Kubectl, names: tuple[str, ...]) -> None:
-    """docs/migration.md, step 2: `lbipam convert --from-cluster --check`, then apply."""
-    converted = subprocess.run(
-        [sys.executable, "-m", "lbipam.cli", "convert", "--from-cluster", "--check"],
-        capture_output=True,
-        text=True,
-        env=plane.env(),
-        timeout=60,
-    )
-    assert converted.returncode == 0, converted.stderr
-    ours = [d for d in yaml.safe_load_all(converted.stdout) if d["metadata"]["name"] in names]
-    assert len(ours) == len(names), converted.stdout
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(ours))
 
 
 # The first run builds MetalLB's controller from its module: about 6 minutes on 2 busy cores.

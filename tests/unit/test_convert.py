@@ -155,13 +155,19 @@ def test_an_announcement_is_not_converted_and_says_what_to_pair_lbipam_with(
 
 
 def test_a_cilium_pool_keeps_its_blocks_ranges_and_selector() -> None:
-    assert spec(converted(CILIUM)["blue-pool"]) == {
+    pool = converted(CILIUM)["blue-pool"]
+
+    # allowFirstLastIPs unset: Cilium 1.15 reserves the ends of each CIDR, and so does the IPPool.
+    assert spec(pool) == {
         "addresses": ["10.0.10.0/24", "2004::/64", "20.0.20.100-20.0.20.200", "1.2.3.4"],
-        "allowFirstLastIPs": True,
+        "exclude": ["2004::", "2004::ffff:ffff:ffff:ffff"],
+        "allowFirstLastIPs": False,
         "serviceSelector": {
             "matchExpressions": [{"key": "color", "operator": "In", "values": ["blue", "cyan"]}]
         },
     }
+    assert pool.lost == ()
+    assert any("1.16 and later hand them out" in note for note in pool.notes)
 
 
 def test_cilium_reserving_first_and_last_ips_excludes_them_in_ipv6_too() -> None:

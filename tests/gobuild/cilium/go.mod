@@ -1,5 +1,5 @@
-// Builds Cilium's operator (the generic variant) for lbipam's benchmark; see bench/contenders.py.
-module lbipam.io/bench/cilium
+// Builds Cilium's operator (the generic variant) for the switching story and the benchmark; see tests/peers.py.
+module lbipam.io/tests/cilium
 
 go 1.23.0
 
