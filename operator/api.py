@@ -10,6 +10,7 @@ POOL_API_VERSION = f"{GROUP}/{VERSION}"
 ANNOTATION_IPS = f"{GROUP}/ips"
 ANNOTATION_POOL = f"{GROUP}/pool"
 ANNOTATION_SHARING_KEY = f"{GROUP}/sharing-key"
+ANNOTATION_SHARING_CROSS_NAMESPACE = f"{GROUP}/sharing-cross-namespace"
 LEGACY_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 # Other controllers' request annotations, honoured as lbipam's own when LBIPAM_FOREIGN_ANNOTATIONS
@@ -28,6 +29,12 @@ FOREIGN_POOL = {
 FOREIGN_SHARING_KEY = {
     METALLB: ("metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"),
     CILIUM: ("lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key"),
+}
+FOREIGN_SHARING_CROSS_NAMESPACE = {
+    CILIUM: (
+        "lbipam.cilium.io/sharing-cross-namespace",
+        "io.cilium/lb-ipam-sharing-cross-namespace",
+    ),
 }
 FOREIGN_CONTROLLERS = (METALLB, CILIUM)
 
