@@ -16,7 +16,8 @@ LEGACY_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 # Other controllers' request annotations, honoured as lbipam's own when LBIPAM_FOREIGN_ANNOTATIONS
 # names the controller. Per controller and kind of request, its names in its own order: the
 # first present one is what that controller reads (MetalLB 0.15 controller/service.go
-# valueForAnnotation and SharingKey; Cilium 1.15 pkg/annotation, LBIPAM*Key before *Alias).
+# valueForAnnotation and SharingKey; Cilium 1.15 pkg/annotation, LBIPAM*Key before *Alias;
+# the cross-namespace consent came with Cilium 1.16).
 METALLB = "metallb"
 CILIUM = "cilium"
 FOREIGN_IPS = {
