@@ -178,9 +178,16 @@ class Placer:
                 if holder.key != me.key
                 and ip.family == family
                 and (named is None or any(p.contains(ip) for p in named))
-                and self._all_consent(me, ip)
             )
-        return min(candidates)[1] if candidates else None
+        # Its own address is kept on its own terms (_keepable); the others are judged once
+        # each, however many members hold them.
+        judged: dict[IP, bool] = {own: True} if own is not None else {}
+        for _, ip in sorted(candidates):
+            if ip not in judged:
+                judged[ip] = self._all_consent(me, ip)
+            if judged[ip]:
+                return ip
+        return None
 
     def _all_consent(self, me: Holder, ip: IP) -> bool:
         """Whether every other holder of ``ip`` consents with ``me``, each way."""
