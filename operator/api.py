@@ -10,13 +10,14 @@ POOL_API_VERSION = f"{GROUP}/{VERSION}"
 ANNOTATION_IPS = f"{GROUP}/ips"
 ANNOTATION_POOL = f"{GROUP}/pool"
 ANNOTATION_SHARING_KEY = f"{GROUP}/sharing-key"
+ANNOTATION_SHARING_CROSS_NAMESPACE = f"{GROUP}/sharing-cross-namespace"
 LEGACY_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 # Other controllers' request annotations, honoured as lbipam's own when LBIPAM_FOREIGN_ANNOTATIONS
 # names the controller. Per controller and kind of request, its names in its own order: the
 # first present one is what that controller reads (MetalLB 0.15 controller/service.go
 # valueForAnnotation and SharingKey; Cilium 1.16+ pkg/annotation, LBIPAM*Key before *Alias;
-# Cilium 1.15 reads only the io.cilium/ forms).
+# Cilium 1.15 reads only the io.cilium/ forms and never shares across namespaces).
 METALLB = "metallb"
 CILIUM = "cilium"
 FOREIGN_IPS = {
@@ -29,6 +30,12 @@ FOREIGN_POOL = {
 FOREIGN_SHARING_KEY = {
     METALLB: ("metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"),
     CILIUM: ("lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key"),
+}
+FOREIGN_SHARING_CROSS_NAMESPACE = {
+    CILIUM: (
+        "lbipam.cilium.io/sharing-cross-namespace",
+        "io.cilium/lb-ipam-sharing-cross-namespace",
+    ),
 }
 FOREIGN_CONTROLLERS = (METALLB, CILIUM)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -11,12 +12,14 @@ from typing import Any
 from lbipam.api import (
     ANNOTATION_IPS,
     ANNOTATION_POOL,
+    ANNOTATION_SHARING_CROSS_NAMESPACE,
     ANNOTATION_SHARING_KEY,
     CLAIM_HELD_SINCE,
     CLAIM_MANAGER_LABEL,
     FINALIZER,
     FOREIGN_IPS,
     FOREIGN_POOL,
+    FOREIGN_SHARING_CROSS_NAMESPACE,
     FOREIGN_SHARING_KEY,
     LEGACY_SOURCE_RANGES,
     POOL_API_VERSION,
@@ -28,10 +31,13 @@ from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.requests import Port, ServiceKey, ServiceRequest
 from lbipam.ipam.reservations import Reservation
 from lbipam.ipam.selectors import Selector
+from lbipam.ipam.sharing import ANYONE
 from lbipam.settings import Settings
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _FAMILY_NUMBERS = {name: family for family, name in FAMILY_NAMES.items()}
+# A namespace's name: an RFC 1123 label (apimachinery's IsDNS1123Label).
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # What a view keeps of the body (the policy builder's inputs and the versions): at 20,000
 # Services, managedFields, kubectl's last-applied annotation and the rest of the spec would be
 # tens of MiB kept for nothing.
@@ -138,9 +144,17 @@ def service_request(
     key = _annotated(
         annotations, ANNOTATION_SHARING_KEY, FOREIGN_SHARING_KEY, controllers, str.strip
     )
+    crossing = _annotated(
+        annotations,
+        ANNOTATION_SHARING_CROSS_NAMESPACE,
+        FOREIGN_SHARING_CROSS_NAMESPACE,
+        controllers,
+        _name_set,
+    )
     # The registry names lbipam.io/ips when it cannot read an address: name the one asked.
     unreadable = _unreadable(ips) if ips.where != ANNOTATION_IPS else None
-    invalid = [why for why in (ips.invalid or unreadable, pools.invalid, key.invalid) if why]
+    reasons = (ips.invalid or unreadable, pools.invalid, key.invalid, _bad_namespaces(crossing))
+    invalid = [why for why in reasons if why]
     return ServiceRequest(
         key=service_key(body),
         created=meta.get("creationTimestamp") or "",
@@ -150,6 +164,7 @@ def service_request(
         load_balancer_ip=spec.get("loadBalancerIP") or None,
         requested_ips=_split(ips.text),
         sharing_key=(key.text or "").strip() or None,
+        share_with=_name_set(crossing.text or ""),
         ports=ports,
         families=families or (4,),
         family_policy=spec.get("ipFamilyPolicy") or "SingleStack",
@@ -210,6 +225,21 @@ def _address_set(text: str) -> frozenset[Hashable]:
 
 def _name_set(text: str) -> frozenset[str]:
     return frozenset(_split(text))
+
+
+def _bad_namespaces(crossing: _Annotated) -> str | None:
+    """Why a list of namespaces to share with cannot be read, named by its annotation."""
+    if crossing.invalid:
+        return crossing.invalid
+    bad = [n for n in _split(crossing.text) if n != ANYONE and not _NAMESPACE_NAME.fullmatch(n)]
+    if not bad:
+        return None
+    quoted = ", ".join(f'"{name}"' for name in bad)
+    return (
+        f"{crossing.where}: {quoted} "
+        f"{'is not a namespace name' if len(bad) == 1 else 'are not namespace names'} "
+        f"(lower-case letters, digits and '-', at most 63) or {ANYONE}"
+    )
 
 
 def _unreadable(ips: _Annotated) -> str | None:

@@ -89,10 +89,10 @@ class Settings:
         "LBIPAM_FOREIGN_ANNOTATIONS",
         parse_controllers,
         "honour these controllers' Service annotations (requested addresses, pool, sharing "
-        "key) as lbipam's own: a comma list of metallb, cilium, or none. Where an lbipam.io/ "
-        "annotation asks too, its value is used and the others must agree (else "
-        "InvalidRequest). On by default so a switch loses no request; none when such a "
-        "controller runs beside lbipam on the same Services",
+        "key, namespaces to share with) as lbipam's own: a comma list of metallb, cilium, "
+        "or none. Where an lbipam.io/ annotation asks too, its value is used and the others "
+        "must agree (else InvalidRequest). On by default so a switch loses no request; none "
+        "when such a controller runs beside lbipam on the same Services",
     )
     metrics_port: int = _setting(8080, "LBIPAM_METRICS_PORT", parse_port, "Prometheus /metrics")
     health_port: int = _setting(

@@ -12,6 +12,7 @@ from .catalog import Catalog
 from .durations import stamp
 from .pool import Pool
 from .requests import Port, ServiceKey
+from .sharing import GroupBook, consenting, may_share
 
 Terms = tuple[tuple[str, ...], str | None]  # lbipam.io/pool names, sharing key
 NO_TERMS: Terms = ((), None)  # most Services': one tuple for all of them
@@ -34,13 +35,11 @@ class Holder:
     # ...and those the status's addresses were granted under: a decision whose write failed
     # (409) is not the status's yet.
     shown_terms: Terms = NO_TERMS
-
-    @property
-    def group(self) -> tuple[str, str] | None:
-        return None if self.sharing_key is None else (self.key.namespace, self.sharing_key)
+    # Other namespaces it consents to share with (lbipam.io/sharing-cross-namespace).
+    share_with: frozenset[str] = frozenset()
 
     def can_share(self, other: Holder) -> bool:
-        return self.group is not None and self.group == other.group and not self.ports & other.ports
+        return may_share(self, other)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +117,8 @@ class HoldBook:
 
 
 class NamespaceBook:
-    """Namespace -> the addresses its Services hold (sharing never crosses namespaces)."""
+    """Namespace -> the addresses its Services hold (an address shared across namespaces is
+    in each)."""
 
     def __init__(self) -> None:
         self._ips: dict[str, set[IP]] = {}
@@ -161,8 +161,8 @@ class Holdings:
         self._bare: dict[ServiceKey, Terms] = {}
         # Address -> its holders: one, or several that can all share it; never empty.
         self._owners: dict[IP, tuple[ServiceKey, ...]] = {}
-        # (namespace, sharing key) -> holders in that group; never an empty set.
-        self._groups: dict[tuple[str, str], set[ServiceKey]] = {}
+        # Holders by sharing key, and namespace or consent to others.
+        self._groups = GroupBook()
         # Addresses held outside lbipam (a ClusterIP, another controller) -> who holds them.
         # Taken in every pool, never handed out; learned when a claim is refused.
         self._blocked: dict[IP, str] = {}
@@ -205,17 +205,20 @@ class Holdings:
         ]
 
     def group_members(self, me: Holder) -> list[Holder]:
-        """The holders in ``me``'s sharing group, ``me`` included if it holds anything."""
-        if me.group is None:
-            return []
-        return [self._holders[key] for key in self._groups.get(me.group, ())]
+        """The holders ``me`` consents with under its sharing key, each way: its sharing group,
+        ``me`` included if it holds anything."""
+        found = (self._holders[key] for key in self._groups.candidates(me))
+        return [holder for holder in found if consenting(me, holder)]
 
     def followers(self, me: Holder, final: tuple[IP, ...]) -> tuple[ServiceKey, ...]:
         """The other members of the holder's sharing group whose addresses differ from it."""
-        if me.group is None:
-            return ()
-        members = self._groups.get(me.group, set()) - {me.key}
-        return tuple(sorted(k for k in members if set(self._holders[k].addresses) != set(final)))
+        return tuple(
+            sorted(
+                holder.key
+                for holder in self.group_members(me)
+                if holder.key != me.key and set(holder.addresses) != set(final)
+            )
+        )
 
     def held_in(self, pool: Pool) -> tuple[ServiceKey, ...]:
         inside = pool.contains
@@ -229,10 +232,8 @@ class Holdings:
         old_addresses = old.addresses if old else ()
         if old_addresses != holder.addresses:
             self.changes += 1
-        if old is not None and old.group is not None:
-            self._groups[old.group].discard(holder.key)
-            if not self._groups[old.group]:
-                del self._groups[old.group]
+        if old is not None:
+            self._groups.discard(old)
         for ip in old_addresses:
             if ip not in holder.addresses:
                 self._drop_owner(holder.key, ip)
@@ -241,11 +242,11 @@ class Holdings:
                 self._add_owner(holder.key, ip)
         if holder.addresses:
             self._holders[holder.key] = holder
-            if holder.group is not None:
-                self._groups.setdefault(holder.group, set()).add(holder.key)
+            self._groups.add(holder)
 
     def _add_owner(self, key: ServiceKey, ip: IP) -> None:
         owners = self._owners.get(ip)
+        self._by_namespace.add(key.namespace, ip)
         if owners is not None:
             self._owners[ip] = (*owners, key)
             return
@@ -253,16 +254,16 @@ class Holdings:
             for pool in self._catalog.containing(ip):
                 pool.take(ip)
         self._owners[ip] = (key,)
-        self._by_namespace.add(key.namespace, ip)
 
     def _drop_owner(self, key: ServiceKey, ip: IP) -> None:
         """Forget one owner; the last one gone frees the address in its pools."""
         owners = tuple(k for k in self._owners[ip] if k != key)
+        if all(k.namespace != key.namespace for k in owners):
+            self._by_namespace.discard(key.namespace, ip)
         if owners:
             self._owners[ip] = owners
             return
         del self._owners[ip]
-        self._by_namespace.discard(key.namespace, ip)
         for pool in self._catalog.containing(ip):
             pool.give_back(ip)
 
@@ -395,14 +396,8 @@ class Holdings:
         """Raise AssertionError naming the first broken invariant between the indexes and the
         pools' free counts. For tests: it walks everything."""
         self._check_owners()
-        for group, keys in self._groups.items():
-            assert keys, f"sharing group {group} is empty"
-            for key in keys:
-                holder = self._holders.get(key)
-                assert holder is not None and holder.group == group, f"{key} not in {group}"
-        for key, holder in self._holders.items():
-            if holder.group is not None:
-                assert key in self._groups.get(holder.group, ()), f"{key} missing from its group"
+        self._groups.check(self._holders)
+        for key in self._holders:
             assert key not in self._bare, f"{key} holds addresses and is also recorded bare"
         for ip, outsider in self._blocked.items():
             assert ip not in self._owners, f"{ip} is blocked by {outsider} and held by a Service"

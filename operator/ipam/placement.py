@@ -11,6 +11,7 @@ from .holdings import Holder, Holdings
 from .limits import Quota
 from .pool import Pool
 from .requests import Reason, Refusal, ServiceKey, ServiceRequest
+from .sharing import consenting, missing_consent
 from .wishes import Wish, wish_for
 
 _NOT_OFFERED = (
@@ -149,20 +150,25 @@ class Placer:
         if may_displace and all(r.seniority > me.seniority for r in rivals):
             return tuple(r.key for r in rivals)
         rival = min(rivals, key=lambda r: r.seniority)
-        if me.group is not None and me.group == rival.group:
+        if consenting(me, rival):
             ports = ", ".join(sorted(str(p) for p in me.ports & rival.ports))
             raise Refusal(
                 Reason.PORT_CONFLICT,
                 f'{ip} is shared under sharing key "{me.sharing_key}" with Service {rival.key}, '
                 f"which also uses port {ports}",
             )
-        raise Refusal(Reason.ADDRESS_IN_USE, f"{ip} is already used by Service {rival.key}")
+        apart = missing_consent(me, rival)
+        raise Refusal(
+            Reason.ADDRESS_IN_USE,
+            f"{ip} is already used by Service {rival.key}" + (f"; {apart}" if apart else ""),
+        )
 
     def _group_address(
         self, me: Holder, family: int, own: IP | None, named: tuple[Pool, ...] | None
     ) -> IP | None:
-        """The address of this family held by the oldest member of the Service's sharing group."""
-        if me.group is None:
+        """The address of this family held by the oldest member of the Service's sharing group
+        whose other holders all consent with it too (ports aside: a clash is refused later)."""
+        if me.sharing_key is None:
             return None
         candidates = [(me.seniority, own)] if own is not None else []
         for holder in self._holdings.group_members(me):
@@ -173,7 +179,20 @@ class Placer:
                 and ip.family == family
                 and (named is None or any(p.contains(ip) for p in named))
             )
-        return min(candidates)[1] if candidates else None
+        # Its own address is kept on its own terms (_keepable); the others are judged once
+        # each, however many members hold them.
+        judged: dict[IP, bool] = {own: True} if own is not None else {}
+        for _, ip in sorted(candidates):
+            if ip not in judged:
+                judged[ip] = self._all_consent(me, ip)
+            if judged[ip]:
+                return ip
+        return None
+
+    def _all_consent(self, me: Holder, ip: IP) -> bool:
+        """Whether every other holder of ``ip`` consents with ``me``, each way."""
+        holders = (self._holdings.holder(key) for key in self._holdings.owners(ip))
+        return all(h is not None and (h.key == me.key or consenting(me, h)) for h in holders)
 
     def _check_static(
         self, request: ServiceRequest, ip: IP, named: tuple[Pool, ...] | None

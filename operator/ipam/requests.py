@@ -54,6 +54,8 @@ class ServiceRequest:
     load_balancer_ip: str | None = None
     requested_ips: tuple[str, ...] = ()
     sharing_key: str | None = None
+    # Other namespaces whose Services it agrees to share an address with ("*": any).
+    share_with: frozenset[str] = frozenset()
     ports: frozenset[Port] = frozenset()
     families: tuple[int, ...] = (4,)
     family_policy: str = "SingleStack"

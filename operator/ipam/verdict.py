@@ -11,6 +11,7 @@ from .holdings import NO_TERMS, Holder, Holdings, Terms
 from .placement import Placer, Plan
 from .pool import Pool
 from .requests import Outcome, Reason, Refusal, ServiceRequest
+from .sharing import missing_consent
 from .wishes import statics
 
 
@@ -18,7 +19,17 @@ def requested(request: ServiceRequest) -> Holder:
     """The Service as it asks now, holding nothing, its terms those of the request."""
     sharing, pools = request.sharing_key or None, request.pools
     terms = (pools, sharing) if pools or sharing else NO_TERMS
-    return Holder(request.key, request.seniority, sharing, request.ports, pools, (), terms, terms)
+    return Holder(
+        request.key,
+        request.seniority,
+        sharing,
+        request.ports,
+        pools,
+        (),
+        terms,
+        terms,
+        request.share_with if sharing else frozenset(),
+    )
 
 
 def applicant(
@@ -71,7 +82,10 @@ class Verdict:
         before = dict.fromkeys([*(known.addresses if known else ()), *held])
         pools = tuple(self._credit(ip, request, plan.named) for ip in final)
         released = [ip for ip in before if ip not in final]
-        regrouped = known is not None and known.group != me.group
+        regrouped = known is not None and (known.sharing_key, known.share_with) != (
+            me.sharing_key,
+            me.share_with,
+        )
         return Outcome(
             addresses=tuple(str(ip) for ip in final),
             pools=pools,
@@ -114,11 +128,11 @@ class Verdict:
             return f"{ip} is already used by {blocker}"
         rivals = self._holdings.rivals(me, ip)
         # Held by the group it left: as asked.
-        left = (
-            (me.key.namespace, sharing_key) if sharing_key not in (None, me.sharing_key) else None
-        )
-        if rivals and not (left and all(r.group == left for r in rivals)):
-            return f"{ip} is held by the older Service {', '.join(str(r.key) for r in rivals)}"
+        left = sharing_key not in (None, me.sharing_key)
+        if rivals and not (left and all(r.sharing_key == sharing_key for r in rivals)):
+            apart = "".join(f"; {why}" for r in rivals if (why := missing_consent(me, r)))
+            older = ", ".join(str(r.key) for r in rivals)
+            return f"{ip} is held by the older Service {older}{apart}"
         if pools != me.pools:
             return None
         if self._catalog.outside_named(me.pools, ip):
@@ -138,7 +152,7 @@ class Verdict:
             static = True  # an invalid request: its author is changing it
         now = next((new for new in final if new.family == ip.family), None)
         shared = now is not None and any(k != me.key for k in self._holdings.owners(now))
-        if me.group is not None and shared and not static:
+        if me.sharing_key is not None and shared and not static:
             return f'{ip}: the Services sharing key "{me.sharing_key}" moved to {now}'
         return None
 

@@ -42,6 +42,7 @@ def asked_for(request: ServiceRequest, service: Body) -> dict[str, Any]:
         "pools": list(request.pools),
         "addresses": statics,
         "sharingKey": request.sharing_key,
+        "sharingCrossNamespace": sorted(request.share_with) if request.sharing_key else [],
         "families": [FAMILY_NAMES[f] for f in request.families],
         "familyPolicy": request.family_policy,
         "ports": sorted(str(p) for p in request.ports),
@@ -223,7 +224,10 @@ def asked_lines(asked: Mapping[str, Any]) -> list[str]:
     if asked["addresses"]:
         lines.append(f"  addresses: {', '.join(asked['addresses'])}")
     if asked["sharingKey"]:
-        lines.append(f"  sharing key: {asked['sharingKey']} (ports {', '.join(asked['ports'])})")
+        across = asked["sharingCrossNamespace"]
+        also = f", also with namespaces {', '.join(across)}" if across else ""
+        ports = ", ".join(asked["ports"])
+        lines.append(f"  sharing key: {asked['sharingKey']} (ports {ports}{also})")
     lines.append(f"  families: {', '.join(asked['families'])} ({asked['familyPolicy']})")
     return lines
 

@@ -12,6 +12,8 @@ from lbipam.kubectl import cli
 from lbipam.kubectl.cluster import addresses_in
 from lbipam.kubectl.netpol import describe_policy
 from lbipam.kubectl.render import Style, age, bar, table
+from lbipam.kubectl.why import asked_for, asked_lines
+from lbipam.objects import service_request
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -49,6 +51,25 @@ def test_an_address_is_found_in_a_message_only_as_itself() -> None:
     found = addresses_in("default/web: allocated 192.168.10.100 from public; 2001:db8::7.")
     assert found == {ipaddress.ip_address("192.168.10.100"), ipaddress.ip_address("2001:db8::7")}
     assert ipaddress.ip_address("192.168.10.1") not in found
+
+
+def test_why_says_which_other_namespaces_a_service_shares_with() -> None:
+    body = {
+        "metadata": {
+            "namespace": "shop",
+            "name": "web",
+            "annotations": {
+                "lbipam.io/sharing-key": "edge",
+                "lbipam.io/sharing-cross-namespace": "post,blog",
+            },
+        },
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }
+    asked = asked_for(service_request(body), body)
+    assert asked["sharingCrossNamespace"] == ["blog", "post"]
+    assert "  sharing key: edge (ports 80/TCP, also with namespaces blog, post)" in asked_lines(
+        asked
+    )
 
 
 def test_a_source_range_policy_in_words() -> None:

@@ -183,6 +183,65 @@ def test_a_service_switched_from_cilium_keeps_its_address_and_sharing_key(
     )
 
 
+def test_a_service_names_the_other_namespaces_it_consents_to_share_with() -> None:
+    body = annotated(
+        **{"lbipam.io/sharing-key": "edge", "lbipam.io/sharing-cross-namespace": "blog, post,"}
+    )
+    request = service_request(body)
+    assert (request.share_with, request.invalid) == (frozenset({"blog", "post"}), None)
+
+    anyone = annotated(**{"lbipam.io/sharing-cross-namespace": "*"})
+    assert service_request(anyone).share_with == frozenset({"*"})
+    assert service_request(annotated()).share_with == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("blog,Shop_1", '"Shop_1" is not a namespace name'),
+        ("-x,a" + "b" * 63, f'"-x", "a{"b" * 63}" are not namespace names'),
+        ("blog/*", '"blog/*" is not a namespace name'),
+    ],
+)
+def test_a_list_of_namespaces_that_are_not_namespace_names_is_an_invalid_request(
+    value: str, message: str
+) -> None:
+    for annotation in (
+        "lbipam.io/sharing-cross-namespace",
+        "io.cilium/lb-ipam-sharing-cross-namespace",
+    ):
+        request = service_request(
+            annotated(**{"lbipam.io/sharing-key": "edge", annotation: value}), foreign=BOTH
+        )
+        assert request.invalid is not None
+        assert request.invalid.startswith(f"{annotation}: {message}")
+        outcome = Registry().ensure(request)
+        assert (outcome.reason, outcome.message) == (Reason.INVALID_REQUEST, request.invalid)
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    ["lbipam.cilium.io/sharing-cross-namespace", "io.cilium/lb-ipam-sharing-cross-namespace"],
+)
+def test_a_service_switched_from_cilium_keeps_the_namespaces_it_shares_with(
+    annotation: str,
+) -> None:
+    body = annotated(**{"lbipam.cilium.io/sharing-key": "edge", annotation: "blog,post"})
+    request = service_request(body, foreign=BOTH)
+    assert (request.sharing_key, request.share_with) == ("edge", frozenset({"blog", "post"}))
+    assert service_request(body).share_with == frozenset(), "only when cilium's are honoured"
+
+    spelled = {**body["metadata"]["annotations"], "lbipam.io/sharing-cross-namespace": "post,blog"}
+    agreeing = service_request(annotated(**spelled), foreign=BOTH)
+    assert (agreeing.share_with, agreeing.invalid) == (frozenset({"blog", "post"}), None)
+
+    stable = {
+        "lbipam.cilium.io/sharing-cross-namespace": "blog",
+        "io.cilium/lb-ipam-sharing-cross-namespace": "*",
+    }
+    assert service_request(annotated(**stable), foreign=BOTH).share_with == frozenset({"blog"})
+
+
 def test_foreign_annotations_are_ignored_unless_their_controller_is_named() -> None:
     body = annotated(**{"metallb.io/address-pool": "public", "lbipam.cilium.io/ips": "10.0.0.5"})
     none = Settings.load({"LBIPAM_NAMESPACE": "x", "LBIPAM_FOREIGN_ANNOTATIONS": "none"})
@@ -229,6 +288,14 @@ def test_lbipams_annotation_is_used_when_a_foreign_one_agrees_however_it_is_spel
         (
             {"metallb.io/allow-shared-ip": "a", "lbipam.cilium.io/sharing-key": "b"},
             'metallb.io/allow-shared-ip "a" and lbipam.cilium.io/sharing-key "b" disagree',
+        ),
+        (
+            {
+                "lbipam.io/sharing-cross-namespace": "blog",
+                "lbipam.cilium.io/sharing-cross-namespace": "*",
+            },
+            'lbipam.io/sharing-cross-namespace "blog" and '
+            'lbipam.cilium.io/sharing-cross-namespace "*" disagree',
         ),
         (
             {"lbipam.cilium.io/ips": "10.0.0.5,10.0.0.x"},

@@ -71,13 +71,14 @@ FAMILY_CHOICES = [
 ]
 
 requests = st.builds(
-    lambda key, created, sharing, ports, families, static, pools, labels: ServiceRequest(
+    lambda key, created, sharing, consent, ports, families, static, pools, labels: ServiceRequest(
         key=key,
         created=f"2026-01-01T00:00:0{created}Z",
         labels=labels,
         pools=pools,
         requested_ips=static,
         sharing_key=sharing,
+        share_with=consent,
         ports=frozenset(ports),
         families=families[0],
         family_policy=families[1],
@@ -85,12 +86,18 @@ requests = st.builds(
     st.sampled_from(KEYS),
     st.integers(0, 2),
     st.sampled_from([None, "k"]),
+    st.sampled_from([frozenset(), frozenset({"a"}), frozenset({"b"}), frozenset({"*"})]),
     st.sets(st.sampled_from(PORTS), max_size=2),
     st.sampled_from(FAMILY_CHOICES),
     st.sampled_from([(), ("10.0.0.3",), ("10.0.0.9",), ("2001:db8::2",), ("10.0.1.0",)]),
     st.sampled_from([(), ("p4",), ("q",), ("p6", "q")]),
     st.sampled_from([{}, {"app": "web"}]),
 )
+
+
+def consents(request: ServiceRequest, namespace: str) -> bool:
+    """Whether the Service agreed to share with one of the namespace, the plain way."""
+    return "*" in request.share_with or namespace in request.share_with
 
 
 def expand(entry: str, skip_ends: bool = False) -> set[IP]:
@@ -280,8 +287,10 @@ class RegistryMachine(RuleBasedStateMachine):
                 owners.setdefault(address, []).append(key)
         for keys in owners.values():
             for a, b in combinations((self.requests[k] for k in keys), 2):
-                assert a.sharing_key is not None and a.key.namespace == b.key.namespace
-                assert a.sharing_key == b.sharing_key and not a.ports & b.ports
+                assert a.sharing_key is not None and a.sharing_key == b.sharing_key
+                assert not a.ports & b.ports
+                if a.key.namespace != b.key.namespace:
+                    assert consents(a, b.key.namespace) and consents(b, a.key.namespace)
 
     @invariant()
     def every_held_address_lies_in_a_pool(self) -> None:
