@@ -235,6 +235,15 @@ class Registry:
         if known is not None:
             current.update({ip.family: ip for ip in known.addresses})
         plan = self._placer.place(request, me, current)
+        # A family whose shown address it cannot keep falls back on what is held for it,
+        # as the next decision (holding nothing of that family) would.
+        fallback = {
+            ip.family: ip
+            for ip in kept
+            if ip.family not in plan.choices and current.get(ip.family) != ip
+        }
+        if fallback:
+            plan = self._placer.place(request, me, current | fallback)
         me = granted(me, known, plan, held)
         self._commit(me, plan, held)
         outcome = self._verdict.outcome(request, plan, me, known, held)

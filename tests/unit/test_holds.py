@@ -10,6 +10,7 @@ from lbipam.ipam.durations import parse_duration, parse_stamp, stamp
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Reason, ServiceKey, ServiceRequest
+from lbipam.ipam.reservations import Reservation
 
 T0 = 1_800_000_000.0  # the moment the first Service lets go, in seconds since the epoch
 WEB = ServiceKey("shop", "web")
@@ -166,3 +167,15 @@ def test_other_release_holds_are_refused_naming_the_field(text: str) -> None:
 def test_a_hold_time_reads_back_to_the_second() -> None:
     assert parse_stamp(stamp(T0)) == T0
     assert parse_stamp("") is None and parse_stamp("2026-01-01T00:00:00") is None
+
+
+def test_a_reservation_made_during_the_hold_does_not_take_the_address_from_its_service() -> None:
+    reg = holding_web()
+    reserved = (Reservation(("10.0.0.0",), "bank"),)
+    reg.apply_pool(replace(stable(), reservations=reserved))
+
+    back = reg.ensure(service("web"))
+
+    assert back.addresses == ("10.0.0.0",)  # held before it was reserved, as a holder keeps it
+    assert back.kept == {"10.0.0.0": T0}
+    reg.check()
