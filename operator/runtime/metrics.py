@@ -155,9 +155,8 @@ class Metrics:
         )
         # Every reason from 0: a counter's first sample shows no increase to rate(), so a
         # series made by the first failure would hide that failure from every dashboard.
-        for reason in Reason:
-            if reason is not Reason.ALLOCATED:
-                self.failures.labels(reason=reason.value)
+        for reason in set(Reason) - {Reason.ALLOCATED}:
+            self.failures.labels(reason=reason.value)
         self.releases = Counter(
             "lbipam_releases",
             "Addresses released by pool.",
@@ -180,9 +179,8 @@ class Metrics:
             "NetworkPolicies lbipam manages.",
             registry=self.collector_registry,
         )
-        self.leader = Gauge(
-            "lbipam_leader", "1 on the replica that is leading.", registry=self.collector_registry
-        )
+        reg = self.collector_registry
+        self.leader = Gauge("lbipam_leader", "1 on the replica that is leading.", registry=reg)
         self.tables = TableSizes()
         self.collector_registry.register(_TableCollector(self.tables))
         # Pools that may have series: those of the last copy and those counted since. Only
