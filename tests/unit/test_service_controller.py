@@ -478,6 +478,28 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     assert calls >= 2 and "198.18.0.5" not in h.gateway.claims
 
 
+async def test_a_sweep_keeps_the_claims_it_knew_and_learns_only_what_changed() -> None:
+    """Each sweep relists every claim: the unchanged keep their objects, as a table made anew
+    every 10 minutes stepped the leader's RSS up at each sweep (bench/README.md, soak)."""
+    h = Harness(PUBLIC)
+    web, api, new = ServiceKey("shop", "web"), ServiceKey("shop", "api"), ServiceKey("shop", "new")
+    for address, key in (("198.18.0.1", web), ("198.18.0.2", api)):
+        h.gateway.claims[address] = claim(address, key)
+    claims = h.controller.claims
+    claims.rebuild(claim_view(body) for body in h.gateway.claims.values())
+    known = claims.known(h.gateway.claims["198.18.0.1"])
+    # Meanwhile another replica led: it released .2 and claimed .3 for a new Service.
+    del h.gateway.claims["198.18.0.2"]
+    h.gateway.claims["198.18.0.3"] = claim("198.18.0.3", new)
+
+    await h.controller.collect_claims(relist=True)
+
+    assert claims.known(h.gateway.claims["198.18.0.1"]) is known
+    assert claims.left_behind(web, ()) == ["198.18.0.1"]
+    assert claims.left_behind(api, ()) == [], "a claim gone from the cluster is forgotten"
+    assert claims.left_behind(new, ()) == ["198.18.0.3"]
+
+
 async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address() -> None:
     """Found by the chaos machine (seed 3303): the new leader never knew the Service was ours.
 
