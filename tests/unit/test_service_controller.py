@@ -451,6 +451,30 @@ async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to
     assert "198.18.0.9 is no longer in any pool" in revoked.message
 
 
+async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sweep, "SWEEP_FIRST", 0.01)
+    monkeypatch.setattr(sweep, "SWEEP_EVERY", 0.01)
+    h = Harness(PUBLIC)
+    kept, deleted = ServiceKey("shop", "kept"), ServiceKey("shop", "deleted")
+    h.controller.rebuild(
+        [service("kept", held="198.18.0.1"), service("deleted", held="198.18.0.2")], {}
+    )
+    # Deleted while nobody watched: no event came, only the list no longer shows it.
+    h.gateway.services = [{"metadata": {"namespace": "shop", "name": "kept"}}]
+
+    sweeping = asyncio.create_task(h.sweeper.run())
+    for _ in range(200):
+        if not h.registry.held_by(deleted):
+            break
+        await asyncio.sleep(0.01)
+    sweeping.cancel()
+
+    assert h.registry.held_by(deleted) == ()
+    assert h.registry.held_by(kept) == ("198.18.0.1",)
+
+
 async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
