@@ -20,6 +20,7 @@ from tests.kit import (
     Pools,
     create,
     eventually,
+    held_since,
     service_manifest,
     subnet,
     wait_address,
@@ -230,7 +231,7 @@ def test_why_names_the_hold_the_reservation_and_the_namespace_limit_a_service_wa
     create(core, namespace, service_manifest("gone", annotations={POOL: held_pool}))
     [address] = wait_address(core, namespace, "gone")
     core.delete_namespaced_service("gone", namespace)
-    eventually(lambda: networking.read_ip_address(address).metadata.annotations, what="a hold")
+    eventually(lambda: held_since(networking, address), timeout=60, what=f"{address} held")
     create(core, namespace, service_manifest("late", annotations={IPS: address}))
     create(core, namespace, service_manifest("thief", annotations={IPS: f"{reserved_net}.0"}))
     create(core, namespace, service_manifest("first", annotations={POOL: limited}))
