@@ -307,6 +307,18 @@ def wait_address(core: client.CoreV1Api, namespace: str, name: str, count: int =
     return ingress_ips(service)
 
 
+def held_since(networking: client.NetworkingV1Api, address: str) -> str | None:
+    """When the claim on `address` says its hold after release began; None when it is no hold
+    (or, between the delete and the create that make a claim a hold, no claim at all)."""
+    try:
+        claim = networking.read_ip_address(address)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return (claim.metadata.annotations or {}).get("lbipam.io/held-since")
+
+
 def wait_reason(core: client.CoreV1Api, namespace: str, name: str, reason: str) -> Any:
     """Wait for our condition to carry `reason`; returns the condition."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from lbipam.api import COMPONENT, GROUP, POOLS, VERSION
+from lbipam.api import CLAIM_MANAGER_LABEL, COMPONENT, GROUP, POOLS, VERSION
 from lbipam.kube.client import Api
 from lbipam.kube.errors import ApiError
 
@@ -88,6 +88,11 @@ class Cluster:
     async def claim(self, address: str) -> Body | None:
         """The IPAddress object named by the address (IPv6 in its canonical form)."""
         return await self._get(f"/apis/networking.k8s.io/v1/ipaddresses/{quote(address, safe='')}")
+
+    async def our_claims(self) -> list[Body]:
+        """lbipam's IPAddress claims (by label); holds after release are among them."""
+        selector = {"labelSelector": "=".join(CLAIM_MANAGER_LABEL)}
+        return await self._items("/apis/networking.k8s.io/v1/ipaddresses", selector)
 
     async def nodes(self) -> list[Body]:
         return await self._items("/api/v1/nodes")

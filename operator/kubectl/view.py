@@ -3,14 +3,22 @@ addresses Services hold, exactly as a newly elected leader rebuilds it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lbipam.controllers.claims import recorded_holds
 from lbipam.ipam.registry import PoolChange, PoolSummary, RangeKind, Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kubectl.cluster import Body, Snapshot
-from lbipam.objects import held_addresses, is_handled, pool_spec, service_key, service_request
+from lbipam.objects import (
+    claim_view,
+    held_addresses,
+    is_handled,
+    pool_spec,
+    service_key,
+    service_request,
+)
 from lbipam.settings import Settings
 
 
@@ -25,6 +33,10 @@ class View:
         for pool in self.snapshot.pools:
             self.registry.apply_pool(pool_spec(pool))
         self.registry.rebuild(service_request(s, self.namespace_labels(s)) for s in self.handled())
+
+    def restore_holds(self, claims: Iterable[Body]) -> None:
+        """The holds after release lbipam's claims record, as a new leader restores them."""
+        self.registry.restore_holds(recorded_holds(map(claim_view, claims)))
 
     def namespace_labels(self, service: Body) -> Mapping[str, str]:
         return self.snapshot.namespaces.get(service["metadata"]["namespace"]) or {}

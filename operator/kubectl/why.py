@@ -29,6 +29,14 @@ WAITS: dict[str, str] = {
     Reason.INVALID_REQUEST: "its request cannot be met as written; fix what the message names.",
     Reason.PORT_CONFLICT: "it shares its sharing key with a Service using the same port and "
     "protocol, so they cannot share one address.",
+    Reason.ADDRESS_HELD: "the address it asked for is held for the Service that let it go "
+    "(its pool's releaseHold). It gets the address when the hold ends, unless that Service "
+    "comes back for it first.",
+    Reason.ADDRESS_RESERVED: "the address it asked for is reserved by its pool for other "
+    "Services. Ask for another, or have the pool's reservation name this Service.",
+    Reason.NAMESPACE_LIMIT_REACHED: "its namespace holds as many addresses of the pool as the "
+    "pool's perNamespaceLimit allows. Free one in the namespace, raise the limit, or let it use "
+    "another pool.",
 }
 LAST_EVENTS = 5
 
@@ -124,6 +132,16 @@ def not_handled(service: Body, view: View) -> str:
     return f"lbipam does not handle it: its loadBalancerClass is {lb_class}, lbipam's is {ours}."
 
 
+def decide_now(view: View, service: Body, request: ServiceRequest) -> dict[str, str] | None:
+    """What lbipam decides for the Service from the cluster's objects as they are now, as a
+    newly elected leader would: who holds, holds or reserves what it waits for. None for a
+    Service lbipam does not handle. Run last: the decision changes the view's registry."""
+    if not view.handles(service):
+        return None
+    outcome = view.registry.ensure(request)
+    return {"reason": str(outcome.reason), "message": outcome.message}
+
+
 def explain(
     view: View,
     service: Body,
@@ -162,6 +180,7 @@ def explain(
             {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp")}
             for e in events[-LAST_EVENTS:]
         ],
+        "decidedNow": decide_now(view, service, request),
     }
 
 
@@ -177,11 +196,13 @@ async def why_report(cluster: Cluster, view: View, key: ServiceKey, style: Style
     if service is None:
         return Report({"error": f"no Service {key}"}, [f"Service {key} does not exist."], ok=False)
     meta = service["metadata"]
-    events, policy, claims = await asyncio.gather(
+    events, policy, claims, ours = await asyncio.gather(
         cluster.events_of(key.namespace, key.name, meta.get("uid")),
         cluster.network_policy(key.namespace, policy_name(key.name)),
         asyncio.gather(*(cluster.claim(a) for a in held_addresses(service))),
+        cluster.our_claims(),
     )
+    view.restore_holds(ours)
     data = explain(view, service, events, policy, claims)
     return Report(data, why_lines(data, style))
 
@@ -197,6 +218,7 @@ def why_lines(data: Mapping[str, Any], style: Style) -> list[str]:
             f"{condition.get('message')}",
             "  ",
         )
+    lines += decided_lines(data["decidedNow"], condition)
     lines += ["", "Asked for:", *asked_lines(data["askedFor"])]
     if data["holds"]:
         lines += ["", "Holds:"]
@@ -212,6 +234,19 @@ def why_lines(data: Mapping[str, Any], style: Style) -> list[str]:
         lines += wrap(f"{choice['pool']}{free}: {mark}: {choice['why']}", "  ")
     lines += ["", *policy_lines(data["networkPolicy"], style), "", "Last events:"]
     return lines + (event_lines(data["events"], style) if data["events"] else ["  none"])
+
+
+def decided_lines(
+    decided: Mapping[str, str] | None, condition: Mapping[str, Any] | None
+) -> list[str]:
+    """lbipam's decision from the cluster as it is now, where the Service does not get what it
+    asked for, or where it differs from what the condition says (lbipam has not caught up)."""
+    if decided is None:
+        return []
+    said = (condition or {}).get("reason"), (condition or {}).get("message")
+    if decided["reason"] == Reason.ALLOCATED or said == (decided["reason"], decided["message"]):
+        return []
+    return wrap(f"From the cluster's objects now: {decided['reason']}: {decided['message']}", "  ")
 
 
 def asked_lines(asked: Mapping[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ from tests.kit import (
     Pools,
     create,
     eventually,
+    held_since,
     service_manifest,
     subnet,
     wait_address,
@@ -31,6 +32,7 @@ from tests.kubeconfigs import write_kubeconfig
 from tests.plugin import BIN, kubectl_lbipam
 
 GOLD = {"matchLabels": {"tier": "gold"}}
+POOL, IPS = "lbipam.io/pool", "lbipam.io/ips"
 
 
 def lbipam(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
@@ -211,6 +213,66 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
     pinned = " ".join(lbipam(control_plane, "why", f"{namespace}/pinned").stdout.split())
     assert f"addresses: {manual_net}.2" in pinned
     assert f"{manual} (3 available): may use: the address it asked for lies in it" in pinned
+
+
+def test_why_names_the_hold_the_reservation_and_the_namespace_limit_a_service_waits_for(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    pools: Pools,
+    namespace: str,
+) -> None:
+    held_net, reserved_net, limited_net = subnet(), subnet(), subnet()
+    held_pool = pools.create([f"{held_net}.0/30"], name=f"{namespace}-held", releaseHold="10m")
+    tenant = {"addresses": [f"{reserved_net}.0"], "namespace": namespace, "service": "web"}
+    reserved = pools.create([f"{reserved_net}.0/30"], reservations=[tenant])
+    limited = pools.create([f"{limited_net}.0/30"], name=f"{namespace}-lim", perNamespaceLimit=1)
+    # "gone" let go of an address its pool holds for it ten minutes; "late" asks for it.
+    create(core, namespace, service_manifest("gone", annotations={POOL: held_pool}))
+    [address] = wait_address(core, namespace, "gone")
+    core.delete_namespaced_service("gone", namespace)
+    eventually(lambda: held_since(networking, address), timeout=60, what=f"{address} held")
+    create(core, namespace, service_manifest("late", annotations={IPS: address}))
+    create(core, namespace, service_manifest("thief", annotations={IPS: f"{reserved_net}.0"}))
+    create(core, namespace, service_manifest("first", annotations={POOL: limited}))
+    [first] = wait_address(core, namespace, "first")
+    create(core, namespace, service_manifest("second", annotations={POOL: limited}))
+    waits = {
+        "late": wait_reason(core, namespace, "late", "AddressHeld"),
+        "thief": wait_reason(core, namespace, "thief", "AddressReserved"),
+        "second": wait_reason(core, namespace, "second", "NamespaceLimitReached"),
+    }
+
+    said = {
+        name: " ".join(lbipam(control_plane, "why", f"{namespace}/{name}").stdout.split())
+        for name in waits
+    }
+
+    assert (
+        "It waits: the address it asked for is held for the Service that let it go"
+        in (said["late"])
+    )
+    assert (
+        f"{address} is held for Service {namespace}/gone after its release, until "
+        in (said["late"])
+    )
+    assert "It waits: the address it asked for is reserved by its pool for other" in said["thief"]
+    assert (
+        f'reserved by pool "{reserved}" reservations[0] for Service "{namespace}/web"'
+        in (said["thief"])
+    )
+    assert (
+        "It waits: its namespace holds as many addresses of the pool as the pool's"
+        in (said["second"])
+    )
+    assert (
+        f'namespace "{namespace}" holds 1 addresses of pool "{limited}", its perNamespaceLimit '
+        f"is 1: {first} ({namespace}/first)"
+    ) in said["second"]
+    # The same words again from the objects in the cluster, as a new leader would decide.
+    for name, condition in waits.items():
+        decided = output(control_plane, "why", f"{namespace}/{name}")["decidedNow"]
+        assert decided == {"reason": condition.reason, "message": condition.message}
 
 
 def test_why_of_a_service_that_does_not_exist_fails(control_plane: ControlPlane) -> None:

@@ -11,6 +11,7 @@ from tests.kit import (
     Pools,
     create,
     eventually,
+    held_since,
     service_manifest,
     subnet,
     wait_address,
@@ -18,19 +19,6 @@ from tests.kit import (
     wait_reason,
 )
 from tests.operator_process import OperatorProcess
-
-HELD_SINCE = "lbipam.io/held-since"
-
-
-def held_since(networking: client.NetworkingV1Api, address: str) -> str | None:
-    """When the claim on `address` says its hold began; None when it is no hold."""
-    try:
-        claim = networking.read_ip_address(address)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return (claim.metadata.annotations or {}).get(HELD_SINCE)
 
 
 def web_let_go(

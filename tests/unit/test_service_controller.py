@@ -231,10 +231,11 @@ async def test_only_services_gone_from_the_cluster_and_unchanged_since_are_relea
     h = Harness(PoolSpec("public", ("10.0.0.0/29",), allow_first_last_ips=True))
     names = ["kept", "deleted", "recreated"]
     h.controller.rebuild([service(n, held=f"10.0.0.{i}") for i, n in enumerate(names)], {})
-    before = h.controller.views.snapshot()
+    unseen = h.controller.views.snapshot()
+    del unseen[ServiceKey("shop", "kept")]  # the one the cluster's list shows
     h.controller.views.put(service("recreated", held="10.0.0.2"))
 
-    await h.sweeper.sweep(before, {ServiceKey("shop", "kept")})
+    await h.sweeper.sweep(unseen)
 
     assert h.registry.held_by(ServiceKey("shop", "kept")) == ("10.0.0.0",)
     assert h.registry.held_by(ServiceKey("shop", "deleted")) == ()
@@ -450,6 +451,30 @@ async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to
     assert "198.18.0.9 is no longer in any pool" in revoked.message
 
 
+async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sweep, "SWEEP_FIRST", 0.01)
+    monkeypatch.setattr(sweep, "SWEEP_EVERY", 0.01)
+    h = Harness(PUBLIC)
+    kept, deleted = ServiceKey("shop", "kept"), ServiceKey("shop", "deleted")
+    h.controller.rebuild(
+        [service("kept", held="198.18.0.1"), service("deleted", held="198.18.0.2")], {}
+    )
+    # Deleted while nobody watched: no event came, only the list no longer shows it.
+    h.gateway.services = [{"metadata": {"namespace": "shop", "name": "kept"}}]
+
+    sweeping = asyncio.create_task(h.sweeper.run())
+    for _ in range(200):
+        if not h.registry.held_by(deleted):
+            break
+        await asyncio.sleep(0.01)
+    sweeping.cancel()
+
+    assert h.registry.held_by(deleted) == ()
+    assert h.registry.held_by(kept) == ("198.18.0.1",)
+
+
 async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -476,6 +501,28 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     sweeping.cancel()
 
     assert calls >= 2 and "198.18.0.5" not in h.gateway.claims
+
+
+async def test_a_sweep_keeps_the_claims_it_knew_and_learns_only_what_changed() -> None:
+    """Each sweep relists every claim: the unchanged keep their objects, as a table made anew
+    every 10 minutes stepped the leader's RSS up at each sweep (bench/README.md, soak)."""
+    h = Harness(PUBLIC)
+    web, api, new = ServiceKey("shop", "web"), ServiceKey("shop", "api"), ServiceKey("shop", "new")
+    for address, key in (("198.18.0.1", web), ("198.18.0.2", api)):
+        h.gateway.claims[address] = claim(address, key)
+    claims = h.controller.claims
+    claims.rebuild(claim_view(body) for body in h.gateway.claims.values())
+    known = claims.known(h.gateway.claims["198.18.0.1"])
+    # Meanwhile another replica led: it released .2 and claimed .3 for a new Service.
+    del h.gateway.claims["198.18.0.2"]
+    h.gateway.claims["198.18.0.3"] = claim("198.18.0.3", new)
+
+    await h.controller.collect_claims(relist=True)
+
+    assert claims.known(h.gateway.claims["198.18.0.1"]) is known
+    assert claims.left_behind(web, ()) == ["198.18.0.1"]
+    assert claims.left_behind(api, ()) == [], "a claim gone from the cluster is forgotten"
+    assert claims.left_behind(new, ()) == ["198.18.0.3"]
 
 
 async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address() -> None:
