@@ -78,7 +78,8 @@ def _holders(holdings: Holdings, ip: IP) -> str:
     hold = holdings.held.get(ip)
     if hold is not None:
         return f"held for {hold.key} after release"
-    return ", ".join(str(k) for k in holdings.owners(ip))
+    # Nobody holds it yet: the plan gave it to this Service for its other family.
+    return ", ".join(str(k) for k in holdings.owners(ip)) or "this Service's other family"
 
 
 def over_limit(pool: Pool, holdings: Holdings) -> tuple[tuple[str, int], ...]:

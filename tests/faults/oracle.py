@@ -505,6 +505,9 @@ def pending(now: Cluster) -> list[Violation]:
             continue
         have = {ipaddress.ip_address(a).version for a in service.held.addresses}
         outcome = {f: _family_outcome(now, service, f, taken) for f in service.families}
+        if len(service.families) == 2 and _no_room_for_two(now, service):
+            # Each family may fit the limit alone, not both: the second family is not owed.
+            outcome[service.families[1]] = "soft"
         if service.policy == "RequireDualStack":
             owed = list(service.families) if all(o == "ok" for o in outcome.values()) else []
         elif service.policy == "PreferDualStack":
@@ -525,6 +528,20 @@ def pending(now: Cluster) -> list[Violation]:
                 )
             )
     return found
+
+
+def _no_room_for_two(now: Cluster, service: ServiceModel) -> bool:
+    """A pool the Service may use has a perNamespaceLimit its namespace cannot take two more
+    addresses under (a dual-stack Service's two addresses count two)."""
+    namespace = service.held.key.split("/")[0]
+    for pool in now.pools.values():
+        limit = pool.spec.get("perNamespaceLimit")
+        if limit is None or not service.may_use(pool, True):
+            continue
+        others = namespace_holds(now, pool, namespace) - set(service.held.addresses)
+        if len(others) + 2 > limit:
+            return True
+    return False
 
 
 def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | None:
@@ -925,7 +942,7 @@ def node_pools(now: Cluster, scope: set[str]) -> list[Violation]:
         named = sorted({node for a, node in now.nodes.items() if pool.covers(a)})
         if named and (
             overlap.get("status") != "True"
-            or not any(f"Node {node}" in (overlap.get("message") or "") for node in named)
+            or not all(node in (overlap.get("message") or "") for node in named)
         ):
             found.append(
                 Violation("node-pool", f"IPPool {name} contains Nodes {named}, shows {overlap}")

@@ -300,3 +300,26 @@ def test_a_pool_containing_a_node_address_names_the_node_and_never_hands_it_out(
 
 def invariants_of(now: Cluster, scope: set[str]) -> set[str]:
     return {v.invariant for v in judge(now, scope)}
+
+
+def test_a_dual_stack_service_is_owed_no_second_family_its_namespace_limit_has_no_room_for() -> (
+    None
+):
+    """Found by chaos seed 1: each family fits a limit of 1 alone, the two together do not."""
+    limited = pool("p", "10.0.0.1-10.0.0.3", "fd00::1-fd00::3", perNamespaceLimit=1)
+    both = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+    waiting = world([limited], [service("web", reason="NamespaceLimitReached", **both)])
+    assert "pending" not in invariants(waiting)
+    prefer = {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}
+    empty = world([limited], [service("web", reason="NamespaceLimitReached", **prefer)])
+    assert "pending" in invariants(empty)  # the first family fits: it is owed
+
+
+def test_a_pool_containing_two_nodes_may_name_them_in_one_list() -> None:
+    body = pool("p", "10.0.0.1-10.0.0.3")
+    message = "contains an address of Node n0, n5: it is never handed out"
+    body["status"] = {
+        "conditions": [{"type": "OverlapsNodeAddress", "status": "True", "message": message}]
+    }
+    now = world([body], [], nodes=[node("n0", "10.0.0.1"), node("n5", "10.0.0.2")])
+    assert "node-pool" not in invariants_of(now, {"p"})
