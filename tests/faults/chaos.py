@@ -128,7 +128,7 @@ class Plan:
             return step.target not in self.nodes
         if kind in ("edit_node", "delete_node"):
             return step.target in self.nodes
-        if kind.endswith("_pool"):
+        if kind.endswith("_pool") or kind == "set_release_hold":
             return step.target in self.pools
         if kind in (
             "delete_service",

@@ -819,7 +819,9 @@ def namespace_limits(
     found = []
     for pool in now.pools.values():
         limit = pool.spec.get("perNamespaceLimit")
-        if limit is None:
+        # A pool that is not Ready hands nothing out: what an older pool overlapping it hands
+        # out is not held "from" it (a static request it contains is refused, as it should).
+        if limit is None or not pool.ready:
             continue
         for namespace in {s.held.key.split("/")[0] for s in now.services.values()}:
             holds = namespace_holds(now, pool, namespace)

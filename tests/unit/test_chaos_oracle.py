@@ -323,3 +323,13 @@ def test_a_pool_containing_two_nodes_may_name_them_in_one_list() -> None:
     }
     now = world([body], [], nodes=[node("n0", "10.0.0.1"), node("n5", "10.0.0.2")])
     assert "node-pool" not in invariants_of(now, {"p"})
+
+
+def test_a_limit_binds_nothing_an_older_overlapping_pool_hands_out() -> None:
+    """Found by chaos seed 2: the younger pool is in conflict and hands out nothing."""
+    older = pool("old", "10.0.0.1-10.0.0.3")
+    younger = pool(
+        "young", "10.0.0.1-10.0.0.3", created="2026-01-02T00:00:00Z", perNamespaceLimit=1
+    )
+    two = world([older, younger], [service("x", "10.0.0.1"), service("y", "10.0.0.2")])
+    assert namespace_limits(two, {"x": ("10.0.0.1",)}) == []
