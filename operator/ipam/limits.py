@@ -1,5 +1,6 @@
 """Pools' perNamespaceLimit: how many addresses a namespace holds from a pool, and whether one
-more fits. A shared address counts once."""
+more fits. A shared address counts once; an address held after release (releaseHold) counts
+for the namespace it is held for, since it comes back to that namespace's Service."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ class Quota:
     def __init__(self, holdings: Holdings, me: ServiceKey, current: Mapping[int, IP]) -> None:
         self._holdings = holdings
         self._namespace = me.namespace
-        self._held = set(holdings.in_namespace(me.namespace))
-        # The Service's own addresses nobody shares: each goes or stays when its family is
-        # decided, so it does not count against that decision.
-        self._alone = {f: ip for f, ip in current.items() if holdings.owners(ip) == (me,)}
+        self._held = set(holdings.in_namespace(me.namespace)) | held_for(holdings, me.namespace)
+        # The Service's own addresses nobody shares, and those held for it after release:
+        # each goes or stays when its family is decided, so it does not count against that
+        # decision.
+        self._alone = {f: ip for f, ip in current.items() if _own(holdings, me, ip)}
 
     def room(self, pool: Pool, family: int) -> bool:
         """Whether the namespace may take one more address of the pool."""
@@ -47,9 +49,7 @@ class Quota:
 
     def refusal(self, pool: Pool, family: int) -> Refusal:
         held = self._counted(pool, family)
-        named = [
-            f"{ip} ({', '.join(str(k) for k in self._holdings.owners(ip))})" for ip in held[:_NAMED]
-        ]
+        named = [f"{ip} ({_holders(self._holdings, ip)})" for ip in held[:_NAMED]]
         more = f" and {len(held) - _NAMED} more" if len(held) > _NAMED else ""
         return Refusal(
             Reason.NAMESPACE_LIMIT_REACHED,
@@ -63,14 +63,44 @@ class Quota:
         return sorted(ip for ip in self._held if ip != alone and pool.contains(ip))
 
 
+def held_for(holdings: Holdings, namespace: str) -> set[IP]:
+    """The addresses held after release for Services of the namespace."""
+    return {ip for ip, hold in holdings.held.by_ip.items() if hold.key.namespace == namespace}
+
+
+def _own(holdings: Holdings, me: ServiceKey, ip: IP) -> bool:
+    """The Service alone holds the address, or it is held for the Service after release."""
+    hold = holdings.held.get(ip)
+    return holdings.owners(ip) == (me,) or (hold is not None and hold.key == me)
+
+
+def _holders(holdings: Holdings, ip: IP) -> str:
+    hold = holdings.held.get(ip)
+    if hold is not None:
+        return f"held for {hold.key} after release"
+    # Nobody holds it yet: the plan gave it to this Service for its other family.
+    return ", ".join(str(k) for k in holdings.owners(ip)) or "this Service's other family"
+
+
 def over_limit(pool: Pool, holdings: Holdings) -> tuple[tuple[str, int], ...]:
     """Namespaces holding more of the pool than its limit allows (it was lowered), and how
-    many they hold."""
+    many they hold, holds after release included."""
     limit = pool.spec.per_namespace_limit
     if limit is None:
         return ()
+    namespaces = {
+        *holdings.namespaces(),
+        *(hold.key.namespace for hold in holdings.held.by_ip.values()),
+    }
     counts = (
-        (namespace, sum(1 for ip in holdings.in_namespace(namespace) if pool.contains(ip)))
-        for namespace in holdings.namespaces()
+        (
+            namespace,
+            sum(
+                1
+                for ip in holdings.in_namespace(namespace) | held_for(holdings, namespace)
+                if pool.contains(ip)
+            ),
+        )
+        for namespace in sorted(namespaces)
     )
     return tuple((namespace, count) for namespace, count in counts if count > limit)

@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import os
 import random
 import time
 import uuid
@@ -45,6 +46,7 @@ from tests.faults.checker import (
 )
 from tests.faults.hangs import freeze
 from tests.faults.oracle import Violation
+from tests.faults.partition import Partition
 from tests.faults.replicas import LEASE_SECONDS, Replicas
 from tests.kit import SYSTEM, service_manifest
 
@@ -63,6 +65,11 @@ V4_ENTRIES = (
 )
 V6_ENTRIES = ("{v6}::/126", "{v6}::4-{v6}::5", "{v6}::8", "{v6}::8/125")
 PORTS = ((80, "TCP"), (443, "TCP"), (53, "UDP"))
+# Our IPAddress claims' label; the API server's allocator claims ClusterIPs for Services too.
+CLAIMED_BY = ("ipaddress.kubernetes.io/managed-by", "lbipam.io")
+RELEASE_HOLDS = ("0s", "5s", "10s", "30s")
+# A Node's addresses: in the episode's block (pools may contain them) or outside it.
+NODE_ADDRESSES = ("{v4}.3", "{v4}.9", "{v4}.17", "{v6}::5", "192.0.2.7", "198.51.100.3")
 SOURCE_RANGES = ("198.18.0.0/24", "198.18.7.0/24", "2001:db8:1::/48", "0.0.0.0/0")
 FAMILY_CHOICES = (
     ("SingleStack", ["IPv4"]),
@@ -78,6 +85,9 @@ PAUSES = (0.0, 0.0, 0.1, 0.3, 0.6)  # ...after this long: the operator is mid-wa
 SETTLE_BOUND = 120.0  # seconds after a step before a standing violation fails the run
 QUIET_BOUND = 20.0  # ...or this long with nothing changing in the cluster
 _blocks = itertools.count()
+# The first replica runs behind a network partition it can be cut off by (network namespaces
+# need root; without it the partition step does nothing).
+PARTITIONED = os.geteuid() == 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ class Plan:
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # until seen gone
     services: dict[str, dict[str, Any]] = field(default_factory=dict)  # "a/s1" -> fields
     tiers: dict[str, str | None] = field(default_factory=lambda: {"a": None, "b": None})
+    nodes: dict[str, list[list[str]]] = field(default_factory=dict)  # "n4" -> [[type, address]]
+    gone: list[str] = field(default_factory=list)  # deleted Services: their addresses may be held
     made: int = 0
 
     def applicable(self, step: Step) -> bool:
@@ -112,6 +124,10 @@ class Plan:
             return step.target not in self.pools
         if kind == "create_service":
             return step.target not in self.services
+        if kind == "create_node":
+            return step.target not in self.nodes
+        if kind in ("edit_node", "delete_node"):
+            return step.target in self.nodes
         if kind.endswith("_pool"):
             return step.target in self.pools
         if kind in (
@@ -120,6 +136,7 @@ class Plan:
             "set_source_ranges",
             "relabel_service",
             "repoint_service",
+            "recreate_service",
         ):
             return step.target in self.services
         return True
@@ -145,6 +162,7 @@ class Plan:
             self.services[target] = dict(args)
         elif kind == "delete_service":
             del self.services[target]
+            self.gone.append(target)
         elif kind == "change_class":
             self.services[target]["class"] = args["class"]
         elif kind == "set_source_ranges":
@@ -155,6 +173,12 @@ class Plan:
             self.services[target].update(args)
         elif kind == "label_namespace":
             self.tiers[target] = args["tier"]
+        elif kind == "set_release_hold":
+            self.pools[target]["releaseHold"] = args["releaseHold"]
+        elif kind in ("create_node", "edit_node"):
+            self.nodes[target] = args["addresses"]
+        elif kind == "delete_node":
+            del self.nodes[target]
 
 
 def propose(rng: random.Random, plan: Plan) -> Step:
@@ -175,13 +199,27 @@ def propose(rng: random.Random, plan: Plan) -> Step:
         (0.2, lambda: Step("freeze_control_plane", "apiserver", {"seconds": LEASE_SECONDS + 2})),
         (0.2, lambda: Step("freeze_control_plane", "etcd", {"seconds": LEASE_SECONDS + 2})),
         (0.3, lambda: Step("steal_lease")),
+        # Packets to and from the API server dropped, then healed: shorter and longer than the
+        # Lease, whether the replica behind it leads or follows.
+        (0.3, lambda: Step("partition", args={"seconds": rng.choice((1.5, LEASE_SECONDS + 2))})),
+        (0.6 if len(plan.nodes) < 3 else 0.0, lambda: _node(rng, "create_node", f"n{n}")),
     ]
+    if plan.nodes:
+        nodes = sorted(plan.nodes)
+        choices += [
+            (0.5, lambda: _node(rng, "edit_node", rng.choice(nodes))),
+            (0.3, lambda: Step("delete_node", rng.choice(nodes))),
+        ]
+    if plan.gone and len(services) < MAX_SERVICES:
+        # Someone else asks for an address that may be held after release for a gone Service.
+        choices.append((1.0, lambda: _steal(rng, plan, n)))
     if pools:
         choices += [
             (1.5, lambda: _grow(rng, plan, rng.choice(pools))),
             (1.5, lambda: _shrink(rng, plan, rng.choice(pools))),
             (1.0, lambda: _toggle(plan, rng.choice(pools))),
             (1.0, lambda: Step("delete_pool", rng.choice(pools))),
+            (0.5, lambda: _release_hold(rng, rng.choice(pools))),
         ]
     if services:
         choices += [
@@ -190,6 +228,7 @@ def propose(rng: random.Random, plan: Plan) -> Step:
             (1.0, lambda: _ranges(rng, rng.choice(services))),
             (0.5, lambda: Step("relabel_service", rng.choice(services), {"team": _team(rng)})),
             (0.7, lambda: _repoint(rng, plan, rng.choice(services))),
+            (1.5, lambda: Step("recreate_service", rng.choice(services))),
         ]
     weights = [w for w, _ in choices]
     step = rng.choices([make for _, make in choices], weights)[0]()
@@ -221,7 +260,39 @@ def _new_pool(rng: random.Random, name: str) -> Step:
         spec["avoidBuggyIPs"] = True
     if rng.random() < 0.2:
         spec["exclude"] = [_address(rng, 4)]
+    if rng.random() < 0.5:
+        spec["releaseHold"] = rng.choice(RELEASE_HOLDS)
     return Step("create_pool", name, spec)
+
+
+def _release_hold(rng: random.Random, name: str) -> Step:
+    """Changing releaseHold ends or lengthens running holds (their end is read anew)."""
+    return Step("set_release_hold", name, {"releaseHold": rng.choice(RELEASE_HOLDS)})
+
+
+def _node(rng: random.Random, action: str, name: str) -> Step:
+    """A Node without a kubelet: one or two InternalIP/ExternalIP addresses, in the episode's
+    block or outside it."""
+    chosen = rng.sample(NODE_ADDRESSES, rng.choice((1, 1, 2)))
+    kinds = ("InternalIP", "ExternalIP")
+    return Step(action, name, {"addresses": [[kinds[i], a] for i, a in enumerate(chosen)]})
+
+
+def _steal(rng: random.Random, plan: Plan, n: int) -> Step:
+    """A new Service of either namespace asking for the address a gone Service held (if it is
+    held for it after release when the step is done)."""
+    victim = rng.choice(plan.gone[-4:])
+    fields: dict[str, Any] = {
+        "policy": "SingleStack",
+        "families": ["IPv4"],
+        "class": None,
+        "team": _team(rng),
+        "ports": [PORTS[0]],
+        "ranges": [],
+        "local": False,
+        "steal": victim,
+    }
+    return Step("create_service", f"{rng.choice('ab')}/s{n}", fields)
 
 
 def _tenancy(rng: random.Random, plan: Plan, step: Step) -> Step:
@@ -403,6 +474,9 @@ class Episode:
         self.failure: Failure | None = None
         self.settle_times: list[float] = []
         self.before: dict[str, tuple[str, ...]] = {}  # uid -> addresses at the last settle
+        self.kept: dict[str, str] = {}  # address -> for whom it was held after release then
+        self.kept_until: dict[str, float] = {}  # ...and when that hold ends
+        self.last: oracle.Cluster | None = None  # the latest read
         self.known_pools: dict[str, oracle.PoolModel] = {}
         # When each step since the last settle was done, and what each pool covered after it.
         self.coverage: list[tuple[float, dict[str, frozenset[str]]]] = []
@@ -415,6 +489,7 @@ class Episode:
         self.replicas = Replicas(env.plane, SYSTEM, KUBECONFIG=str(env.kubeconfig))
         self.monitors: list[GainMonitor] = []
         self.seen_losses = [0, 0]
+        self.partition: Partition | None = None
 
     def start(self) -> None:
         """Namespaces, watches, then the two replicas; a replica that never leads is a finding."""
@@ -423,6 +498,9 @@ class Episode:
             self.env.core.create_namespace(client.V1Namespace(metadata=meta))
         kubeconfig = str(self.env.plane.kubeconfig)
         self.monitors = [GainMonitor(kubeconfig, ns).ready() for ns in self.namespaces.values()]
+        if PARTITIONED:
+            self.partition = Partition(self.env.plane)
+            self.replicas.behind(self.partition, self.env.kubeconfig)
         try:
             self.replicas.start(timeout=SETTLE_BOUND)
         except AssertionError as error:
@@ -487,6 +565,7 @@ class Episode:
         body["reservations"] = self._reservations(spec.get("reserve"), body["addresses"])
         if spec.get("limit") is not None:
             body["perNamespaceLimit"] = spec["limit"]
+        body["releaseHold"] = spec.get("releaseHold", "0s")
         return body
 
     def _reservations(
@@ -518,7 +597,7 @@ class Episode:
             GROUP, VERSION, PLURAL, self.pool(step.target), {"spec": spec}, _content_type=MERGE
         )
 
-    _grow_pool = _shrink_pool = _toggle_pool = _patch_pool
+    _grow_pool = _shrink_pool = _toggle_pool = _set_release_hold = _patch_pool
 
     def _delete_pool(self, step: Step) -> None:
         self.env.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, self.pool(step.target))
@@ -532,7 +611,16 @@ class Episode:
             annotations["lbipam.io/ips"] = ",".join(self.render(a) for a in args["ips"]) or None
         if "sharing" in args:
             annotations["lbipam.io/sharing-key"] = args["sharing"]
+        if "steal" in args and (held := self._held_for(args["steal"])):
+            annotations["lbipam.io/ips"] = held
         return annotations
+
+    def _held_for(self, target: str) -> str | None:
+        """An IPv4 address held after release for the Service `target` at the last read."""
+        key = "/".join(self.service(target))
+        last = self.last
+        held = [] if last is None else [a for a in last.holds if last.claims[a] == key]
+        return next((a for a in sorted(held) if "." in a), None)
 
     def _create_service(self, step: Step) -> None:
         namespace, name = self.service(step.target)
@@ -578,6 +666,42 @@ class Episode:
     def _delete_service(self, step: Step) -> None:
         namespace, name = self.service(step.target)
         self.env.core.delete_namespaced_service(name, namespace)
+
+    def _recreate_service(self, step: Step) -> None:
+        """Deleted and made again as it was: during a hold it must get its address back."""
+        namespace, name = self.service(step.target)
+        self.reborn.add(f"{namespace}/{name}")
+        self.env.core.delete_namespaced_service(name, namespace)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.env.core.read_namespaced_service(name, namespace)
+            except client.ApiException as error:
+                if error.status == 404:
+                    break
+                raise
+            time.sleep(0.1)
+        self._create_service(replace(step, args=self.plan.services[step.target]))
+
+    def node(self, logical: str) -> str:
+        return f"{self.tag}-{logical}"
+
+    def _node_status(self, step: Step) -> dict[str, Any]:
+        return {
+            "addresses": [
+                {"type": kind, "address": self.render(a)} for kind, a in step.args["addresses"]
+            ]
+        }
+
+    def _create_node(self, step: Step) -> None:
+        body = {"metadata": {"name": self.node(step.target)}, "status": self._node_status(step)}
+        self.env.core.create_node(body)
+
+    def _edit_node(self, step: Step) -> None:
+        self.env.core.patch_node_status(self.node(step.target), {"status": self._node_status(step)})
+
+    def _delete_node(self, step: Step) -> None:
+        self.env.core.delete_node(self.node(step.target))
 
     def _change_class(self, step: Step) -> None:
         """The class is immutable on a LoadBalancer: pass through ClusterIP, as a user must."""
@@ -630,6 +754,24 @@ class Episode:
     def _steal_lease(self, _: Step) -> None:
         self.replicas.steal_lease(self.env.api)
 
+    def _partition(self, step: Step) -> None:
+        if self.partition is None:
+            return
+        behind = self.replicas.all[0]
+        led = behind in self.replicas.leaders()
+        self.partition.cut()
+        try:
+            time.sleep(step.args["seconds"])
+            # Read from inside its namespace: the health port is not behind the cut.
+            log.info(
+                "%s      partition: the replica behind it %s, leads now: %s",
+                self.tag,
+                "led" if led else "followed",
+                behind in self.replicas.leaders(),
+            )
+        finally:
+            self.partition.heal()
+
     # ---- judging ---------------------------------------------------------------------------
 
     def look(self) -> tuple[oracle.Cluster, tuple[Any, ...]]:
@@ -649,13 +791,22 @@ class Episode:
             )
             policies += listing.get("items") or []
             labels[namespace] = self.env.core.read_namespace(namespace).metadata.labels or {}
-        now = oracle.cluster(pools, services, labels, policies)
         nodes = api.sanitize_for_serialization(self.env.core.list_node()).get("items") or []
-        now.nodes = oracle.nodes_by_address(nodes)
+        listing = api.sanitize_for_serialization(
+            self.env.networking.list_ip_address(label_selector=f"{CLAIMED_BY[0]}={CLAIMED_BY[1]}")
+        )
+        ours = set(self.namespaces.values())
+        claims = [
+            c
+            for c in listing.get("items") or []
+            if ((c.get("spec") or {}).get("parentRef") or {}).get("namespace") in ours
+        ]
+        now = oracle.cluster(pools, services, labels, policies, nodes, claims)
+        self.last = now
         fingerprint = tuple(
             sorted(
                 (o["metadata"]["name"], o["metadata"]["resourceVersion"])
-                for o in [*pools, *(body for _, body in services), *policies]
+                for o in [*pools, *(body for _, body in services), *policies, *claims]
             )
         )
         leaders = tuple(id(r) for r in self.replicas.serving())
@@ -665,16 +816,52 @@ class Episode:
         mine = {self.pool(p) for p in self.plan.pools} | set(self.known_pools)
         found = oracle.judge(now, mine & now.pools.keys())
         if not self.hurried:  # otherwise pools may have changed under the allocation
-            found += oracle.new_addresses(now, self.before)
+            found += oracle.new_addresses(now, self.before, self.kept)
             found += oracle.new_reserved(now, self.before)
-            found += oracle.namespace_limits(now, self.before)
+            found += oracle.namespace_limits(now, self.before, self.kept)
         found += oracle.node_addresses(now, self.before)
+        found += oracle.holds(now, time.time())
+        found += self._told(now)
         found += self._moved(now)
         found += self._gone(now)
         found += self._flaps(now)
         if len(leaders) != 1:
             found.append(Violation("leader", f"{len(leaders)} replicas lead and are ready"))
         return found
+
+    def _told(self, now: oracle.Cluster) -> list[Violation]:
+        """A Service holding a Node's address hears ReservedAddressHeld naming the Node; one
+        back with its held address hears AddressKept."""
+        found = []
+        for service in now.services.values():
+            for address in service.held.addresses:
+                if address in now.nodes and not self._event(
+                    service.held, "ReservedAddressHeld", f"Node {now.nodes[address]}"
+                ):
+                    found.append(
+                        Violation("node-told", f"{service.held.key}: {address} is a Node's, untold")
+                    )
+                # A hold that ran out before the re-create frees the address: no Event then.
+                live = self.kept_until.get(address, 0.0) > time.time() + 2
+                if (
+                    live
+                    and self.kept.get(address) == service.held.key
+                    and not self._event(service.held, "AddressKept", address)
+                ):
+                    found.append(Violation("kept-told", f"{service.held.key}: no AddressKept"))
+        return found
+
+    def _event(self, service: Held, reason: str, text: str) -> bool:
+        namespace, name = service.key.split("/")
+        events = self.env.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return any(
+            e.reason == reason
+            and e.involved_object.uid == service.uid
+            and text in (e.message or "")
+            for e in events.items
+        )
 
     def _moved(self, now: oracle.Cluster) -> list[Violation]:
         """A held address only goes when no pool the Service may keep it from covers it any
@@ -801,6 +988,8 @@ class Episode:
 
     def _settled(self, now: oracle.Cluster) -> None:
         self.before = {uid: s.held.addresses for uid, s in now.services.items()}
+        self.kept = {address: now.claims[address] for address in now.holds}
+        self.kept_until = {address: oracle.hold_end(now, address) for address in now.holds}
         for logical in list(self.plan.deleted):
             if self.pool(logical) not in now.pools:
                 del self.plan.deleted[logical]
@@ -845,6 +1034,12 @@ class Episode:
         for monitor in self.monitors:
             monitor.stop()
         self.replicas.cleanup()
+        if self.partition is not None:
+            self.partition.heal()
+            self.partition.close()
+        for logical in self.plan.nodes:
+            with contextlib.suppress(client.ApiException):
+                self.env.core.delete_node(self.node(logical))
         for namespace in self.namespaces.values():
             with contextlib.suppress(client.ApiException):
                 self.env.core.delete_namespace(namespace)
@@ -917,6 +1112,7 @@ class Report:
                 "restart_apiserver",
                 "steal_lease",
                 "freeze_control_plane",
+                "partition",
             )
         )
         return (

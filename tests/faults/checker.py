@@ -37,6 +37,7 @@ REASONS = {
     "PortConflict",
     "AddressReserved",
     "NamespaceLimitReached",
+    "AddressHeld",
 }
 
 

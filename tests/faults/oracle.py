@@ -7,6 +7,7 @@ driver asks it after every step; each finding is a `Violation` with the invarian
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,8 @@ from typing import Any
 from tests.faults.checker import REASONS, Held, _interval, _may_share
 
 FINALIZER = "lbipam.io/protection"
+HELD_SINCE = "lbipam.io/held-since"
+HOLD_SLACK = 15.0  # seconds a hold may outlive its end: the operator looks every second
 MANAGED_BY = ("app.kubernetes.io/managed-by", "lbipam")
 FAMILIES = {"IPv4": 4, "IPv6": 6}
 Span = tuple[int, int]  # inclusive
@@ -173,9 +176,16 @@ def _matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> b
     return True
 
 
-def pool_models(pools: Iterable[Mapping[str, Any]]) -> dict[str, PoolModel]:
-    """Every pool, with the younger of two overlapping pools marked in conflict."""
+def pool_models(
+    pools: Iterable[Mapping[str, Any]], nodes: Iterable[str] = ()
+) -> dict[str, PoolModel]:
+    """Every pool, with the younger of two overlapping pools marked in conflict; a Node's
+    address is never handed out (docs/reference.md "Node addresses"), its holders keep it."""
     models = sorted((PoolModel.of(body) for body in pools), key=lambda p: p.seniority)
+    for ip in map(ipaddress.ip_address, nodes):
+        for model in models:
+            if ip.version in model.usable:
+                model.usable[ip.version] = _subtract(model.usable[ip.version], [(int(ip), int(ip))])
     for index, young in enumerate(models):
         for old in models[:index]:
             if _overlap(young, old):
@@ -265,6 +275,10 @@ class Cluster:
     others: list[Held]  # Services lbipam must leave alone
     policies: list[Mapping[str, Any]]
     nodes: dict[str, str] = field(default_factory=dict)  # a Node's InternalIP/ExternalIP -> Node
+    # Our IPAddress claims: address -> the Service of its parentRef ("namespace/name"), and of
+    # those that are holds after release (annotated lbipam.io/held-since): address -> since.
+    claims: dict[str, str] = field(default_factory=dict)
+    holds: dict[str, float] = field(default_factory=dict)
 
     def holders(self) -> dict[str, list[Held]]:
         found: dict[str, list[Held]] = defaultdict(list)
@@ -273,12 +287,22 @@ class Cluster:
                 found[address].append(service.held)
         return found
 
+    def taken(self) -> set[str]:
+        """Addresses nobody else may be handed: held by a Service or after release."""
+        return set(self.holders()) | set(self.holds)
+
+    def held_for(self, address: str) -> str | None:
+        """The Service an address is held for after release, if it is."""
+        return self.claims[address] if address in self.holds else None
+
 
 def cluster(
     pools: Iterable[Mapping[str, Any]],
     services: Iterable[tuple[Held, Mapping[str, Any]]],
     namespace_labels: Mapping[str, Mapping[str, str]],
     policies: Iterable[Mapping[str, Any]],
+    nodes: Iterable[Mapping[str, Any]] = (),
+    claims: Iterable[Mapping[str, Any]] = (),
 ) -> Cluster:
     handled: dict[str, ServiceModel] = {}
     others = []
@@ -288,7 +312,20 @@ def cluster(
             handled[held.uid] = ServiceModel.of(held, body, labels)
         else:
             others.append(held)
-    return Cluster(pool_models(pools), handled, others, list(policies))
+    by_address = nodes_by_address(nodes)
+    now = Cluster(pool_models(pools, by_address), handled, others, list(policies), by_address)
+    for claim in claims:
+        parent = (claim.get("spec") or {}).get("parentRef") or {}
+        address = str(ipaddress.ip_address(claim["metadata"]["name"]))
+        now.claims[address] = f"{parent.get('namespace')}/{parent.get('name')}"
+        since = (claim["metadata"].get("annotations") or {}).get(HELD_SINCE)
+        if since:
+            now.holds[address] = _seconds(since)
+    return now
+
+
+def _seconds(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # ---- the invariants ------------------------------------------------------------------------
@@ -303,6 +340,7 @@ def judge(now: Cluster, scope: set[str]) -> list[Violation]:
     found += pool_statuses(now, scope)
     found += policies(now)
     found += untouched(now)
+    found += node_pools(now, scope)
     return found
 
 
@@ -352,13 +390,16 @@ def addresses(now: Cluster) -> list[Violation]:
     return found
 
 
-def new_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
-    """An address a Service did not hold at the last settled read came from a pool it may use."""
+def new_addresses(
+    now: Cluster, before: Mapping[str, tuple[str, ...]], kept: Mapping[str, str] = {}
+) -> list[Violation]:
+    """An address a Service did not hold at the last settled read came from a pool it may use,
+    or was held after release for it then (`kept`: address -> for whom)."""
     found = []
     holders = now.holders()
     for uid, service in now.services.items():
         for address in service.held.addresses:
-            if address in before.get(uid, ()):
+            if address in before.get(uid, ()) or kept.get(address) == service.held.key:
                 continue
             static = ipaddress.ip_address(address).version in service.statics
             usable = [p.name for p in now.pools.values() if p.contains(address)]
@@ -428,6 +469,8 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
         rivals = [h for h in now.holders().get(static, []) if h.uid != service.held.uid]
         if rivals and not _may_share([service.held, *rivals]):
             return "hard"
+        if now.held_for(static) not in (None, service.held.key):
+            return "hard"  # AddressHeld
         if any(reserved_against(p, static, service.held.key) for p in now.pools.values()):
             return "hard"
         if not all(
@@ -456,12 +499,15 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
 def pending(now: Cluster) -> list[Violation]:
     """No Service lacks an address a pool could give it now."""
     found = []
-    taken = Taken(set(now.holders()))
+    taken = Taken(now.taken())
     for service in now.services.values():
         if service.invalid:
             continue
         have = {ipaddress.ip_address(a).version for a in service.held.addresses}
         outcome = {f: _family_outcome(now, service, f, taken) for f in service.families}
+        if len(service.families) == 2 and _no_room_for_two(now, service):
+            # Each family may fit the limit alone, not both: the second family is not owed.
+            outcome[service.families[1]] = "soft"
         if service.policy == "RequireDualStack":
             owed = list(service.families) if all(o == "ok" for o in outcome.values()) else []
         elif service.policy == "PreferDualStack":
@@ -482,6 +528,20 @@ def pending(now: Cluster) -> list[Violation]:
                 )
             )
     return found
+
+
+def _no_room_for_two(now: Cluster, service: ServiceModel) -> bool:
+    """A pool the Service may use has a perNamespaceLimit its namespace cannot take two more
+    addresses under (a dual-stack Service's two addresses count two)."""
+    namespace = service.held.key.split("/")[0]
+    for pool in now.pools.values():
+        limit = pool.spec.get("perNamespaceLimit")
+        if limit is None or not service.may_use(pool, True):
+            continue
+        others = namespace_holds(now, pool, namespace) - set(service.held.addresses)
+        if len(others) + 2 > limit:
+            return True
+    return False
 
 
 def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | None:
@@ -529,7 +589,7 @@ def followed_group(now: Cluster, service: ServiceModel, address: str) -> bool:
 def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:
     """Counts equal a recount from the Services; Ready says the truth; protection is on."""
     found = []
-    held = list(now.holders())
+    held = list(now.taken())
     for name in sorted(scope & now.pools.keys()):
         pool = now.pools[name]
         if pool.deleting:
@@ -541,6 +601,7 @@ def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:
         reserved = sum(reserved_free(pool, held, family, None) for family in pool.usable)
         want["available"] = str(total - allocated - reserved)
         want["reserved"] = str(reserved)
+        want["held"] = str(pool.count_in(now.holds))
         shown = {k: status.get(k) for k in want}
         if shown != want:
             found.append(Violation("counts", f"IPPool {name} shows {shown}, recount {want}"))
@@ -689,14 +750,16 @@ def reserved_free(pool: PoolModel, held: Iterable[str], family: int, key: str | 
 
 
 def namespace_holds(now: Cluster, pool: PoolModel, namespace: str) -> set[str]:
-    """The addresses of the pool the namespace's Services hold, each once."""
-    return {
+    """The addresses of the pool the namespace's Services hold, each once, and those held
+    after release for its Services (a hold counts toward perNamespaceLimit)."""
+    held = {
         address
         for service in now.services.values()
         if service.held.key.split("/")[0] == namespace
         for address in service.held.addresses
-        if pool.covers(address)
     }
+    held |= {a for a in now.holds if now.claims[a].split("/")[0] == namespace}
+    return {address for address in held if pool.covers(address)}
 
 
 def has_room(now: Cluster, service: ServiceModel, pool: PoolModel, ip: str | None) -> bool:
@@ -747,9 +810,12 @@ def new_reserved(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Vi
     ]
 
 
-def namespace_limits(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+def namespace_limits(
+    now: Cluster, before: Mapping[str, tuple[str, ...]], kept: Mapping[str, str] = {}
+) -> list[Violation]:
     """A namespace above a pool's perNamespaceLimit got none of those addresses since the last
-    settled read (lowering a limit takes nothing away; a shared address counts once)."""
+    settled read (lowering a limit takes nothing away; a shared address counts once; `kept`,
+    the addresses held after release then, for whom, count as the namespace's)."""
     found = []
     for pool in now.pools.values():
         limit = pool.spec.get("perNamespaceLimit")
@@ -762,7 +828,7 @@ def namespace_limits(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> lis
                 for uid, service in now.services.items()
                 if service.held.key.split("/")[0] == namespace
                 for address in before.get(uid, ())
-            }
+            } | {a for a, key in kept.items() if key.split("/")[0] == namespace}
             if len(holds) > limit and holds - had:
                 found.append(
                     Violation(
@@ -771,4 +837,116 @@ def namespace_limits(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> lis
                         f"(perNamespaceLimit {limit}) and got {sorted(holds - had)}",
                     )
                 )
+    return found
+
+
+# ---- holds after release (docs/reference.md, `releaseHold`) and Node addresses ---------------
+
+
+def hold_end(now: Cluster, address: str) -> float:
+    """When the hold on `address` ends: since + the releaseHold of its oldest pool as it is now."""
+    pools = sorted((p for p in now.pools.values() if p.covers(address)), key=lambda p: p.seniority)
+    seconds = _duration(str(pools[0].spec.get("releaseHold") or "0s")) if pools else 0.0
+    return now.holds[address] + seconds
+
+
+def _duration(text: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1}
+    total, number = 0.0, ""
+    for char in text:
+        if char.isdigit():
+            number += char
+        else:
+            total, number = total + int(number) * units[char], ""
+    return total + (int(number) if number else 0)
+
+
+def holds(now: Cluster, clock: float) -> list[Violation]:
+    """Claims are the holders' addresses and the holds, nobody else has a held address, a hold
+    ends on time, and a Service re-created during its hold has its address back."""
+    found = []
+    holders = now.holders()
+    for address, key in sorted(now.claims.items()):
+        if address in now.holds:
+            if holders.get(address) and not any(h.key == key for h in holders[address]):
+                taken = ", ".join(h.key for h in holders[address])
+                found.append(
+                    Violation("hold-taken", f"{address} is held for {key}, {taken} has it")
+                )
+            if clock > hold_end(now, address) + HOLD_SLACK:
+                found.append(Violation("hold-overdue", f"the hold on {address} for {key} is over"))
+        elif not any(h.key == key for h in holders.get(address, ())):
+            found.append(
+                Violation("claims", f"{address} is claimed for {key}, who does not hold it")
+            )
+    for address, held in sorted(holders.items()):
+        if address not in now.claims:
+            found.append(Violation("claims", f"{address} is held by {held[0].key}, unclaimed"))
+    for service in now.services.values():
+        found += _refused_held(now, service)
+        for address in now.holds:
+            if now.claims[address] == service.held.key and _takes_back(now, service, address):
+                found.append(
+                    Violation(
+                        "hold-kept",
+                        f"{service.held.key} is back but {address}, held for it, is not "
+                        f"(holds {service.held.addresses})",
+                    )
+                )
+    return found
+
+
+def _refused_held(now: Cluster, service: ServiceModel) -> list[Violation]:
+    """A plain request for an address held for another Service waits with AddressHeld,
+    naming that Service."""
+    condition = service.held.condition or {}
+    return [
+        Violation("hold-refusal", f"{service.held.key} asked for {static}: {dict(condition)}")
+        for static in service.statics.values()
+        if (key := now.held_for(static)) not in (None, service.held.key)
+        and not (service.named or service.invalid or service.held.sharing_key)
+        and static not in now.nodes
+        and not any(reserved_against(p, static, service.held.key) for p in now.pools.values())
+        and any(p.contains(static) and service.may_use(p, True) for p in now.pools.values())
+        and all(has_room(now, service, p, static) for p in now.pools.values() if p.covers(static))
+        and not (condition.get("reason") == "AddressHeld" and key in condition.get("message", ""))
+    ]
+
+
+def _takes_back(now: Cluster, service: ServiceModel, address: str) -> bool:
+    """Whether the Service must get the address held for it back: it asks for nothing that
+    decides otherwise (a static address, a pool, a sharing group) and a Ready pool has it."""
+    family = ipaddress.ip_address(address).version
+    return (
+        family in service.families
+        and not service.statics
+        and not service.named
+        and not service.invalid
+        and not service.held.sharing_key
+        and any(p.ready and p.contains(address) for p in now.pools.values())
+        and address not in now.nodes
+    )
+
+
+def node_pools(now: Cluster, scope: set[str]) -> list[Violation]:
+    """A pool containing a Node's address says so, naming the Node; one without does not."""
+    found = []
+    for name in sorted(scope & now.pools.keys()):
+        pool = now.pools[name]
+        if pool.deleting:
+            continue
+        status = pool.body.get("status") or {}
+        overlap = {c.get("type"): c for c in status.get("conditions") or []}.get(
+            "OverlapsNodeAddress"
+        ) or {}
+        named = sorted({node for a, node in now.nodes.items() if pool.covers(a)})
+        if named and (
+            overlap.get("status") != "True"
+            or not all(node in (overlap.get("message") or "") for node in named)
+        ):
+            found.append(
+                Violation("node-pool", f"IPPool {name} contains Nodes {named}, shows {overlap}")
+            )
+        elif not named and overlap.get("status") == "True":
+            found.append(Violation("node-pool", f"IPPool {name} overlaps no Node, shows {overlap}"))
     return found

@@ -9,8 +9,11 @@ leaves the namespace. It holds no address but loopback and has no route out.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.controlplane import ControlPlane
 from tests.dataplane.netns import Netns, sweep
@@ -43,6 +46,7 @@ class Partition:
         sweep()  # namespaces of sessions that were killed before they could clean up
         self.netns = Netns("partition")
         self.cut_now = False
+        self.files: list[Path] = []
         try:
             self.relay = api_relay(self.netns, RELAY_PORT, ("127.0.0.1", plane.api_port))
         except BaseException:
@@ -52,6 +56,16 @@ class Partition:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{RELAY_PORT}"
+
+    def relayed(self, kubeconfig: Path) -> Path:
+        """A copy of `kubeconfig` whose API server is reached through the relay."""
+        config = yaml.safe_load(kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = self.server
+        handle, name = tempfile.mkstemp(prefix="lbipam-relayed-", suffix=".kubeconfig")
+        with open(handle, "w") as out:
+            out.write(yaml.safe_dump(config))
+        self.files.append(Path(name))
+        return Path(name)
 
     def replica(self, plane: ControlPlane, kubeconfig: Path, **settings: Any) -> NetnsOperator:
         return NetnsOperator(plane, self.netns, KUBECONFIG=str(kubeconfig), **settings)
@@ -74,3 +88,5 @@ class Partition:
     def close(self) -> None:
         self.relay.close()
         self.netns.delete()
+        for path in self.files:
+            path.unlink(missing_ok=True)

@@ -8,10 +8,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from kubernetes import client
 
 from tests.controlplane import ControlPlane
+from tests.faults.partition import Partition
 from tests.operator_process import OperatorProcess
 
 LEASE = "lbipam-leader"
@@ -73,11 +75,19 @@ class Replicas:
 
     def __init__(self, plane: ControlPlane, namespace: str, **settings: str) -> None:
         self.namespace = namespace
+        self.plane = plane
         self.settings = dict(ELECTION, LBIPAM_NAMESPACE=namespace, **settings)
         self.all: tuple[OperatorProcess, OperatorProcess] = (
             OperatorProcess(plane, **self.settings),
             OperatorProcess(plane, **self.settings),
         )
+
+    def behind(self, partition: Partition, kubeconfig: Path) -> None:
+        """Before `start`: the first replica reaches the API server, with `kubeconfig`'s
+        credentials, only through the partition's relay."""
+        settings = {k: v for k, v in self.settings.items() if k != "KUBECONFIG"}
+        relayed = partition.relayed(kubeconfig)
+        self.all = (partition.replica(self.plane, relayed, **settings), self.all[1])
 
     def start(self, timeout: float = 30) -> Replicas:
         """The first starts and leads, then the second joins as the follower."""

@@ -18,7 +18,9 @@ from tests.faults.conftest import CHAOS_REPORTS
 pytestmark = [pytest.mark.faults, pytest.mark.chaos]
 
 STEPS = int(os.environ.get("LBIPAM_CHAOS_STEPS", "40"))
-FIXED_SEED = 21  # its 40 steps include every action and every fault
+# Its 40 steps include every action and fault but delete_node and steal_lease (the scripted
+# regressions play those), two requests for a held address and three pools with a releaseHold.
+FIXED_SEED = 848
 RANDOM_SEED = int(os.environ.get("LBIPAM_CHAOS_SEED") or random.SystemRandom().randrange(2**32))
 LONG = "LBIPAM_CHAOS_STEPS" in os.environ
 MINUTES = float(os.environ.get("LBIPAM_CHAOS_MINUTES") or "inf")  # no new episode after this

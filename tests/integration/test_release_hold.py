@@ -102,6 +102,27 @@ def test_someone_elses_request_for_a_held_address_is_refused_naming_the_hold(
     )
 
 
+def test_a_hold_counts_toward_the_namespace_limit_until_its_service_comes_back(
+    core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
+) -> None:
+    """With perNamespaceLimit 1, the namespace's one address is held for web while web is gone:
+    another Service of the namespace waits, and web, re-created, gets its address back."""
+    net = subnet()
+    pools.create([f"{net}.1-{net}.3"], releaseHold="10m", perNamespaceLimit=1)
+    create(core, namespace, service_manifest("web"))
+    [address] = wait_address(core, namespace, "web")
+    core.delete_namespaced_service("web", namespace)
+    eventually(lambda: held_since(networking, address), what=f"{address} held")
+
+    create(core, namespace, service_manifest("api"))
+    waiting = wait_reason(core, namespace, "api", "NamespaceLimitReached")
+    assert f"{address} (held for {namespace}/web after release)" in waiting.message
+    create(core, namespace, service_manifest("web"))
+
+    assert wait_address(core, namespace, "web") == [address]
+    wait_reason(core, namespace, "api", "NamespaceLimitReached")
+
+
 @pytest.mark.parametrize("deleted", ["before", "meanwhile"])
 def test_the_hold_survives_a_kill_and_a_restart(
     core: client.CoreV1Api,

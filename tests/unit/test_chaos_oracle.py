@@ -11,6 +11,7 @@ from tests.faults.oracle import (
     PoolModel,
     cluster,
     followed_group,
+    holds,
     judge,
     namespace_limits,
     new_addresses,
@@ -60,8 +61,27 @@ def service(name: str, *addresses: str, reason: str = "Allocated", **spec: Any) 
     }
 
 
-def world(pools: list[Any], services: list[Any]) -> Cluster:
-    return cluster(pools, [(_held(s), s) for s in services], {"a": {}}, [])
+def world(pools: list[Any], services: list[Any], nodes: Any = (), claims: Any = ()) -> Cluster:
+    return cluster(pools, [(_held(s), s) for s in services], {"a": {}}, [], nodes, claims)
+
+
+def claim(address: str, service: str, held_since: str | None = None) -> Any:
+    """Our IPAddress claim for Service a/<service>, a hold after release when `held_since`."""
+    annotations = {"lbipam.io/held-since": held_since} if held_since else {}
+    parent = {"group": "", "resource": "services", "namespace": "a", "name": service}
+    return {
+        "metadata": {"name": address, "annotations": annotations},
+        "spec": {"parentRef": parent},
+    }
+
+
+def node(name: str, *addresses: str) -> Any:
+    entries = [{"type": "InternalIP", "address": a} for a in addresses]
+    return {"metadata": {"name": name}, "status": {"addresses": entries}}
+
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+SINCE = "2027-01-15T08:00:00Z"
 
 
 def invariants(now: Cluster) -> set[str]:
@@ -197,3 +217,109 @@ def test_a_namespace_growing_past_its_limit_is_a_finding_and_one_kept_after_lowe
         [limited], [service("x", "10.0.0.0"), service("y", reason="NamespaceLimitReached")]
     )
     assert "pending" not in invariants(waiting)
+
+
+def test_claims_are_the_holders_and_the_holds_and_nobody_else_gets_a_held_address() -> None:
+    held = pool("p", "10.0.0.1-10.0.0.3", releaseHold="30s")
+    fine = world(
+        [held],
+        [service("api", "10.0.0.2")],
+        claims=[claim("10.0.0.1", "web", SINCE), claim("10.0.0.2", "api")],
+    )
+    assert holds(fine, T0 + 10) == []
+    thief = world(
+        [held],
+        [service("thief", "10.0.0.1")],
+        claims=[claim("10.0.0.1", "web", SINCE)],
+    )
+    assert {v.invariant for v in holds(thief, T0 + 10)} == {"hold-taken"}
+    unclaimed = world([held], [service("api", "10.0.0.2")])
+    assert [v.invariant for v in holds(unclaimed, T0)] == ["claims"]
+
+
+def test_a_hold_past_its_release_hold_is_a_finding() -> None:
+    now = world(
+        [pool("p", "10.0.0.1-10.0.0.3", releaseHold="5s")],
+        [],
+        claims=[claim("10.0.0.1", "web", SINCE)],
+    )
+    assert holds(now, T0 + 10) == []
+    assert [v.invariant for v in holds(now, T0 + 30)] == ["hold-overdue"]
+
+
+def test_a_service_back_during_its_hold_must_have_its_address_back() -> None:
+    held = pool("p", "10.0.0.1-10.0.0.3", releaseHold="30s")
+    claims = [claim("10.0.0.1", "web", SINCE)]
+    elsewhere = world(
+        [held], [service("web", "10.0.0.2")], claims=[*claims, claim("10.0.0.2", "web")]
+    )
+    assert "hold-kept" in {v.invariant for v in holds(elsewhere, T0)}
+    asking = service("web", annotations={"lbipam.io/ips": "10.0.0.3"}, reason="AddressInUse")
+    assert holds(world([held], [asking], claims=claims), T0) == []
+
+
+def test_someone_asking_for_a_held_address_must_hear_address_held_naming_the_hold() -> None:
+    held = pool("p", "10.0.0.1-10.0.0.3", releaseHold="30s")
+    claims = [claim("10.0.0.1", "web", SINCE)]
+    asks = {"annotations": {"lbipam.io/ips": "10.0.0.1"}}
+    told = service("thief", reason="AddressHeld", **asks)
+    told["status"]["conditions"][0]["message"] = "10.0.0.1 is held for Service a/web after ..."
+    assert holds(world([held], [told], claims=claims), T0) == []
+    untold = service("thief", reason="PoolExhausted", **asks)
+    assert [v.invariant for v in holds(world([held], [untold], claims=claims), T0)] == [
+        "hold-refusal"
+    ]
+    # Nothing pending: the held address is nobody's to hand out.
+    assert "pending" not in invariants(world([held], [untold], claims=claims))
+
+
+def test_a_hold_counts_toward_the_namespace_limit() -> None:
+    limited = pool("p", "10.0.0.1-10.0.0.3", perNamespaceLimit=1, releaseHold="30s")
+    claims = [claim("10.0.0.1", "web", SINCE)]
+    waiting = world([limited], [service("api", reason="NamespaceLimitReached")], claims=claims)
+    assert "pending" not in invariants(waiting)
+    grew = world([limited], [service("api", "10.0.0.2")], claims=claims)
+    assert [v.invariant for v in namespace_limits(grew, {})] == ["limit"]
+
+
+def test_a_pool_containing_a_node_address_names_the_node_and_never_hands_it_out() -> None:
+    body = pool("p", "10.0.0.1-10.0.0.3")
+    body["status"] = {
+        "conditions": [
+            {"type": "OverlapsNodeAddress", "status": "True", "message": "Node worker-1 uses"}
+        ]
+    }
+    now = world(
+        [body], [service("api", reason="PoolExhausted")], nodes=[node("worker-1", "10.0.0.2")]
+    )
+    assert not now.pools["p"].contains("10.0.0.2") and now.pools["p"].covers("10.0.0.2")
+    assert "node-pool" not in invariants_of(now, {"p"})
+    silent = world([pool("p", "10.0.0.1-10.0.0.3")], [], nodes=[node("worker-1", "10.0.0.2")])
+    assert "node-pool" in invariants_of(silent, {"p"})
+
+
+def invariants_of(now: Cluster, scope: set[str]) -> set[str]:
+    return {v.invariant for v in judge(now, scope)}
+
+
+def test_a_dual_stack_service_is_owed_no_second_family_its_namespace_limit_has_no_room_for() -> (
+    None
+):
+    """Found by chaos seed 1: each family fits a limit of 1 alone, the two together do not."""
+    limited = pool("p", "10.0.0.1-10.0.0.3", "fd00::1-fd00::3", perNamespaceLimit=1)
+    both = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+    waiting = world([limited], [service("web", reason="NamespaceLimitReached", **both)])
+    assert "pending" not in invariants(waiting)
+    prefer = {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}
+    empty = world([limited], [service("web", reason="NamespaceLimitReached", **prefer)])
+    assert "pending" in invariants(empty)  # the first family fits: it is owed
+
+
+def test_a_pool_containing_two_nodes_may_name_them_in_one_list() -> None:
+    body = pool("p", "10.0.0.1-10.0.0.3")
+    message = "contains an address of Node n0, n5: it is never handed out"
+    body["status"] = {
+        "conditions": [{"type": "OverlapsNodeAddress", "status": "True", "message": message}]
+    }
+    now = world([body], [], nodes=[node("n0", "10.0.0.1"), node("n5", "10.0.0.2")])
+    assert "node-pool" not in invariants_of(now, {"p"})

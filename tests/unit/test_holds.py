@@ -179,3 +179,64 @@ def test_a_reservation_made_during_the_hold_does_not_take_the_address_from_its_s
     assert back.addresses == ("10.0.0.0",)  # held before it was reserved, as a holder keeps it
     assert back.kept == {"10.0.0.0": T0}
     reg.check()
+
+
+# ---- holds and perNamespaceLimit: a hold counts for the namespace it is held for -------------
+
+
+def limited_holding_web(limit: int = 1) -> Registry:
+    """shop/web held 10.0.0.0 of a pool of perNamespaceLimit `limit` and was deleted at T0."""
+    reg = Registry()
+    reg.apply_pool(replace(stable(addresses=("10.0.0.0-10.0.0.7",)), per_namespace_limit=limit))
+    assert reg.ensure(service("web")).addresses == ("10.0.0.0",)
+    assert reg.release(WEB, T0) == ()
+    return reg
+
+
+def test_a_hold_counts_toward_its_namespace_limit_and_the_refusal_names_it() -> None:
+    reg = limited_holding_web()
+
+    waiting = reg.ensure(service("api"))
+
+    assert (waiting.addresses, waiting.reason) == ((), Reason.NAMESPACE_LIMIT_REACHED)
+    assert waiting.message == (
+        'namespace "shop" holds 1 addresses of pool "stable", its perNamespaceLimit is 1: '
+        "10.0.0.0 (held for shop/web after release)"
+    )
+    assert reg.ensure(service("blog", namespace="blog")).addresses == ("10.0.0.1",)
+
+
+def test_the_recreated_service_gets_its_held_address_back_within_the_limit() -> None:
+    reg = limited_holding_web()
+    assert not reg.ensure(service("api")).ok
+
+    back = reg.ensure(service("web"))
+
+    assert (back.addresses, back.kept) == (("10.0.0.0",), {"10.0.0.0": T0})
+    reg.check()
+
+
+def test_a_recreated_service_may_trade_its_held_address_for_another_within_the_limit() -> None:
+    reg = limited_holding_web()
+
+    moved = reg.ensure(service("web", requested_ips=("10.0.0.5",)))
+
+    assert moved.addresses == ("10.0.0.5",)
+
+
+def test_when_the_hold_ends_the_namespace_has_room_again() -> None:
+    reg = limited_holding_web()
+    assert not reg.ensure(service("api")).ok
+
+    reg.end_holds(T0 + 600)
+
+    assert reg.ensure(service("api")).addresses == ("10.0.0.0",)
+
+
+def test_a_lowered_limit_reports_a_namespace_over_it_by_its_holds() -> None:
+    reg = limited_holding_web(limit=2)
+    assert reg.ensure(service("api")).addresses == ("10.0.0.1",)
+
+    reg.apply_pool(replace(stable(addresses=("10.0.0.0-10.0.0.7",)), per_namespace_limit=1))
+
+    assert reg.pool_summary("stable").over_limit == (("shop", 2),)

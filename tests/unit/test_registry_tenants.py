@@ -154,6 +154,7 @@ def test_a_dual_stack_service_counts_both_its_addresses() -> None:
     both = service("web", namespace="shop", families=(4, 6), family_policy="RequireDualStack")
     refused = reg.ensure(both)
     assert (refused.reason, refused.addresses) == (Reason.NAMESPACE_LIMIT_REACHED, ())
+    assert refused.message.endswith(": 10.0.0.0 (this Service's other family)")
 
 
 def test_a_prefer_dual_stack_service_takes_its_first_family_when_the_second_is_limited() -> None:
