@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.chaos import Env, Step, replay
+from tests.faults.chaos import Env, Episode, Step, replay
 
 pytestmark = pytest.mark.faults
 
 
-def replays_clean(chaos: Env, steps: list[Step]) -> None:
+def replays_clean(chaos: Env, steps: list[Step]) -> Episode:
     """Every step is played and every promise holds after each."""
     episode = replay(chaos, steps)
     failure = episode.failure
     assert failure is None, f"{failure.describe()}\noperator logs:\n{failure.logs}"
     assert len(episode.done) == len(steps)
+    return episode
 
 
 def _service(pools: list[str]) -> dict[str, object]:
@@ -327,6 +328,36 @@ def test_a_service_sharing_an_address_follows_its_group_out_of_a_named_pool(chao
         Step("shrink_pool", "p5", {"entry": "{v4}.8/30"}),
     ]
     replays_clean(chaos, steps)
+
+
+def test_consent_across_namespaces_given_withdrawn_and_given_again(chaos: Env) -> None:
+    """A tour of lbipam.io/sharing-cross-namespace in the chaos model's terms.
+
+    a/s1 (port 80) and b/s2 (port 443) share under key "web", each listing the other's
+    namespace; b/s4 lists every namespace but uses port 80 too (PortConflict across
+    namespaces). b/s2 withdraws its consent, then gives it to everyone; a/s1 withdraws its own,
+    then gives it again. Each withdrawal leaves the older a/s1 its address and moves b/s2
+    with AddressRevoked saying who does not list which namespace; each consent brings b/s2
+    back to a/s1's address.
+    """
+
+    def web(port: tuple[int, str], consent: list[str]) -> dict[str, object]:
+        return {**_service([]), "ports": [port], "sharing": "web", "consent": consent}
+
+    steps = [
+        Step("create_pool", "p0", _pool("{v4}.0/29")),
+        Step("create_service", "a/s1", web((80, "TCP"), ["b"])),
+        Step("create_service", "b/s2", web((443, "TCP"), ["a"])),
+        Step("create_service", "b/s4", web((80, "TCP"), ["*"])),
+        Step("repoint_service", "b/s2", {"consent": []}),
+        Step("repoint_service", "b/s2", {"consent": ["*"]}),
+        Step("repoint_service", "a/s1", {"consent": []}),
+        Step("repoint_service", "a/s1", {"consent": ["b"]}),
+    ]
+    episode = replays_clean(chaos, steps)
+    assert episode.last is not None
+    held = {s.held.key.split("-")[-1]: s.held.addresses for s in episode.last.services.values()}
+    assert held["a/s1"] == held["b/s2"] != ()
 
 
 def test_a_held_network_address_stays_while_another_pool_s_cidr_covers_it(chaos: Env) -> None:
