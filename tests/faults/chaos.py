@@ -65,6 +65,8 @@ V4_ENTRIES = (
 )
 V6_ENTRIES = ("{v6}::/126", "{v6}::4-{v6}::5", "{v6}::8", "{v6}::8/125")
 PORTS = ((80, "TCP"), (443, "TCP"), (53, "UDP"))
+# The logical namespaces a Service sharing its key consents to (lbipam.io/sharing-cross-namespace).
+CONSENTS: tuple[list[str], ...] = ([], ["a"], ["b"], ["a", "b"], ["*"])
 # Our IPAddress claims' label; the API server's allocator claims ClusterIPs for Services too.
 CLAIMED_BY = ("ipaddress.kubernetes.io/managed-by", "lbipam.io")
 RELEASE_HOLDS = ("0s", "5s", "10s", "30s")
@@ -368,15 +370,21 @@ def _new_service(rng: random.Random, plan: Plan, n: int) -> Step:
         fields["loadBalancerIP"] = _address(rng, 4)
     if rng.random() < 0.25:
         fields["sharing"] = rng.choice(("web", "dns"))
+        if rng.random() < 0.6:
+            fields["consent"] = rng.choice(CONSENTS[1:])
     return Step("create_service", f"{rng.choice('ab')}/s{n}", fields)
 
 
 def _repoint(rng: random.Random, plan: Plan, target: str) -> Step:
-    """A user editing lbipam.io/pool or lbipam.io/sharing-key: the Service may move, as asked."""
-    if rng.random() < 0.5:
+    """A user editing lbipam.io/pool, lbipam.io/sharing-key or lbipam.io/sharing-cross-namespace
+    (consent granted or withdrawn): the Service may move, as asked."""
+    roll = rng.random()
+    if roll < 0.5:
         named = rng.choice([[], ["nowhere"], *([p] for p in sorted(plan.pools))])
         return Step("repoint_service", target, {"pools": named})
-    return Step("repoint_service", target, {"sharing": rng.choice((None, "web", "dns"))})
+    if roll < 0.8:
+        return Step("repoint_service", target, {"sharing": rng.choice((None, "web", "dns"))})
+    return Step("repoint_service", target, {"consent": rng.choice(CONSENTS)})
 
 
 def _range_list(rng: random.Random) -> list[str]:
@@ -611,6 +619,9 @@ class Episode:
             annotations["lbipam.io/ips"] = ",".join(self.render(a) for a in args["ips"]) or None
         if "sharing" in args:
             annotations["lbipam.io/sharing-key"] = args["sharing"]
+        if "consent" in args:
+            listed = ",".join(self.namespaces.get(n, n) for n in args["consent"])
+            annotations["lbipam.io/sharing-cross-namespace"] = listed or None
         if "steal" in args and (held := self._held_for(args["steal"])):
             annotations["lbipam.io/ips"] = held
         return annotations
@@ -717,15 +728,16 @@ class Episode:
         self._patch_service(step.target, {"spec": {"loadBalancerSourceRanges": ranges}})
 
     def _repoint_service(self, step: Step) -> None:
-        """It may move, as asked; so may the sharing groups it leaves or joins."""
+        """It may move, as asked; so may the sharing groups it leaves or joins, in either
+        namespace (consent given or withdrawn moves Services of both)."""
         moving = {step.target}
-        if "sharing" in step.args:
-            logical = step.target.split("/")[0]
-            groups = {self.plan.services[step.target].get("sharing"), step.args["sharing"]}
+        if "sharing" in step.args or "consent" in step.args:
+            was = self.plan.services[step.target].get("sharing")
+            groups = {was, step.args.get("sharing", was)}
             moving |= {
                 target
                 for target, fields in self.plan.services.items()
-                if target.startswith(f"{logical}/") and fields.get("sharing") in groups - {None}
+                if fields.get("sharing") in groups - {None}
             }
         self.reborn |= {"/".join(self.service(target)) for target in moving}
         self._patch_service(
@@ -819,6 +831,8 @@ class Episode:
             found += oracle.new_addresses(now, self.before, self.kept)
             found += oracle.new_reserved(now, self.before)
             found += oracle.namespace_limits(now, self.before, self.kept)
+            found += oracle.consent_withdrawn(now, self.before)
+            found += self._withdrawn_told(now)
         found += oracle.node_addresses(now, self.before)
         found += oracle.holds(now, time.time())
         found += self._told(now)
@@ -850,6 +864,16 @@ class Episode:
                 ):
                     found.append(Violation("kept-told", f"{service.held.key}: no AddressKept"))
         return found
+
+    def _withdrawn_told(self, now: oracle.Cluster) -> list[Violation]:
+        """A Service moved off an address shared across namespaces, as consent was withdrawn,
+        hears AddressRevoked naming who does not list which namespace."""
+        return [
+            Violation("consent-told", f"{younger.held.key}: no AddressRevoked for {address}")
+            for _, younger, address in oracle.withdrawals(now, self.before)
+            if address not in younger.held.addresses
+            and not self._event(younger.held, "AddressRevoked", "does not list namespace")
+        ]
 
     def _event(self, service: Held, reason: str, text: str) -> bool:
         namespace, name = service.key.split("/")

@@ -3,8 +3,9 @@
 After recovery:
 1. every handled Service holds an address from an IPPool, or carries our condition with
    status False saying why not;
-2. no address is held by two Services, unless they share it by sharing key (same namespace,
-   same key, no port+protocol in common);
+2. no address is held by two Services, unless they share it by sharing key (same key, no
+   port+protocol in common, and across namespaces each lists the other's namespace or `*` in
+   lbipam.io/sharing-cross-namespace);
 3. no address held before the fault changed, unless it is no longer inside any IPPool (a
    shrunk pool revokes it) or the case names it as one the fault itself took away.
 
@@ -53,6 +54,8 @@ class Held:
     condition: Mapping[str, Any] | None
     sharing_key: str | None
     ports: frozenset[tuple[int, str]]
+    # The namespaces its lbipam.io/sharing-cross-namespace lists (`*` for every one).
+    share_with: frozenset[str] = frozenset()
 
 
 Snapshot = dict[str, Held]  # by uid: a recreated Service of the same name is a new Service
@@ -78,6 +81,11 @@ def _held(service: Mapping[str, Any]) -> Held:
         sharing_key=(annotations.get("lbipam.io/sharing-key") or "").strip() or None,
         ports=frozenset(
             (int(p["port"]), p.get("protocol") or "TCP") for p in spec.get("ports") or []
+        ),
+        share_with=frozenset(
+            name.strip()
+            for name in (annotations.get("lbipam.io/sharing-cross-namespace") or "").split(",")
+            if name.strip()
         ),
     )
 
@@ -239,8 +247,10 @@ def check(
 
 
 def _may_share(services: list[Held]) -> bool:
-    groups = {(s.key.split("/")[0], s.sharing_key) for s in services}
-    if len(groups) != 1 or next(iter(groups))[1] is None:
+    """One sharing key, no port in common, and each pair of two namespaces consenting."""
+    if len({s.sharing_key for s in services}) != 1 or services[0].sharing_key is None:
+        return False
+    if not all(consenting(a, b) for a in services for b in services):
         return False
     seen: set[tuple[int, str]] = set()
     for service in services:
@@ -248,6 +258,20 @@ def _may_share(services: list[Held]) -> bool:
             return False
         seen |= service.ports
     return True
+
+
+def consenting(a: Held, b: Held) -> bool:
+    """One sharing key, and one namespace or each listing the other's (or `*`)."""
+    mine, theirs = a.key.split("/")[0], b.key.split("/")[0]
+    return (
+        a.sharing_key is not None
+        and a.sharing_key == b.sharing_key
+        and (mine == theirs or (_admits(a, theirs) and _admits(b, mine)))
+    )
+
+
+def _admits(service: Held, namespace: str) -> bool:
+    return "*" in service.share_with or namespace in service.share_with
 
 
 def converge(

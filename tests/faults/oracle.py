@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.faults.checker import REASONS, Held, _interval, _may_share
+from tests.faults.checker import REASONS, Held, _interval, _may_share, consenting
 
 FINALIZER = "lbipam.io/protection"
 HELD_SINCE = "lbipam.io/held-since"
@@ -405,11 +405,7 @@ def new_addresses(
             usable = [p.name for p in now.pools.values() if p.contains(address)]
             if any(service.may_use(now.pools[n], static) for n in usable):
                 continue
-            joined = [
-                h
-                for h in holders[address]
-                if h.uid != uid and h.sharing_key and h.sharing_key == service.held.sharing_key
-            ]
+            joined = [h for h in holders[address] if h.uid != uid and consenting(h, service.held)]
             if joined:
                 continue  # shares the address of its sharing group
             found.append(
@@ -553,23 +549,23 @@ def _group_address(now: Cluster, service: ServiceModel, family: int) -> str | No
 def _oldest_in_group(
     now: Cluster, service: ServiceModel, family: int
 ) -> tuple[tuple[str, str], str] | None:
-    """(seniority, address) of the oldest other group member with an address of `family`."""
+    """(seniority, address) of the oldest other group member with an address of `family`
+    every holder of which consents with the Service (one key; one namespace or both ways)."""
     me = service.held
     if not me.sharing_key:
         return None
-    namespace = me.key.split("/")[0]
+    holders = now.holders()
     candidates = sorted(
         ((s.held.created, s.held.key), address)
         for s in now.services.values()
-        if s.held.uid != me.uid
-        and s.held.sharing_key == me.sharing_key
-        and s.held.key.split("/")[0] == namespace
+        if s.held.uid != me.uid and consenting(me, s.held)
         for address in s.held.addresses
         if ipaddress.ip_address(address).version == family
         and (
             not service.named
             or any(now.pools[n].covers(address) for n in service.named if n in now.pools)
         )
+        and all(h.uid == me.uid or consenting(me, h) for h in holders[address])
     )
     return candidates[0] if candidates else None
 
@@ -584,6 +580,57 @@ def followed_group(now: Cluster, service: ServiceModel, address: str) -> bool:
         and oldest[1] != address
         and oldest[1] in service.held.addresses
     )
+
+
+def withdrawals(
+    now: Cluster, before: Mapping[str, tuple[str, ...]]
+) -> list[tuple[ServiceModel, ServiceModel, str]]:
+    """(oldest, younger, address): Services of one sharing key that held `address` together at
+    the last settled read, the younger of another namespace than the oldest and no longer
+    consenting with it (either no longer lists the other's namespace)."""
+    sharers: dict[tuple[str, str], list[ServiceModel]] = defaultdict(list)
+    for uid, service in now.services.items():
+        if service.held.sharing_key:
+            for address in before.get(uid, ()):
+                sharers[(address, service.held.sharing_key)].append(service)
+    found = []
+    for (address, _), group in sharers.items():
+        oldest, *younger = sorted(group, key=lambda s: (s.held.created, s.held.key))
+        found += [(oldest, s, address) for s in younger if not consenting(oldest.held, s.held)]
+    return found
+
+
+def consent_withdrawn(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
+    """Consent withdrawn across namespaces: the older keeps the address (while a pool it may
+    keep it from covers it), the younger holds another one or says why not."""
+    found = []
+    for older, younger, address in withdrawals(now, before):
+        scope = [p for p in now.pools.values() if p.name in older.named] or now.pools.values()
+        if (
+            address not in older.held.addresses
+            and any(p.covers(address) for p in scope)
+            and not followed_group(now, older, address)
+        ):
+            found.append(
+                Violation(
+                    "consent-withdrawn",
+                    f"{older.held.key} lost {address} (holds {older.held.addresses}) when "
+                    f"{younger.held.key}, younger, could no longer share it",
+                )
+            )
+        family = ipaddress.ip_address(address).version
+        moved = any(ipaddress.ip_address(a).version == family for a in younger.held.addresses)
+        condition = younger.held.condition or {}
+        if address in younger.held.addresses or not (moved or condition.get("status") == "False"):
+            found.append(
+                Violation(
+                    "consent-withdrawn",
+                    f"{younger.held.key} holds {younger.held.addresses} (condition "
+                    f"{condition.get('reason')}) after {older.held.key}, older, and it no "
+                    f"longer both consent to share {address}",
+                )
+            )
+    return found
 
 
 def pool_statuses(now: Cluster, scope: set[str]) -> list[Violation]:

@@ -10,6 +10,7 @@ from tests.faults.oracle import (
     Cluster,
     PoolModel,
     cluster,
+    consent_withdrawn,
     followed_group,
     holds,
     judge,
@@ -178,6 +179,51 @@ def test_a_sharing_service_may_follow_an_older_member_of_its_group() -> None:
     assert followed_group(now, now.services["young"], "198.18.0.12")
     assert not followed_group(now, now.services["old"], "198.18.0.12")
     assert not followed_group(now, now.services["young"], "198.18.0.13")
+
+
+def sharer(name: str, namespace: str, created: str, *addresses: str, consent: str = "") -> Any:
+    """A Service of sharing key "edge" in `namespace`, listing `consent` to share across."""
+    annotations = {"lbipam.io/sharing-key": "edge"}
+    if consent:
+        annotations["lbipam.io/sharing-cross-namespace"] = consent
+    body = service(name, *addresses, annotations=annotations)
+    body["metadata"].update(namespace=namespace, creationTimestamp=created)
+    return body
+
+
+def test_two_namespaces_share_an_address_only_when_each_lists_the_other() -> None:
+    p = pool("p5", "198.18.0.12/31")
+    both = [sharer("web", "a", "1", "198.18.0.12", consent="b"), sharer("dns", "b", "2")]
+    both[1]["spec"]["ports"] = [{"port": 53, "protocol": "UDP"}]
+    both[1]["status"]["loadBalancer"]["ingress"] = [{"ip": "198.18.0.12"}]
+    assert "duplicate" in invariants(world([p], both))  # b does not list a
+    both[1]["metadata"]["annotations"]["lbipam.io/sharing-cross-namespace"] = "*"
+    assert "duplicate" not in invariants(world([p], both))
+
+
+def test_a_service_follows_an_older_one_of_another_namespace_only_with_consent_both_ways() -> None:
+    p = pool("p5", "198.18.0.12/31")
+    older = sharer("old", "a", "2026-01-01T00:00:00Z", "198.18.0.13", consent="b")
+    younger = sharer("young", "b", "2026-01-02T00:00:00Z", "198.18.0.13", consent="a")
+    younger["spec"]["ports"] = [{"port": 443, "protocol": "TCP"}]
+    now = world([p], [older, younger])
+    assert followed_group(now, now.services["young"], "198.18.0.12")
+    older["metadata"]["annotations"]["lbipam.io/sharing-cross-namespace"] = "c"
+    now = world([p], [older, younger])
+    assert not followed_group(now, now.services["young"], "198.18.0.12")
+
+
+def test_consent_withdrawn_leaves_the_older_its_address_and_moves_the_younger() -> None:
+    p = pool("p5", "198.18.0.12/31")
+    before = {"old": ("198.18.0.12",), "young": ("198.18.0.12",)}
+    older = sharer("old", "a", "2026-01-01T00:00:00Z", "198.18.0.12", consent="b")
+    moved = sharer("young", "b", "2026-01-02T00:00:00Z", "198.18.0.13")  # lists nobody now
+    assert consent_withdrawn(world([p], [older, moved]), before) == []
+    stayed = sharer("young", "b", "2026-01-02T00:00:00Z", "198.18.0.12")
+    assert consent_withdrawn(world([p], [older, stayed]), before)
+    robbed = sharer("old", "a", "2026-01-01T00:00:00Z", "198.18.0.13", consent="b")
+    kept = sharer("young", "b", "2026-01-02T00:00:00Z", "198.18.0.12")
+    assert consent_withdrawn(world([p], [robbed, kept]), before)
 
 
 def test_a_service_newly_holding_a_node_address_is_a_violation_a_holder_from_before_is_not() -> (
