@@ -19,7 +19,8 @@ class Next:
 
     # Reconciled again, in this order; what `requeue` was given first goes first.
     services: list[ServiceKey] = field(default_factory=list)
-    # Tried again oldest first: their namespace's labels changed.
+    # Tried again oldest first: their namespace's labels changed, or a Service they could
+    # share an address with did.
     retry: list[ServiceKey] = field(default_factory=list)
     # An address may have been freed: every pending Service tries again.
     pending: bool = False

@@ -164,6 +164,8 @@ class ServiceController:
         self._settle(await self.claims.release_all(key, self.registry.owners_of), then)
         if freed:
             log.info("%s: released %s", key, ", ".join(freed))
+        if held:
+            # Freed, or left to sharers: either way a pending Service may now get or join it.
             then.retry_pending()
 
     async def _allocate(self, view: ServiceView, then: Next) -> None:
@@ -173,6 +175,8 @@ class ServiceController:
         outcome = await self._decide(view, then)
         then.requeue(outcome.displaced)
         self._pending(key, not outcome.ok, outcome.partial)
+        if outcome.addresses and view.request.sharing_key:
+            then.retry.extend(self._kept_off(key, view.request.sharing_key))
         if outcome.waiting and not outcome.addresses and not outcome.released:
             return  # the pool's protection event retries it; a failure now would only flash
         wanted = condition(
@@ -193,6 +197,17 @@ class ServiceController:
             # Only now: the claim on an address a group member keeps has passed to it.
             then.requeue(outcome.followers)
             self._settle(report, then)
+
+    def _kept_off(self, holder: ServiceKey, sharing_key: str) -> list[ServiceKey]:
+        """Pending Services of the holder's sharing key: its ports or consent, which may have
+        just changed, can be what kept them off its address (nothing was freed to retry them)."""
+        return [
+            key
+            for key in self.pending
+            if key != holder
+            and (view := self.views.get(key)) is not None
+            and view.request.sharing_key == sharing_key
+        ]
 
     async def _decide(self, view: ServiceView, then: Next) -> Outcome:
         """The registry's decision, its addresses claimed; one held elsewhere is decided again.

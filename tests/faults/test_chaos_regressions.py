@@ -332,9 +332,6 @@ def test_a_service_sharing_an_address_follows_its_group_out_of_a_named_pool(chao
 
 # Open operator bug: ServiceController._let_go (and _allocate) retry pending Services only when
 # an address is freed, not when a holder keeping one off a shared address goes or changes.
-KEPT_OFF = "operator bug, open: a shared address nobody freed retries no pending Service"
-
-
 def _web(team: str, port: tuple[int, str], consent: list[str]) -> dict[str, object]:
     return {**_service([]), "team": team, "ports": [port], "sharing": "web", "consent": consent}
 
@@ -365,7 +362,6 @@ def test_consent_across_namespaces_given_withdrawn_and_given_again(chaos: Env) -
     assert held["a/s1"] == held["b/s2"] != ()
 
 
-@pytest.mark.xfail(strict=True, reason=KEPT_OFF)
 @pytest.mark.parametrize(
     "change",
     [Step("delete_service", "a/s2"), Step("repoint_service", "a/s2", {"consent": ["b"]})],
@@ -379,8 +375,9 @@ def test_a_service_kept_off_a_group_address_joins_once_the_holder_keeping_it_off
 
     b/s3 has no pool of its own (team blue): it can only join a/s1's address, which lists
     namespace b, but a/s2 holds that address too and lists nobody. When a/s2 goes, or lists
-    b, b/s3 may join; but no address was freed (a/s1 keeps it), so pending Services are not
-    retried and b/s3 waits with NoMatchingPool.
+    b, b/s3 may join; no address was freed (a/s1 keeps it), so pending Services were not
+    retried and b/s3 waited with NoMatchingPool for ever (fixed: a holder's change retries the
+    pending Services of its sharing key, and a let-go that frees nothing retries them all).
     """
     steps = [
         Step("create_pool", "p0", _pool("{v4}.0/29", team="red")),
@@ -392,10 +389,9 @@ def test_a_service_kept_off_a_group_address_joins_once_the_holder_keeping_it_off
     replays_clean(chaos, steps)
 
 
-@pytest.mark.xfail(strict=True, reason=KEPT_OFF)
 def test_a_service_refused_for_a_port_joins_once_the_member_using_it_goes(chaos: Env) -> None:
     """The same within one namespace, older than sharing across namespaces: a/s3 is refused
-    PortConflict for a/s2's port 80; a/s2 goes, a/s3 may join a/s1 but is not retried."""
+    PortConflict for a/s2's port 80; a/s2 goes, a/s3 may join a/s1 (it was not retried)."""
     steps = [
         Step("create_pool", "p0", _pool("{v4}.0/29", team="red")),
         Step("create_service", "a/s1", _web("red", (53, "UDP"), [])),
