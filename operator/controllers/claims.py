@@ -167,6 +167,15 @@ class AddressClaims:
             return
         self._remember(claim_view(body))
 
+    def claimed_for(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
+        """The addresses the Service's status shows whose claim, as last read, is its own
+        (not a hold after release)."""
+        return [
+            address
+            for address in shown
+            if (claim := self._ours.get(address)) and claim.parent == key and not claim.held_since
+        ]
+
     def left_behind(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The Service's own claims on addresses other than those its status shows: those
         its decision released, and any a let-go whose status write failed left behind."""
