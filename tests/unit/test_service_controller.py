@@ -71,7 +71,8 @@ class Harness:
         self.controller.rebuild([], {})
 
     async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
-        """A Service event, as the Kopf handler hands it on."""
+        """A Service event, as the Kopf handler hands it on; a deletion is the cluster's too."""
+        self.gateway.service_event(key, view is None)
         await self.dispatcher.service_changed(key, view)
 
     async def service_changed(self, key: ServiceKey) -> None:
@@ -368,6 +369,23 @@ async def test_a_replica_whose_write_lost_to_another_keeps_what_the_other_showed
     assert sorted(h.gateway.claims) == ["198.18.0.1", "198.18.0.2"]
     assert ("delete", "198.18.0.1") not in h.gateway.claim_writes
     h.registry.check()
+
+
+async def test_a_claim_is_not_released_while_another_replica_shows_it_again() -> None:
+    """This replica moved web off .1 and releases .1's claim after its write; meanwhile the
+    other replica, which found the claim, wrote .1 back. Deleted, .1 would go to another
+    Service while web shows it."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    await h.observe(web, service("web"))
+    h.registry.release(web, 0.0)  # this replica's decision let .1 go, and its write showed it
+    h.gateway.statuses.append((web, (), None))
+    h.gateway.statuses.append((web, ("198.18.0.1",), None))  # the other replica's write
+
+    await h.controller.claims.release(web, ["198.18.0.1"], h.registry.owners_of)
+
+    assert ("delete", "198.18.0.1") not in h.gateway.claim_writes
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web"
 
 
 async def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
