@@ -141,7 +141,7 @@ class AddressClaims:
         report = ClaimReport()
         for address in addresses:
             claim = self._ours.get(address)
-            if claim is None or claim.parent != key:
+            if claim is None or claim.parent != key or await self._shown_again(claim):
                 continue
             hold = self.holds.hold_of(address)
             if hold is not None and hold[0] == key:
@@ -149,6 +149,14 @@ class AddressClaims:
             else:
                 await self._drop_or_pass(claim, report, owners)
         return report
+
+    async def _shown_again(self, claim: ClaimView) -> bool:
+        """Whether the Service's status shows the address again: written since our write by
+        another replica leading at once, which found this claim. Deleted now, the address
+        would go to another Service while this one still shows it."""
+        assert claim.parent is not None
+        shown = await self.gateway.service_ingress(claim.parent)
+        return shown is not None and claim.address in shown
 
     async def _hold(self, claim: ClaimView, since: str) -> None:
         """Make the claim a hold that began at `since`: a delete and a create."""
@@ -166,6 +174,15 @@ class AddressClaims:
             log.warning("the hold on %s for %s was claimed meanwhile", claim.address, claim.parent)
             return
         self._remember(claim_view(body))
+
+    def claimed_for(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
+        """The addresses the Service's status shows whose claim, as last read, is its own
+        (not a hold after release)."""
+        return [
+            address
+            for address in shown
+            if (claim := self._ours.get(address)) and claim.parent == key and not claim.held_since
+        ]
 
     def left_behind(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The Service's own claims on addresses other than those its status shows: those

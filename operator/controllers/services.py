@@ -216,6 +216,14 @@ class ServiceController:
         """
         request = self._with_labels(view).request
         owners = self.registry.owners_of
+        # Shown addresses claimed for this Service (by another replica leading at once, say)
+        # are its own: blocked here because the claim was refused to another Service, or
+        # decided otherwise here meanwhile, they were taken back and the two replicas wrote
+        # their own decisions over each other's, deleting each other's claims as they went.
+        claimed = self.claims.claimed_for(view.key, view.request.held)
+        for address in claimed:
+            self.registry.unblock(address)
+        self.registry.adopt(view.key, claimed)
         for _ in range(MAX_CLAIM_ROUNDS):
             outcome = self.registry.ensure(request)
             report = await self.claims.take(view.key, outcome.addresses, view.request.held, owners)

@@ -146,6 +146,19 @@ class Registry:
         blocked."""
         return self._holdings.unblock(parse_address(address))
 
+    def adopt(self, key: ServiceKey, addresses: Iterable[str]) -> None:
+        """The Service's status shows these, claimed for it (by another replica leading at
+        once): what this replica recorded for it instead, in their families, gives way, so
+        the next decision keeps them rather than writing its own back, over and over."""
+        shown = {parse_address(address) for address in addresses}
+        holder = self._holdings.holder(key)
+        if holder is None:
+            return
+        families = {ip.family for ip in shown}
+        lost = [ip for ip in holder.addresses if ip.family in families and ip not in shown]
+        for ip in lost:
+            self._holdings.displace([key], ip)
+
     def holders(self, pool: str) -> tuple[ServiceKey, ...]:
         return self._holdings.held_in(self._catalog.pool(pool))
 

@@ -149,10 +149,31 @@ def second_operator(
     process.cleanup()
 
 
+def doubled(services: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """Each address shown on more than one Service, with those Services."""
+    held = Counter(ip for ips in services.values() for ip in ips)
+    return [
+        (ip, sorted(name for name, ips in services.items() if ip in ips))
+        for ip, n in held.items()
+        if n > 1
+    ]
+
+
+def told_of(replicas: dict[str, OperatorProcess], words: set[str]) -> list[str]:
+    """Each replica's log lines that name one of the words (an address, a Service)."""
+    return [
+        f"{label}: {line}"
+        for label, replica in replicas.items()
+        for line in replica.logs(10**6).splitlines()
+        if any(word in line for word in words)
+    ]
+
+
 def test_two_operators_leading_at_once_never_show_one_address_on_two_services(
     core: client.CoreV1Api,
     pools: Pools,
     namespace: str,
+    operator: OperatorProcess,
     second_operator: OperatorProcess,
 ) -> None:
     pools.create([f"{subnet()}.0/24"])
@@ -166,12 +187,7 @@ def test_two_operators_leading_at_once_never_show_one_address_on_two_services(
         for event in stream.stream(core.list_namespaced_service, namespace, timeout_seconds=120):
             service = event["object"]
             seen[service.metadata.name] = [] if event["type"] == "DELETED" else ingress_ips(service)
-            held = Counter(ip for ips in seen.values() for ip in ips)
-            duplicates.extend(
-                (ip, sorted(name for name, ips in seen.items() if ip in ips))
-                for ip, n in held.items()
-                if n > 1
-            )
+            duplicates.extend(doubled(seen))
             if stop.is_set() or sum(map(bool, seen.values())) == count:
                 stream.stop()
 
@@ -184,5 +200,12 @@ def test_two_operators_leading_at_once_never_show_one_address_on_two_services(
     stop.set()
     watcher.join(30)
 
+    if duplicates:  # what a failure needs to be understood: does it last, who wrote what
+        listed = core.list_namespaced_service(namespace).items
+        ip, names = duplicates[0]
+        words = {f" {ip} ", f" {ip},", f" {ip})", *(f"{namespace}/{name}:" for name in names)}
+        lines = told_of({"session": operator, "second": second_operator}, words)
+        print(f"at the end: {doubled({s.metadata.name: ingress_ips(s) for s in listed})}")
+        print("\n".join(lines[-200:]))
     assert duplicates == [], f"one address on two Services at once: {duplicates[:3]}"
     assert all(our_condition(s) for s in core.list_namespaced_service(namespace).items)

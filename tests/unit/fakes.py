@@ -126,6 +126,13 @@ class RecordingGateway:
         shown = [ingress for k, ingress, _ in self.statuses if k == key]
         return shown[-1] if shown else ()
 
+    def service_event(self, key: ServiceKey, deleted: bool) -> None:
+        """The cluster's side of a Service event: a deleted Service's status reads as gone."""
+        if deleted:
+            self.gone.add(key)
+        else:
+            self.gone.discard(key)
+
     def reasons(self) -> list[str]:
         return [event.reason for event in self.events]
 

@@ -13,7 +13,7 @@ from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
-from lbipam.objects import claim_view
+from lbipam.objects import ServiceView, claim_view
 from lbipam.runtime.metrics import Metrics
 from tests.unit.fakes import RecordingGateway, claim
 from tests.unit.test_service_controller import service
@@ -40,6 +40,11 @@ class Harness:
     async def service_changed(self, key: ServiceKey) -> None:
         """The policy controller's ear: nothing to do here."""
 
+    async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
+        """A Service event; a deletion is the cluster's too (its status reads as gone)."""
+        self.gateway.service_event(key, view is None)
+        await self.dispatcher.service_changed(key, view)
+
     def held_since(self) -> str | None:
         claim = self.gateway.claims.get(ADDRESS)
         return (
@@ -51,14 +56,14 @@ class Harness:
 
 async def test_a_deleted_services_claim_becomes_a_hold_and_plain_again_when_it_returns() -> None:
     h = Harness()
-    await h.dispatcher.service_changed(WEB, service("web"))
+    await h.observe(WEB, service("web"))
     assert h.held_since() == ""
 
-    await h.dispatcher.service_changed(WEB, None)
+    await h.observe(WEB, None)
     since = h.held_since()
     assert since and h.gateway.claim_writes[-2:] == [("delete", ADDRESS), ("hold", ADDRESS)]
 
-    await h.dispatcher.service_changed(WEB, service("web"))
+    await h.observe(WEB, service("web"))
 
     assert h.gateway.statuses[-1][1] == (ADDRESS,)
     [kept] = [e for e in h.gateway.events if e.reason == "AddressKept"]
@@ -68,8 +73,8 @@ async def test_a_deleted_services_claim_becomes_a_hold_and_plain_again_when_it_r
 
 async def test_a_restarted_term_reads_the_holds_back_from_the_claims() -> None:
     h = Harness()
-    await h.dispatcher.service_changed(WEB, service("web"))
-    await h.dispatcher.service_changed(WEB, None)
+    await h.observe(WEB, service("web"))
+    await h.observe(WEB, None)
 
     after = Harness()
     after.gateway.claims = h.gateway.claims
@@ -83,8 +88,8 @@ async def test_a_restarted_term_reads_the_holds_back_from_the_claims() -> None:
 
 async def test_when_the_hold_ends_its_claim_goes_and_the_address_is_free() -> None:
     h = Harness()
-    await h.dispatcher.service_changed(WEB, service("web"))
-    await h.dispatcher.service_changed(WEB, None)
+    await h.observe(WEB, service("web"))
+    await h.observe(WEB, None)
     assert h.controller.end_holds(time.time()).services == []
 
     h.dispatcher.schedule(h.controller.end_holds(time.time() + 600))

@@ -71,7 +71,8 @@ class Harness:
         self.controller.rebuild([], {})
 
     async def observe(self, key: ServiceKey, view: ServiceView | None) -> None:
-        """A Service event, as the Kopf handler hands it on."""
+        """A Service event, as the Kopf handler hands it on; a deletion is the cluster's too."""
+        self.gateway.service_event(key, view is None)
         await self.dispatcher.service_changed(key, view)
 
     async def service_changed(self, key: ServiceKey) -> None:
@@ -326,6 +327,65 @@ async def test_a_claim_another_leader_took_over_is_not_trusted_from_memory() -> 
 
     assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.2",))
     assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "api"
+
+
+async def test_a_service_keeps_its_address_though_its_claim_was_first_refused_to_another() -> None:
+    """Found under load: two replicas leading at once. The other replica gave web .1 and
+    claimed it; this one, not yet told, chose .1 for api, was refused and blocked .1. When
+    web's event showed .1, it took .1 away from web as held by someone else and deleted
+    web's claim: the replicas then wrote their decisions over each other's, and one address
+    showed on two Services."""
+    h = Harness(PUBLIC)
+    web, api = ServiceKey("shop", "web"), ServiceKey("shop", "api")
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)
+    h.gateway.statuses.append((web, ("198.18.0.1",), None))
+    await h.observe(api, service("api"))
+    assert h.gateway.statuses[-1][:2] == (api, ("198.18.0.2",))
+
+    await h.observe(web, service("web", held="198.18.0.1"))
+
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.1",))
+    assert "AddressRevoked" not in h.gateway.reasons()
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web"
+
+
+async def test_a_replica_whose_write_lost_to_another_keeps_what_the_other_showed() -> None:
+    """The same two replicas: this one decided .3 for web (its .1 blocked) and its write
+    lost to the other's, which showed .1 with web's own claim. Writing .3 back would undo
+    the other's write and delete web's claim on .1, and the other would write .1 again."""
+    h = Harness(PUBLIC)
+    web, api = ServiceKey("shop", "web"), ServiceKey("shop", "api")
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)
+    await h.observe(api, service("api"))
+    h.gateway.status_failures = [409]
+    await h.observe(web, service("web"))
+    assert h.registry.held_by(web) == ("198.18.0.3",)
+    h.gateway.statuses.append((web, ("198.18.0.1",), None))  # the other replica's write
+
+    await h.observe(web, service("web", held="198.18.0.1"))
+
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.1",))
+    assert h.registry.held_by(web) == ("198.18.0.1",)
+    assert sorted(h.gateway.claims) == ["198.18.0.1", "198.18.0.2"]
+    assert ("delete", "198.18.0.1") not in h.gateway.claim_writes
+    h.registry.check()
+
+
+async def test_a_claim_is_not_released_while_another_replica_shows_it_again() -> None:
+    """This replica moved web off .1 and releases .1's claim after its write; meanwhile the
+    other replica, which found the claim, wrote .1 back. Deleted, .1 would go to another
+    Service while web shows it."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    await h.observe(web, service("web"))
+    h.registry.release(web, 0.0)  # this replica's decision let .1 go, and its write showed it
+    h.gateway.statuses.append((web, (), None))
+    h.gateway.statuses.append((web, ("198.18.0.1",), None))  # the other replica's write
+
+    await h.controller.claims.release(web, ["198.18.0.1"], h.registry.owners_of)
+
+    assert ("delete", "198.18.0.1") not in h.gateway.claim_writes
+    assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web"
 
 
 async def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
