@@ -511,11 +511,16 @@ async def test_an_address_that_left_every_pool_is_said_revoked_even_with_none_to
     assert "198.18.0.9 is no longer in any pool" in revoked.message
 
 
-async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def fast_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps every 10 ms instead of every 10 minutes."""
     monkeypatch.setattr(sweep, "SWEEP_FIRST", 0.01)
     monkeypatch.setattr(sweep, "SWEEP_EVERY", 0.01)
+
+
+async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists(
+    fast_sweeps: None,
+) -> None:
     h = Harness(PUBLIC)
     kept, deleted = ServiceKey("shop", "kept"), ServiceKey("shop", "deleted")
     h.controller.rebuild(
@@ -536,10 +541,8 @@ async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists
 
 
 async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, fast_sweeps: None
 ) -> None:
-    monkeypatch.setattr(sweep, "SWEEP_FIRST", 0.01)
-    monkeypatch.setattr(sweep, "SWEEP_EVERY", 0.01)
     h = Harness(PUBLIC)
     h.gateway.claims["198.18.0.5"] = claim("198.18.0.5", ServiceKey("shop", "deleted"), age=120)
     calls = 0
