@@ -484,6 +484,7 @@ class Episode:
         self.before: dict[str, tuple[str, ...]] = {}  # uid -> addresses at the last settle
         self.kept: dict[str, str] = {}  # address -> for whom it was held after release then
         self.kept_until: dict[str, float] = {}  # ...and when that hold ends
+        self.owned: dict[str, str] = {}  # address -> which Service (namespace/name) held it then
         self.last: oracle.Cluster | None = None  # the latest read
         self.known_pools: dict[str, oracle.PoolModel] = {}
         # When each step since the last settle was done, and what each pool covered after it.
@@ -828,7 +829,7 @@ class Episode:
         mine = {self.pool(p) for p in self.plan.pools} | set(self.known_pools)
         found = oracle.judge(now, mine & now.pools.keys())
         if not self.hurried:  # otherwise pools may have changed under the allocation
-            found += oracle.new_addresses(now, self.before, self.kept)
+            found += oracle.new_addresses(now, self.before, self.kept, self.owned)
             found += oracle.new_reserved(now, self.before)
             found += oracle.namespace_limits(now, self.before, self.kept)
             found += oracle.consent_withdrawn(now, self.before)
@@ -1013,6 +1014,7 @@ class Episode:
     def _settled(self, now: oracle.Cluster) -> None:
         self.before = {uid: s.held.addresses for uid, s in now.services.items()}
         self.kept = {address: now.claims[address] for address in now.holds}
+        self.owned = {a: s.held.key for s in now.services.values() for a in s.held.addresses}
         self.kept_until = {address: oracle.hold_end(now, address) for address in now.holds}
         for logical in list(self.plan.deleted):
             if self.pool(logical) not in now.pools:

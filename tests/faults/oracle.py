@@ -391,15 +391,22 @@ def addresses(now: Cluster) -> list[Violation]:
 
 
 def new_addresses(
-    now: Cluster, before: Mapping[str, tuple[str, ...]], kept: Mapping[str, str] = {}
+    now: Cluster,
+    before: Mapping[str, tuple[str, ...]],
+    kept: Mapping[str, str] = {},
+    owned: Mapping[str, str] = {},
 ) -> list[Violation]:
     """An address a Service did not hold at the last settled read came from a pool it may use,
-    or was held after release for it then (`kept`: address -> for whom)."""
+    or was held after release for it then (`kept`: address -> for whom), or it is the
+    Service's own, re-created since (`owned`: address -> who held it), from a pool that holds
+    let-go addresses: the hold began and ended within the step, as holding does."""
     found = []
     holders = now.holders()
     for uid, service in now.services.items():
         for address in service.held.addresses:
             if address in before.get(uid, ()) or kept.get(address) == service.held.key:
+                continue
+            if owned.get(address) == service.held.key and _holds_let_go(now, address):
                 continue
             static = ipaddress.ip_address(address).version in service.statics
             usable = [p.name for p in now.pools.values() if p.contains(address)]
@@ -892,11 +899,20 @@ def namespace_limits(
 # ---- holds after release (docs/reference.md, `releaseHold`) and Node addresses ---------------
 
 
+def _holds_let_go(now: Cluster, address: str) -> bool:
+    """The oldest pool containing the address has a releaseHold now."""
+    return _release_hold(now, address) > 0
+
+
+def _release_hold(now: Cluster, address: str) -> float:
+    """The releaseHold, in seconds, of the oldest pool containing the address, as it is now."""
+    pools = sorted((p for p in now.pools.values() if p.covers(address)), key=lambda p: p.seniority)
+    return _duration(str(pools[0].spec.get("releaseHold") or "0s")) if pools else 0.0
+
+
 def hold_end(now: Cluster, address: str) -> float:
     """When the hold on `address` ends: since + the releaseHold of its oldest pool as it is now."""
-    pools = sorted((p for p in now.pools.values() if p.covers(address)), key=lambda p: p.seniority)
-    seconds = _duration(str(pools[0].spec.get("releaseHold") or "0s")) if pools else 0.0
-    return now.holds[address] + seconds
+    return now.holds[address] + _release_hold(now, address)
 
 
 def _duration(text: str) -> float:

@@ -487,3 +487,158 @@ def test_holds_nodes_and_a_partition_keep_every_promise(chaos: Env) -> None:
         Step("delete_node", "n0"),
     ]
     replays_clean(chaos, steps)
+
+
+def test_a_service_re_created_in_one_step_gets_its_own_address_back_from_a_pool_going_away(
+    chaos: Env,
+) -> None:
+    """Found by the chaos machine (seed 3790079158), shrunk from 38 steps to these 24; the
+    oracle's mistake. b/s6 is re-created within one step, so the hold on its address began and
+    ended between two reads, while its pool p13 was being deleted (kept by its finalizer): it
+    gets its address back, as a holder keeps one. The oracle saw a new uid with an address of a
+    pool that is not Ready."""
+    steps = [
+        Step(
+            "create_pool",
+            "p0",
+            {
+                "addresses": ["{v4}.4-{v4}.9", "{v4}.8/30", "{v6}::4-{v6}::5"],
+                "autoAssign": True,
+                "priority": 0,
+                "tier": None,
+                "team": None,
+                "releaseHold": "0s",
+                "reserve": {"namespace": "a", "service": None, "addresses": ["{v6}::5"]},
+            },
+        ),
+        Step(
+            "create_service",
+            "b/s1",
+            {
+                "policy": "PreferDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": None,
+                "team": "blue",
+                "ports": [(80, "TCP"), (443, "TCP")],
+                "ranges": [],
+                "local": True,
+                "ips": ["{v4}.1"],
+                "sharing": "dns",
+            },
+        ),
+        Step(
+            "create_service",
+            "a/s2",
+            {
+                "policy": "PreferDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": "lbipam.io/lb",
+                "team": "red",
+                "ports": [(53, "UDP")],
+                "ranges": [],
+                "local": False,
+                "pools": ["p0"],
+            },
+        ),
+        Step(
+            "create_service",
+            "b/s3",
+            {
+                "policy": "PreferDualStack",
+                "families": ["IPv4", "IPv6"],
+                "class": "lbipam.io/lb",
+                "team": "red",
+                "ports": [(53, "UDP"), (443, "TCP")],
+                "ranges": [],
+                "local": False,
+                "sharing": "dns",
+            },
+        ),
+        Step("shrink_pool", "p0", {"exclude": "{v4}.23"}),
+        Step("toggle_pool", "p0", {"disabled": True}),
+        Step(
+            "create_service",
+            "b/s6",
+            {
+                "policy": "SingleStack",
+                "families": ["IPv6"],
+                "class": None,
+                "team": "blue",
+                "ports": [(80, "TCP")],
+                "ranges": ["0.0.0.0/0"],
+                "local": True,
+            },
+        ),
+        Step(
+            "create_pool",
+            "p7",
+            {
+                "addresses": ["{v4}.4-{v4}.9", "{v6}::4-{v6}::5"],
+                "autoAssign": False,
+                "priority": 0,
+                "tier": "gold",
+                "team": "red",
+            },
+        ),
+        Step("freeze_leader", "", {"seconds": 6.0}),
+        Step(
+            "create_pool",
+            "p13",
+            {
+                "addresses": ["{v4}.0/29", "{v4}.16/28", "{v6}::4-{v6}::5"],
+                "autoAssign": True,
+                "priority": 1,
+                "tier": None,
+                "team": None,
+                "exclude": ["{v4}.18"],
+                "releaseHold": "30s",
+            },
+            hurry=0.0,
+        ),
+        Step("delete_service", "b/s3", {}),
+        Step("grow_pool", "p0", {"entry": "{v6}::8"}),
+        Step(
+            "create_service",
+            "a/s16",
+            {
+                "policy": "SingleStack",
+                "families": ["IPv4"],
+                "class": None,
+                "team": "blue",
+                "ports": [(80, "TCP")],
+                "ranges": [],
+                "local": False,
+                "steal": "b/s3",
+            },
+        ),
+        Step(
+            "set_source_ranges",
+            "a/s16",
+            {"ranges": ["198.18.0.0/24", "2001:db8:1::/48"]},
+            hurry=0.6,
+        ),
+        Step("delete_pool", "p7", {}, hurry=0.1),
+        Step("delete_service", "a/s2", {}, hurry=0.0),
+        Step("delete_pool", "p0", {}),
+        Step("shrink_pool", "p13", {"exclude": "{v6}::3"}, hurry=0.0),
+        Step("recreate_service", "b/s6", {}),
+        Step("repoint_service", "b/s6", {"consent": ["a"]}, hurry=0.6),
+        Step("delete_pool", "p13", {}),
+        Step("delete_service", "b/s1", {}, hurry=0.0),
+        Step(
+            "create_service",
+            "b/s36",
+            {
+                "policy": "SingleStack",
+                "families": ["IPv4"],
+                "class": None,
+                "team": "blue",
+                "ports": [(80, "TCP")],
+                "ranges": [],
+                "local": False,
+                "steal": "b/s3",
+            },
+        ),
+        Step("recreate_service", "b/s6", {}),
+    ]
+    replays_clean(chaos, steps)
