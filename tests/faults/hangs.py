@@ -108,13 +108,11 @@ class AuditedApiServer:
         ]
         plane.restart_apiserver()
 
-    def kubeconfig(self, index: int, server: str | None = None) -> Path:
-        """Replica `index`'s credentials: its own token, the API server at `server`."""
+    def kubeconfig(self, index: int) -> Path:
+        """Replica `index`'s credentials: its own token."""
         config = yaml.safe_load(self.plane.kubeconfig.read_text())
         config["users"] = [{"name": "admin", "user": {"token": f"token-{USERS[index]}"}}]
-        if server is not None:
-            config["clusters"][0]["cluster"]["server"] = server
-        path = self.folder / f"replica-{index}-{'relay' if server else 'direct'}.kubeconfig"
+        path = self.folder / f"replica-{index}.kubeconfig"
         path.write_text(yaml.safe_dump(config))
         return path
 

@@ -84,10 +84,7 @@ def cut_off(
 ) -> Iterator[Replicas]:
     """Two replicas; the first, which leads, reaches the API server through the partition."""
     pair = Replicas(control_plane, namespace)
-    inside = partition.replica(
-        control_plane, audit.kubeconfig(0, partition.server), **pair.settings
-    )
-    pair.all = (inside, pair.all[1])
+    pair.behind(partition, audit.kubeconfig(0))
     pair.all[1].env["KUBECONFIG"] = str(audit.kubeconfig(1))
     yield from _start(pair)
 
