@@ -17,6 +17,7 @@ from lbipam.controllers.services import ServiceController
 from lbipam.ha.term import Fenced
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.gateway import Gateway
+from lbipam.memory import give_back
 from lbipam.objects import ServiceView, service_key
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Sweeper:
                 if not first:
                     await self.sweep(await self._unseen())
                 self.dispatcher.schedule(await self.services.collect_claims(relist=not first))
+                give_back()
             except Fenced:
                 return
             except Exception:
