@@ -61,7 +61,7 @@ class Sweeper:
         def seen(body: dict[str, Any]) -> None:
             unseen.pop(service_key(body), None)
 
-        await self.gateway.list_services(seen)
+        await self.gateway.list_service_metadata(seen)
         return unseen
 
     async def sweep(self, unseen: Mapping[ServiceKey, ServiceView]) -> None:
