@@ -53,9 +53,10 @@ class Sweeper:
             delay, first = SWEEP_EVERY, False
 
     async def _unseen(self) -> dict[ServiceKey, ServiceView]:
-        """The views of Services the cluster's list did not show. Each listed Service is struck
-        off as its page is read, so a sweep keeps no list of 5,000 keys: the leader's RSS rose
-        at each sweep by what it allocated while the long-lived tables lived."""
+        """The views of Services the cluster's list did not show. The list is of metadata
+        alone, and each listed Service is struck off as its page is read, so a sweep keeps no
+        list of 5,000 keys: the leader's RSS rose at each sweep by what it allocated while the
+        long-lived tables lived (bench/README.md § Soak)."""
         unseen = self.services.views.snapshot()
 
         def seen(body: dict[str, Any]) -> None:
