@@ -17,6 +17,7 @@ from lbipam.controllers.services import ServiceController
 from lbipam.ha.term import Fenced
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kube.gateway import Gateway
+from lbipam.memory import give_back
 from lbipam.objects import ServiceView, service_key
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Sweeper:
                 if not first:
                     await self.sweep(await self._unseen())
                 self.dispatcher.schedule(await self.services.collect_claims(relist=not first))
+                give_back()
             except Fenced:
                 return
             except Exception:
@@ -51,15 +53,16 @@ class Sweeper:
             delay, first = SWEEP_EVERY, False
 
     async def _unseen(self) -> dict[ServiceKey, ServiceView]:
-        """The views of Services the cluster's list did not show. Each listed Service is struck
-        off as its page is read, so a sweep keeps no list of 5,000 keys: the leader's RSS rose
-        at each sweep by what it allocated while the long-lived tables lived."""
+        """The views of Services the cluster's list did not show. The list is of metadata
+        alone, and each listed Service is struck off as its page is read, so a sweep keeps no
+        list of 5,000 keys: the leader's RSS rose at each sweep by what it allocated while the
+        long-lived tables lived (bench/README.md § Soak)."""
         unseen = self.services.views.snapshot()
 
         def seen(body: dict[str, Any]) -> None:
             unseen.pop(service_key(body), None)
 
-        await self.gateway.list_services(seen)
+        await self.gateway.list_service_metadata(seen)
         return unseen
 
     async def sweep(self, unseen: Mapping[ServiceKey, ServiceView]) -> None:

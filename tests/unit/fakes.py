@@ -66,6 +66,9 @@ class RecordingGateway:
     async def list_services(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
         return [keep(body) for body in self.services]
 
+    async def list_service_metadata(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
+        return [keep({"metadata": body["metadata"]}) for body in self.services]
+
     async def patch_pool(self, name: str, patch: Mapping[str, Any], *, status: bool) -> None:
         self.pool_patches.append((name, patch, status))
 
