@@ -25,7 +25,7 @@ def give_back() -> None:
 
     A sweep reads every Service and claim in pages: glibc keeps the pages it freed, and each
     sweep's high-water mark lands a little higher than the last, which an hour-long soak
-    showed as RSS climbing in steps at every sweep. Some milliseconds every ten minutes.
+    showed as RSS climbing in steps at every sweep (bench/README.md § Soak).
     """
     gc.collect()
     if _TRIM is not None:

@@ -25,7 +25,7 @@ from lbipam.kube.exec_plugin import ExecPlugin, Issued
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-# A list of the objects' metadata alone (PartialObjectMetadataList): a tenth of a Service's bytes.
+# A list of the objects' metadata alone (PartialObjectMetadataList): no spec or status to parse.
 METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # Requests in flight: status writes and Events share them (Kopf runs one worker per object
 # without limit, so this is what bounds the load the operator puts on the API server).
