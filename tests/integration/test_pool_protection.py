@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -41,10 +42,11 @@ def test_deleting_a_pool_the_moment_its_first_address_shows_always_waits_for_the
     burst.start()
     net = subnet()
     kept = 0
+    holder: dict[str, str] = {}  # pool -> its Service, for the failure message
     try:
         for round_ in range(50):
             name = pools.create([f"{net}.{round_ * 4}/30"], autoAssign=False)
-            service = f"named-{round_}"
+            service = holder[name] = f"named-{round_}"
             create(core, namespace, service_manifest(service, annotations={"lbipam.io/pool": name}))
             [address] = wait_address(core, namespace, service)
             pools.delete(name)
@@ -78,9 +80,15 @@ def test_deleting_a_pool_the_moment_its_first_address_shows_always_waits_for_the
     try:
         eventually(lambda: not left(), timeout=30, what="pools gone")
     except AssertionError as error:
-        # Which pool stayed, and what the operator did about it, for the next reader.
-        logs = operator.logs(lines=80)
-        raise AssertionError(f"{error}: still there: {left()}\noperator:\n{logs}") from None
+        # Which pool stayed, and what the operator did about it and its Service (a burst's
+        # log tail would not show it), for the next reader.
+        stuck = left()
+        names = [entry.split()[0] for entry in stuck]
+        about = re.compile("|".join(rf"{n}\b|/{holder[n]}\b" for n in names))
+        logs = [line for line in operator.logs(lines=10**6).splitlines() if about.search(line)]
+        raise AssertionError(
+            f"{error}: still there: {stuck}\noperator:\n" + "\n".join(logs[-80:])
+        ) from None
 
 
 def test_a_new_pool_says_protecting_until_its_finalizer_is_on_then_ready(
