@@ -239,7 +239,10 @@ class PoolController:
         status = desired_status(self.registry.pool_summary(name), view)
         if {k: view.status.get(k) for k in status} != status:
             await self.gateway.patch_pool(name, {"status": status}, status=True)
-            self.views[name] = replace(view, status=status)
+            # An edit seen during the write put a newer view: it stays, so its generation gets
+            # a status of its own (put back, the older view said the status was up to date).
+            if self.views.get(name) is view:
+                self.views[name] = replace(view, status=status)
 
     def cancel(self) -> None:
         self._queue.cancel()

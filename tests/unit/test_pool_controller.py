@@ -96,6 +96,27 @@ async def test_an_unchanged_status_is_not_written_twice() -> None:
     assert len(h.gateway.pool_patches) == 1
 
 
+async def test_an_edit_seen_while_the_status_is_written_gets_a_status_of_its_own() -> None:
+    """Found by a chaos regression in CI: the pool shrunk while its first status was on its
+    way, and the status stayed at the old generation until the pool changed again."""
+    h = Harness()
+    await h.observe(ippool(FINALIZER))
+    edited = ippool(FINALIZER, addresses=["198.18.0.0/30"])
+    edited["metadata"] |= {"generation": 3, "resourceVersion": "12"}
+    write = h.gateway.patch_pool
+
+    async def edited_meanwhile(name: str, patch: Any, *, status: bool) -> None:
+        await write(name, patch, status=status)
+        if len(h.gateway.pool_patches) == 1:
+            await h.observe(edited)
+
+    h.gateway.patch_pool = edited_meanwhile  # type: ignore[method-assign]
+    await h.pools.sync("public")
+    await h.pools.sync("public")
+
+    assert (h.status()["observedGeneration"], h.status()["total"]) == (3, "2")
+
+
 async def test_deleting_a_pool_in_use_waits_and_names_the_holders_then_lets_go() -> None:
     h = Harness()
     await h.observe(ippool(FINALIZER))
