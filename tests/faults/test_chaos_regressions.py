@@ -497,6 +497,17 @@ def test_a_service_re_created_in_one_step_gets_its_own_address_back_from_a_pool_
     ended between two reads, while its pool p13 was being deleted (kept by its finalizer): it
     gets its address back, as a holder keeps one. The oracle saw a new uid with an address of a
     pool that is not Ready."""
+    # a/s16 and b/s36 both ask for b/s3's address after b/s3 is gone.
+    stealer = {
+        "policy": "SingleStack",
+        "families": ["IPv4"],
+        "class": None,
+        "team": "blue",
+        "ports": [(80, "TCP")],
+        "ranges": [],
+        "local": False,
+        "steal": "b/s3",
+    }
     steps = [
         Step(
             "create_pool",
@@ -600,16 +611,7 @@ def test_a_service_re_created_in_one_step_gets_its_own_address_back_from_a_pool_
         Step(
             "create_service",
             "a/s16",
-            {
-                "policy": "SingleStack",
-                "families": ["IPv4"],
-                "class": None,
-                "team": "blue",
-                "ports": [(80, "TCP")],
-                "ranges": [],
-                "local": False,
-                "steal": "b/s3",
-            },
+            stealer,
         ),
         Step(
             "set_source_ranges",
@@ -628,16 +630,7 @@ def test_a_service_re_created_in_one_step_gets_its_own_address_back_from_a_pool_
         Step(
             "create_service",
             "b/s36",
-            {
-                "policy": "SingleStack",
-                "families": ["IPv4"],
-                "class": None,
-                "team": "blue",
-                "ports": [(80, "TCP")],
-                "ranges": [],
-                "local": False,
-                "steal": "b/s3",
-            },
+            stealer,
         ),
         Step("recreate_service", "b/s6", {}),
     ]
