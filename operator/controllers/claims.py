@@ -4,8 +4,8 @@ The API server refuses a second IPAddress of one name, so no two Services can ho
 address even if lbipam's memory is wrong (two leaders, a bug), and an address the API
 server's own allocator holds (a ClusterIP) is never handed out. A cluster-scoped IPAddress
 cannot be owned by a namespaced Service (the garbage collector ignores such owners), so
-claims whose Service let go are collected here: after each status write, at start-up and
-by the periodic sweep.
+claims whose Service let go are collected here: after each status write, at start-up, by the
+periodic sweep, and once past the grace when a pass kept one for its youth.
 
 An address held after release (a pool's releaseHold) keeps its claim, for the Service that
 let it go, annotated with when it did (`lbipam.io/held-since`): so the hold lives in the API
@@ -70,6 +70,9 @@ class ClaimReport:
     dropped: list[str] = field(default_factory=list)
     # Holders of an address whose claim did not pass to them: they must claim it themselves.
     unclaimed: list[ServiceKey] = field(default_factory=list)
+    # Seconds until a claim kept only for its youth (its Service's status may not show it yet)
+    # may be collected: a write cut off by a change of leader leaves such a claim behind.
+    recheck: float = math.inf
 
 
 class AddressClaims:
@@ -210,7 +213,9 @@ class AddressClaims:
                 continue
             if not holders and await self._held_for_gone(claim):
                 continue
-            if not await self._stale(claim):
+            wait = await self._wait(claim)
+            if wait > 0:
+                report.recheck = min(report.recheck, wait)
                 continue
             await self._drop(claim, report)
             log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
@@ -304,20 +309,22 @@ class AddressClaims:
                 continue
             # Even our own claim, or a sharer's, is made afresh once stale: another replica
             # leading at once would take it over before our status write shows the address.
-            if not await self._stale(existing):
+            if await self._wait(existing) > 0:
                 return None if _may_use(key, existing, owners) else existing.describe()
             await self._drop(existing, report)
         return f"a claim on {address} that keeps changing"
 
-    async def _stale(self, claim: ClaimView) -> bool:
-        """Whether a claim may go: its Service is gone, or its status has not shown the address
-        for longer than a status write can take (two replicas that both think they lead must
-        not take each other's claims in flight)."""
+    async def _wait(self, claim: ClaimView) -> float:
+        """Seconds until the claim may go; 0 when it may now: its Service is gone, or its
+        status has not shown the address for longer than a status write can take (two
+        replicas that both think they lead must not take each other's claims in flight)."""
         assert claim.parent is not None
         shown = await self.gateway.service_ingress(claim.parent)
         if shown is None:
-            return True
-        return claim.address not in shown and _age(claim.created) > CLAIM_GRACE
+            return 0.0
+        if claim.address in shown:
+            return math.inf
+        return max(0.0, CLAIM_GRACE - _age(claim.created))
 
 
 def recorded_holds(claims: Iterable[ClaimView]) -> list[tuple[str, ServiceKey, float]]:

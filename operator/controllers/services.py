@@ -121,11 +121,13 @@ class ServiceController:
             then.retry_pending()
         return then
 
-    async def collect_claims(self, relist: bool) -> Next:
-        """Release claims nobody holds (see `AddressClaims.collect`)."""
+    async def collect_claims(self, relist: bool) -> tuple[Next, float]:
+        """Release claims nobody holds (see `AddressClaims.collect`); also the seconds until
+        one kept for its youth may go."""
         then = Next()
-        self._settle(await self.claims.collect(self.registry.owners_of, relist), then)
-        return then
+        report = await self.claims.collect(self.registry.owners_of, relist)
+        self._settle(report, then)
+        return then, report.recheck
 
     async def reconcile(self, key: ServiceKey, then: Next) -> None:
         """Make the Service's status what the registry decides; `then` gets what is left."""

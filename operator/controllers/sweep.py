@@ -2,13 +2,15 @@
 
 A Service deleted between the start-up list and Kopf's first listing sends no DELETED event;
 without the sweep its address would stay taken until the next restart. Claims whose Service
-let go while nobody watched are released the same way.
+let go while nobody watched are released the same way, and one kept for its youth again as
+soon as it is past the grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,20 +39,41 @@ class Sweeper:
 
     async def run(self) -> None:
         await self.services.rebuilt.wait()
-        # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
-        delay, first = SWEEP_FIRST, True
-        while True:
-            try:
-                if not first:
-                    await self.sweep(await self._unseen())
-                self.dispatcher.schedule(await self.services.collect_claims(relist=not first))
-                give_back()
-            except Fenced:
-                return
-            except Exception:
-                log.exception("sweep failed; the next one tries again in %.0fs", delay)
-            await asyncio.sleep(delay)
-            delay, first = SWEEP_EVERY, False
+        clock = asyncio.get_running_loop().time
+        try:
+            # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
+            recheck = await self._pass(sweep=False, relist=False)
+            delay = SWEEP_FIRST
+            while True:
+                due = clock() + delay
+                # A claim kept for its youth is looked at again once past the grace, not at
+                # the next sweep: a leader cut off between its status write and the claim's
+                # release left it, and it keeps the address from everyone else meanwhile.
+                while clock() + recheck < due:
+                    await asyncio.sleep(max(recheck, 1.0))
+                    recheck = await self._pass(sweep=False, relist=False)
+                await asyncio.sleep(max(0.0, due - clock()))
+                recheck = await self._pass(sweep=True, relist=True)
+                delay = SWEEP_EVERY
+        except Fenced:
+            return
+
+    async def _pass(self, sweep: bool, relist: bool) -> float:
+        """Sweep if asked, then collect claims; the seconds until a claim kept for its youth
+        may go (inf when none was)."""
+        try:
+            if sweep:
+                await self.sweep(await self._unseen())
+            then, recheck = await self.services.collect_claims(relist)
+            self.dispatcher.schedule(then)
+            return recheck
+        except Fenced:
+            raise
+        except Exception:
+            log.exception("sweep failed; the next one tries again")
+            return math.inf
+        finally:
+            give_back()
 
     async def _unseen(self) -> dict[ServiceKey, ServiceView]:
         """The views of Services the cluster's list did not show. The list is of metadata

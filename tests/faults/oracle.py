@@ -14,10 +14,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lbipam.controllers.claims import CLAIM_GRACE
 from tests.faults.checker import REASONS, Held, _interval, _may_share, consenting
 
 FINALIZER = "lbipam.io/protection"
 HELD_SINCE = "lbipam.io/held-since"
+# A claim whose Service does not show its address may stand this long: a pass keeps a claim
+# younger than the operator's grace (a write may be in flight), and one a leader cut off
+# between its status write and the claim's release leaves behind is collected after it.
+CLAIM_SLACK = CLAIM_GRACE + 10.0
 HOLD_SLACK = 15.0  # seconds a hold may outlive its end: the operator looks every second
 MANAGED_BY = ("app.kubernetes.io/managed-by", "lbipam")
 FAMILIES = {"IPv4": 4, "IPv6": 6}
@@ -279,6 +284,7 @@ class Cluster:
     # those that are holds after release (annotated lbipam.io/held-since): address -> since.
     claims: dict[str, str] = field(default_factory=dict)
     holds: dict[str, float] = field(default_factory=dict)
+    claimed_at: dict[str, float] = field(default_factory=dict)  # address -> its creation
 
     def holders(self) -> dict[str, list[Held]]:
         found: dict[str, list[Held]] = defaultdict(list)
@@ -318,6 +324,8 @@ def cluster(
         parent = (claim.get("spec") or {}).get("parentRef") or {}
         address = str(ipaddress.ip_address(claim["metadata"]["name"]))
         now.claims[address] = f"{parent.get('namespace')}/{parent.get('name')}"
+        made = claim["metadata"].get("creationTimestamp")
+        now.claimed_at[address] = _seconds(made) if made else 0.0
         since = (claim["metadata"].get("annotations") or {}).get(HELD_SINCE)
         if since:
             now.holds[address] = _seconds(since)
@@ -927,8 +935,9 @@ def _duration(text: str) -> float:
 
 
 def holds(now: Cluster, clock: float) -> list[Violation]:
-    """Claims are the holders' addresses and the holds, nobody else has a held address, a hold
-    ends on time, and a Service re-created during its hold has its address back."""
+    """Claims are the holders' addresses (a claim may outlive its holder's address for
+    CLAIM_SLACK) and the holds, nobody else has a held address, a hold ends on time, and a
+    Service re-created during its hold has its address back."""
     found = []
     holders = now.holders()
     for address, key in sorted(now.claims.items()):
@@ -940,7 +949,9 @@ def holds(now: Cluster, clock: float) -> list[Violation]:
                 )
             if clock > hold_end(now, address) + HOLD_SLACK:
                 found.append(Violation("hold-overdue", f"the hold on {address} for {key} is over"))
-        elif not any(h.key == key for h in holders.get(address, ())):
+        elif not any(h.key == key for h in holders.get(address, ())) and (
+            clock > now.claimed_at.get(address, 0.0) + CLAIM_SLACK
+        ):
             found.append(
                 Violation("claims", f"{address} is claimed for {key}, who does not hold it")
             )

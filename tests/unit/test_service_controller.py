@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lbipam.api import SERVICE_CONDITION
+from lbipam.controllers import claims as claims_module
 from lbipam.controllers import sweep
 from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.dispatch import Dispatcher
@@ -564,6 +565,35 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
     sweeping.cancel()
 
     assert calls >= 2 and "198.18.0.5" not in h.gateway.claims
+
+
+async def test_a_claim_a_cut_off_leader_left_behind_goes_once_past_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the chaos machine (seed 7104): a leader wrote web's status without .1, then
+    lost its term before releasing the claim. The next leader kept the young claim at
+    start-up (a write may have been in flight) and nothing looked again for 10 minutes."""
+    monkeypatch.setattr(claims_module, "CLAIM_GRACE", 1.5)
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    h.controller.rebuild([service("web")], {})
+    h.gateway.statuses.append((web, (), None))
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)
+    h.controller.claims.rebuild([claim_view(h.gateway.claims["198.18.0.1"])])
+
+    sweeping = asyncio.create_task(h.sweeper.run())
+    await asyncio.sleep(0.2)
+    kept_at_first = "198.18.0.1" in h.gateway.claims
+    for _ in range(100):
+        if "198.18.0.1" not in h.gateway.claims:
+            break
+        await asyncio.sleep(0.05)
+    sweeping.cancel()
+
+    assert kept_at_first, "a claim younger than the grace may be a write in flight"
+    assert "198.18.0.1" not in h.gateway.claims, "collected long before the next sweep"
+    await h.observe(ServiceKey("shop", "api"), service("api"))
+    assert h.registry.held_by(ServiceKey("shop", "api")) == ("198.18.0.1",)
 
 
 async def test_a_sweep_keeps_the_claims_it_knew_and_learns_only_what_changed() -> None:
