@@ -766,10 +766,6 @@ class Episode:
         patch = {"metadata": {"labels": {"tier": step.args["tier"]}}}
         self.env.core.patch_namespace(self.namespaces[step.target], patch, _content_type=MERGE)
 
-    def _pause(self, step: Step) -> None:
-        """Nothing changes for a while: what the operator does later on its own is judged."""
-        time.sleep(step.args["seconds"])
-
     def _kill_leader(self, _: Step) -> None:
         self.replicas.kill_leader()
 
