@@ -1,4 +1,4 @@
-"""Freed heap handed back to the operating system after a burst of allocation."""
+"""Freed memory handed back to the operating system: glibc set up at start, trimmed after sweeps."""
 
 from __future__ import annotations
 
@@ -7,17 +7,31 @@ import ctypes.util
 import gc
 from collections.abc import Callable
 
+# glibc's mallopt parameter: requests this large or larger are mapped on their own.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+
+def _glibc(name: str) -> Callable[..., int] | None:
+    """A glibc function, or None where the C library has none (musl, macOS)."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError):
         return None
-    return trim
+    return function
 
 
-_TRIM = _malloc_trim()
+_TRIM = _glibc("malloc_trim")
+_MALLOPT = _glibc("mallopt")
+
+
+def fix_mmap_threshold() -> None:
+    """Keep every large buffer (a page of a list, a watch's read buffer) in a mapping of its
+    own, given back whole when freed. glibc raises the threshold to the largest mapped block
+    freed so far, after which such buffers come from the heap and fragment it: a heap that
+    only grows, in steps, with each burst of large responses."""
+    if _MALLOPT is not None:
+        _MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def give_back() -> None:

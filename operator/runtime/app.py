@@ -27,6 +27,7 @@ from lbipam.ha.leader import LeaderElector
 from lbipam.ha.term import Term
 from lbipam.kube.client import Api, connect
 from lbipam.kube.leases import Leases
+from lbipam.memory import fix_mmap_threshold
 from lbipam.runtime.health import serve_health
 from lbipam.runtime.logs import configure_logging
 from lbipam.runtime.metrics import Metrics
@@ -170,6 +171,7 @@ def tune_gc() -> None:
 def run(settings: Settings) -> int:
     configure_logging(settings)
     tune_gc()
+    fix_mmap_threshold()
     try:
         # Kopf's own CLI runs on uvloop too; half the operator's CPU is the loop and aiohttp.
         uvloop.run(main(settings))
