@@ -245,9 +245,13 @@ class RegistryMachine(RuleBasedStateMachine):
         for address in set(outcome.allocated) - set(outcome.kept):
             assert not self.reserved_for_others(request.key, address), (request, outcome)
         # An older holder taking its address back, or a Service getting back what was held
-        # for it after release, is not limited.
+        # for it after release, is not limited; nor is one keeping the address its status
+        # shows (revoked with its pool, back in a pool made again before its status was
+        # written): the limit bounds what is handed out, as lowering it takes nothing away.
         if not outcome.displaced and not outcome.kept:
             for name, count in self.namespace_counts(request.key.namespace).items():
+                if not any(self.ip(a) in self.covered[name] for a in outcome.allocated):
+                    continue
                 limit = self.specs[name].per_namespace_limit or 0
                 assert count <= max(limit, before.get(name, 0)), (name, request, outcome)
         self.status[request.key] = outcome.addresses
