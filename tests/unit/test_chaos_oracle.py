@@ -7,6 +7,7 @@ from typing import Any
 from tests.faults.chaos import covering, left
 from tests.faults.checker import _held
 from tests.faults.oracle import (
+    CLAIM_SLACK,
     Cluster,
     PoolModel,
     cluster,
@@ -281,6 +282,16 @@ def test_claims_are_the_holders_and_the_holds_and_nobody_else_gets_a_held_addres
     assert {v.invariant for v in holds(thief, T0 + 10)} == {"hold-taken"}
     unclaimed = world([held], [service("api", "10.0.0.2")])
     assert [v.invariant for v in holds(unclaimed, T0)] == ["claims"]
+
+
+def test_a_claim_outliving_its_address_is_a_finding_only_once_past_the_operators_grace() -> None:
+    """A leader cut off between a status write and the claim's release leaves the claim; the
+    next collects it once it is older than the grace (docs/reference.md, Address claims)."""
+    orphan = claim("10.0.0.1", "web")
+    orphan["metadata"]["creationTimestamp"] = SINCE
+    now = world([pool("p", "10.0.0.1-10.0.0.3")], [service("web")], claims=[orphan])
+    assert holds(now, T0 + CLAIM_SLACK - 1) == []
+    assert [v.invariant for v in holds(now, T0 + CLAIM_SLACK + 1)] == ["claims"]
 
 
 def test_a_hold_past_its_release_hold_is_a_finding() -> None:
