@@ -12,17 +12,23 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
 
 
-def _glibc(name: str) -> Callable[..., int] | None:
-    """A glibc function, or None where the C library has none (musl, macOS)."""
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs ldconfig: once per process is enough.
     try:
-        function: Callable[..., int] = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
         return None
+
+
+def _glibc(libc: ctypes.CDLL | None, name: str) -> Callable[..., int] | None:
+    """A glibc function, or None where the C library has none (musl, macOS)."""
+    function: Callable[..., int] | None = getattr(libc, name, None)
     return function
 
 
-_TRIM = _glibc("malloc_trim")
-_MALLOPT = _glibc("mallopt")
+_LIBC = _libc()
+_TRIM = _glibc(_LIBC, "malloc_trim")
+_MALLOPT = _glibc(_LIBC, "mallopt")
 
 
 def fix_mmap_threshold() -> None:
