@@ -65,12 +65,22 @@ class HoldBook:
         return self.by_ip.get(ip)
 
     def of(self, key: ServiceKey) -> dict[IP, Hold]:
-        return {ip: self.by_ip[ip] for ip in self._by_key.get(key, ())}
+        """What is held for the Service that a pool may still hand out (see `end`)."""
+        return {
+            ip: self.by_ip[ip] for ip in self._by_key.get(key, ()) if self.offering(ip) is not None
+        }
 
     def end(self, ip: IP, hold: Hold) -> float:
-        """When the hold ends: the releaseHold the address's pool has now, from its release."""
-        pool = self._catalog.oldest_containing(ip)
+        """When the hold ends: the releaseHold the address's pool has now, from its release;
+        at once when no pool may hand it out any more (it left them, or became a Node's
+        address or a ServiceCIDR's: given back, it would break the Node or the ClusterIP)."""
+        pool = self.offering(ip)
         return hold.since + (pool.spec.release_hold if pool is not None else 0.0)
+
+    def offering(self, ip: IP) -> Pool | None:
+        """The oldest pool containing the address, if it may hand it out."""
+        pool = self._catalog.oldest_containing(ip)
+        return pool if pool is not None and pool.offers(ip) else None
 
     def describe(self, ip: IP, hold: Hold) -> str:
         return (
@@ -293,8 +303,8 @@ class Holdings:
 
     def let_go(self, ip: IP, key: ServiceKey, now: float) -> bool:
         """``key`` let go of the free address at ``now``: held for it when its pool has a
-        releaseHold. Whether it is held now."""
-        pool = self._catalog.oldest_containing(ip)
+        releaseHold and may still hand it out. Whether it is held now."""
+        pool = self.held.offering(ip)
         return pool is not None and pool.spec.release_hold > 0 and self.keep(ip, Hold(key, now))
 
     def keep(self, ip: IP, hold: Hold) -> bool:

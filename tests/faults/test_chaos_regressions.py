@@ -635,3 +635,23 @@ def test_a_service_re_created_in_one_step_gets_its_own_address_back_from_a_pool_
         Step("recreate_service", "b/s6", {}),
     ]
     replays_clean(chaos, steps)
+
+
+def test_a_held_address_that_becomes_a_nodes_is_not_given_back(chaos: Env) -> None:
+    """Found by the chaos machine (seed 7304, episode 3393147348), shrunk from 37 steps: a/s12
+    held {v6}::5 when Node n30 came up with it as its InternalIP; re-created, a/s12 got the
+    Node's address back from its hold. Now the hold ends (or never starts) once no pool may
+    hand the address out: once while a/s12 is gone, once while it still holds the address."""
+    v6 = _service(["p4"]) | {"families": ["IPv6"]}
+    steps = [
+        Step("create_pool", "p4", _pool("{v6}::5", releaseHold="30s")),
+        Step("create_service", "a/s12", v6),
+        Step("delete_service", "a/s12"),
+        Step("create_node", "n30", {"addresses": [["InternalIP", "{v6}::5"]]}),
+        Step("create_service", "a/s12", v6),
+        Step("delete_node", "n30"),
+        Step("create_service", "a/s13", v6),
+        Step("create_node", "n31", {"addresses": [["ExternalIP", "{v6}::5"]]}),
+        Step("recreate_service", "a/s13", hurry=0.0),
+    ]
+    replays_clean(chaos, steps)

@@ -8,7 +8,7 @@ import pytest
 
 from lbipam.ipam.durations import parse_duration, parse_stamp, stamp
 from lbipam.ipam.pool import PoolSpec
-from lbipam.ipam.registry import Registry
+from lbipam.ipam.registry import RangeKind, Registry
 from lbipam.ipam.requests import Reason, ServiceKey, ServiceRequest
 from lbipam.ipam.reservations import Reservation
 
@@ -142,6 +142,20 @@ def test_a_recreated_service_asking_for_another_address_leaves_its_hold_running(
     assert reg.hold_of("10.0.0.0") == (WEB, T0)
     reg.check()
     assert reg.ensure(replace(service("web"), held=moved.addresses)).addresses == ("10.0.0.1",)
+
+
+def test_a_held_address_that_becomes_a_nodes_is_not_given_back_and_the_hold_ends() -> None:
+    """Found by the chaos machine (seed 7304): web was re-created during its hold, after a
+    Node had come up with the held address as its InternalIP, and got it back."""
+    reg = holding_web()
+    reg.reserve(RangeKind.NODE, {"n30": ["10.0.0.0"]})
+
+    back = reg.ensure(service("web"))
+
+    assert back.addresses == ("10.0.0.1",) and back.kept == {}
+    assert reg.end_holds(T0) == (WEB,), "the hold timer ends it at its next look"
+    assert reg.hold_of("10.0.0.0") is None
+    reg.check()
 
 
 def test_a_held_address_whose_pool_goes_is_no_longer_held() -> None:
