@@ -12,10 +12,18 @@ let it go, annotated with when it did (`lbipam.io/held-since`): so the hold live
 server, across restarts and leaders. lbipam may create and delete IPAddresses but not update
 them, so a claim becomes a hold by a delete and a create, and a hold taken back becomes a
 plain claim the same way; between the two, for a moment, the address is unclaimed.
+
+Two replicas leading at once (a split brain) must not undo each other's claims between a
+claim and the status write it allows. So a status may come to show an address only on a
+claim this replica made itself less than `TRUSTED_AGE` ago (or one the status already
+shows), and a claim of a Service that still exists is deleted at once only by the replica
+that made it; another's waits until it is `CLAIM_GRACE` old, an age checked before the
+Service's status is read. Such a claim is looked at again when its grace is up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -36,6 +44,9 @@ log = logging.getLogger(__name__)
 # Seconds a claim may go without its Service's status showing the address: the time between
 # creating a claim and writing the status, with a wide margin.
 CLAIM_GRACE = 60.0
+# The oldest claim of our own a status write may add its address on: the write lands long
+# before another replica may take the claim (CLAIM_GRACE), even on a loaded API server.
+TRUSTED_AGE = CLAIM_GRACE / 2
 # The Services holding an address now (several only when they share it). A function, not a
 # list: every await may change the holders, so they are asked again after each.
 Owners = Callable[[str], Sequence[ServiceKey]]
@@ -70,9 +81,9 @@ class ClaimReport:
     dropped: list[str] = field(default_factory=list)
     # Holders of an address whose claim did not pass to them: they must claim it themselves.
     unclaimed: list[ServiceKey] = field(default_factory=list)
-    # Seconds until a claim kept only for its youth (its Service's status may not show it yet)
-    # may be collected: a write cut off by a change of leader leaves such a claim behind.
-    recheck: float = math.inf
+    # Addresses whose claim outlives its Service's hold on them (another replica's, young),
+    # with who: the registry must block them until the claim goes (`dropped`).
+    kept: dict[str, str] = field(default_factory=dict)
 
 
 class AddressClaims:
@@ -90,6 +101,14 @@ class AddressClaims:
         # The addresses of _ours by parent: a Service that lets go drops all of its claims,
         # also those its status no longer shows (a type change clears status.loadBalancer).
         self._by_parent: dict[ServiceKey, set[str]] = {}
+        # The uids of the claims in _ours this replica made: only those may ground a status
+        # write that adds their address, and only those of a live Service go at once.
+        self._made: set[str] = set()
+        # When (time.monotonic) each claim kept for its youth may go, by address; `sooner` is
+        # set when one is added. A write cut off by a change of leader, or another replica's
+        # claim, leaves such a claim behind, keeping the address from everyone meanwhile.
+        self._kept: dict[str, float] = {}
+        self.sooner = asyncio.Event()
 
     def rebuild(self, claims: Iterable[ClaimView]) -> None:
         """Make the table what was listed, in place: an unchanged claim keeps its object and
@@ -132,7 +151,7 @@ class AddressClaims:
             known = self._ours.get(address)
             if known is not None and address in shown and _may_use(key, known, owners):
                 continue
-            holder = await self._create_claim(key, address, owners, report)
+            holder = await self._create_claim(key, address, owners, report, shown)
             if holder is not None:
                 report.refused[address] = holder
         return report
@@ -144,7 +163,17 @@ class AddressClaims:
         report = ClaimReport()
         for address in addresses:
             claim = self._ours.get(address)
-            if claim is None or claim.parent != key or await self._shown_again(claim):
+            if claim is None or claim.parent != key:
+                continue
+            # Another replica's claim, made just now, it may be writing the status with,
+            # unless the Service is gone; the age is taken before the status is read.
+            youth = 0.0 if claim.uid in self._made else _youth(claim)
+            shown = await self.gateway.service_ingress(key)
+            if shown is not None and address in shown:
+                continue  # shown again: written meanwhile by another replica leading at once
+            if shown is not None and youth > 0:
+                self._later(address, youth)
+                report.kept[address] = claim.describe()
                 continue
             hold = self.holds.hold_of(address)
             if hold is not None and hold[0] == key:
@@ -152,14 +181,6 @@ class AddressClaims:
             else:
                 await self._drop_or_pass(claim, report, owners)
         return report
-
-    async def _shown_again(self, claim: ClaimView) -> bool:
-        """Whether the Service's status shows the address again: written since our write by
-        another replica leading at once, which found this claim. Deleted now, the address
-        would go to another Service while this one still shows it."""
-        assert claim.parent is not None
-        shown = await self.gateway.service_ingress(claim.parent)
-        return shown is not None and claim.address in shown
 
     async def _hold(self, claim: ClaimView, since: str) -> None:
         """Make the claim a hold that began at `since`: a delete and a create."""
@@ -176,11 +197,19 @@ class AddressClaims:
             # Claimed by another between the two: the registry lets the hold run out.
             log.warning("the hold on %s for %s was claimed meanwhile", claim.address, claim.parent)
             return
-        self._remember(claim_view(body))
+        self._remember(claim_view(body), made=True)
 
-    def claimed_for(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
+    async def claimed_for(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The addresses the Service's status shows whose claim, as last read, is its own
-        (not a hold after release)."""
+        (not a hold after release). A claim not known here is read: another replica leading
+        at once made it, and wrote the status this replica would otherwise write over."""
+        if not self.enabled:
+            return []
+        for address in shown:
+            if address not in self._ours and (body := await self.gateway.read_claim(address)):
+                read = claim_view(body)
+                if read.ours and read.parent is not None:
+                    self._remember(read)
         return [
             address
             for address in shown
@@ -196,31 +225,50 @@ class AddressClaims:
         """The Service is gone or no longer ours: release every claim it has."""
         return await self.release(key, sorted(self._by_parent.get(key, ())), owners)
 
-    async def collect(self, owners: Owners, relist: bool = True) -> ClaimReport:
+    @property
+    def recheck_at(self) -> float:
+        """When (time.monotonic) the first claim kept for its youth may go."""
+        return min(self._kept.values(), default=math.inf)
+
+    async def collect(self, owners: Owners, relist: bool = True, due: bool = False) -> ClaimReport:
         """Release claims nobody holds; their holders, if any, must claim the address again.
 
-        Without `relist`, what this term knows is used: right after the start-up list.
+        Without `relist`, what this term knows is used: right after the start-up list. With
+        `due`, only the claims kept for their youth whose grace is up are looked at.
         """
         report = ClaimReport()
         if not self.enabled:
             return report
-        if relist:
-            self.rebuild(await self.gateway.list_claims(self.known))
-        for address, claim in sorted(self._ours.items()):
-            holders = owners(address)
-            hold = self.holds.hold_of(address)
-            if claim.parent in holders or (hold is not None and hold[0] == claim.parent):
-                continue
-            if not holders and await self._held_for_gone(claim):
-                continue
-            wait = await self._wait(claim)
-            if wait > 0:
-                report.recheck = min(report.recheck, wait)
-                continue
-            await self._drop(claim, report)
-            log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
-            report.unclaimed.extend(holders)
+        if due:
+            now = time.monotonic()
+            addresses = sorted(address for address, at in self._kept.items() if at <= now)
+            for address in addresses:
+                del self._kept[address]
+        else:
+            if relist:
+                self.rebuild(await self.gateway.list_claims(self.known))
+            self._kept.clear()
+            addresses = sorted(self._ours)
+        for address in addresses:
+            if (claim := self._ours.get(address)) is not None:
+                await self._collect(claim, owners, report)
         return report
+
+    async def _collect(self, claim: ClaimView, owners: Owners, report: ClaimReport) -> None:
+        address = claim.address
+        holders = owners(address)
+        hold = self.holds.hold_of(address)
+        if claim.parent in holders or (hold is not None and hold[0] == claim.parent):
+            return
+        if not holders and await self._held_for_gone(claim):
+            return
+        wait = await self._wait(claim)
+        if wait > 0:
+            self._later(address, wait)
+            return
+        await self._drop(claim, report)
+        log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
+        report.unclaimed.extend(holders)
 
     async def _held_for_gone(self, claim: ClaimView) -> bool:
         """A plain claim of a Service deleted while nobody watched (between two leaders, say)
@@ -268,15 +316,28 @@ class AddressClaims:
         await self.gateway.delete_claim(claim.address, claim.uid)
         report.dropped.append(claim.address)
 
-    def _remember(self, claim: ClaimView) -> None:
+    def _later(self, address: str, wait: float) -> None:
+        """Look at the claim again in `wait` seconds (math.inf: only at the next sweep)."""
+        at = time.monotonic() + wait
+        if at < self._kept.get(address, math.inf):
+            self._kept[address] = at
+            self.sooner.set()
+
+    def _remember(self, claim: ClaimView, made: bool = False) -> None:
+        made = made or claim.uid in self._made  # read again: still the one we made
         self._forget(claim.address)
         self._ours[claim.address] = claim
+        if made:
+            self._made.add(claim.uid)
         if claim.parent is not None:
             self._by_parent.setdefault(claim.parent, set()).add(claim.address)
 
     def _forget(self, address: str) -> None:
         claim = self._ours.pop(address, None)
-        if claim is None or claim.parent is None:
+        if claim is None:
+            return
+        self._made.discard(claim.uid)
+        if claim.parent is None:
             return
         addresses = self._by_parent.get(claim.parent, set())
         addresses.discard(address)
@@ -284,12 +345,19 @@ class AddressClaims:
             self._by_parent.pop(claim.parent, None)
 
     async def _create_claim(
-        self, key: ServiceKey, address: str, owners: Owners, report: ClaimReport
+        self,
+        key: ServiceKey,
+        address: str,
+        owners: Owners,
+        report: ClaimReport,
+        shown: Sequence[str] = (),
     ) -> str | None:
-        """Create the claim; None when it is ours now, else who holds the address."""
+        """Create the claim; None when it is ours now, else who holds the address. `shown`:
+        what the status the caller writes over shows (a claim it shows needs no trust)."""
         for _ in range(3):  # a stale claim deleted meanwhile: try again
             try:
-                self._remember(claim_view(await self.gateway.create_claim(address, key)))
+                made = claim_view(await self.gateway.create_claim(address, key))
+                self._remember(made, made=True)
                 return None
             except Exception as error:
                 if is_status(error, 403, 422):
@@ -307,24 +375,41 @@ class AddressClaims:
             if existing.held_since and existing.parent == key:
                 await self._drop(existing, report)  # its hold, taken back: a plain claim again
                 continue
-            # Even our own claim, or a sharer's, is made afresh once stale: another replica
-            # leading at once would take it over before our status write shows the address.
+            if _may_use(key, existing, owners):
+                if address in shown or self._trusted(existing):
+                    return None
+                if existing.parent == key and existing.uid in self._made:
+                    # Ours, but too old to build a write on: made afresh.
+                    await self._drop(existing, report)
+                    continue
+            # Another's claim, or one too old to trust: made afresh once stale. A young one
+            # of the Service itself, made by another replica leading at once, that replica
+            # may be writing the status with right now; a sharer's was always good enough.
             if await self._wait(existing) > 0:
-                return None if _may_use(key, existing, owners) else existing.describe()
+                if _may_use(key, existing, owners) and existing.parent != key:
+                    return None
+                return existing.describe()
             await self._drop(existing, report)
         return f"a claim on {address} that keeps changing"
+
+    def _trusted(self, claim: ClaimView) -> bool:
+        """A claim this replica made, young enough to ground a status write (TRUSTED_AGE)."""
+        return claim.uid in self._made and _age(claim.created) < TRUSTED_AGE
 
     async def _wait(self, claim: ClaimView) -> float:
         """Seconds until the claim may go; 0 when it may now: its Service is gone, or its
         status has not shown the address for longer than a status write can take (two
-        replicas that both think they lead must not take each other's claims in flight)."""
+        replicas that both think they lead must not take each other's claims in flight).
+        The age is taken before the status is read: a write made on the claim while it was
+        young has landed by then, and the read shows it."""
         assert claim.parent is not None
+        youth = _youth(claim)
         shown = await self.gateway.service_ingress(claim.parent)
         if shown is None:
             return 0.0
         if claim.address in shown:
             return math.inf
-        return max(0.0, CLAIM_GRACE - _age(claim.created))
+        return youth
 
 
 def recorded_holds(claims: Iterable[ClaimView]) -> list[tuple[str, ServiceKey, float]]:
@@ -342,6 +427,11 @@ def _may_use(key: ServiceKey, claim: ClaimView, owners: Owners) -> bool:
     """The claim's Service is this one, or shares the address with it."""
     holders = owners(claim.address)
     return claim.parent == key or (key in holders and claim.parent in holders)
+
+
+def _youth(claim: ClaimView) -> float:
+    """Seconds until the claim is CLAIM_GRACE old."""
+    return max(0.0, CLAIM_GRACE - _age(claim.created))
 
 
 def _age(created: str) -> float:

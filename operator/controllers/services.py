@@ -121,13 +121,11 @@ class ServiceController:
             then.retry_pending()
         return then
 
-    async def collect_claims(self, relist: bool) -> tuple[Next, float]:
-        """Release claims nobody holds (see `AddressClaims.collect`); also the seconds until
-        one kept for its youth may go."""
+    async def collect_claims(self, relist: bool = False, due: bool = False) -> Next:
+        """Release claims nobody holds (see `AddressClaims.collect`)."""
         then = Next()
-        report = await self.claims.collect(self.registry.owners_of, relist)
-        self._settle(report, then)
-        return then, report.recheck
+        self._settle(await self.claims.collect(self.registry.owners_of, relist, due), then)
+        return then
 
     async def reconcile(self, key: ServiceKey, then: Next) -> None:
         """Make the Service's status what the registry decides; `then` gets what is left."""
@@ -190,15 +188,24 @@ class ServiceController:
         )
         (written, *_), changed = set_condition([view.condition] if view.condition else [], wanted)
         if outcome.addresses == view.request.held and not changed:
+            # Already as it should be: level-triggered, nothing to write. Yet a claim made
+            # for a write that lost to another replica's, which showed this, is left over.
             then.requeue(outcome.followers)  # it joined a group as its oldest member
-            return  # already as it should be: level-triggered, nothing to write
+            self._settle(await self._release_left_behind(key, outcome.addresses), then)
+            return
         if await self._write(view, outcome.addresses, written if changed else view.condition):
             self._report(view, outcome)
-            left = self.claims.left_behind(key, outcome.addresses)
-            report = await self.claims.release(key, left, self.registry.owners_of)
             # Only now: the claim on an address a group member keeps has passed to it.
+            report = await self._release_left_behind(key, outcome.addresses)
             then.requeue(outcome.followers)
             self._settle(report, then)
+
+    async def _release_left_behind(self, key: ServiceKey, shown: tuple[str, ...]) -> ClaimReport:
+        """Release the Service's claims on addresses other than those its status shows."""
+        left = self.claims.left_behind(key, shown)
+        if not left:
+            return ClaimReport()
+        return await self.claims.release(key, left, self.registry.owners_of)
 
     def _kept_off(self, holder: ServiceKey, sharing_key: str) -> list[ServiceKey]:
         """Pending Services of the holder's sharing key: its ports or consent, which may have
@@ -222,7 +229,7 @@ class ServiceController:
         # are its own: blocked here because the claim was refused to another Service, or
         # decided otherwise here meanwhile, they were taken back and the two replicas wrote
         # their own decisions over each other's, deleting each other's claims as they went.
-        claimed = self.claims.claimed_for(view.key, view.request.held)
+        claimed = await self.claims.claimed_for(view.key, view.request.held)
         for address in claimed:
             self.registry.unblock(address)
         self.registry.adopt(view.key, claimed)
@@ -239,8 +246,11 @@ class ServiceController:
         raise RuntimeError(f"every address chosen for {view.key} was claimed by someone else")
 
     def _settle(self, report: ClaimReport, then: Next) -> None:
-        """The registry learns what the claims did: an address a dropped claim kept from
-        others is handed out again, and holders the claim did not pass to claim it."""
+        """The registry learns what the claims did: an address a claim still keeps is
+        blocked, one a dropped claim kept from others is handed out again, and holders the
+        claim did not pass to claim it."""
+        for address, holder in report.kept.items():
+            then.requeue(self.registry.block(address, holder))
         unblocked = [address for address in report.dropped if self.registry.unblock(address)]
         if unblocked:
             then.retry_pending()

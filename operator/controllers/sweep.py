@@ -9,8 +9,9 @@ soon as it is past the grace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,39 +40,48 @@ class Sweeper:
 
     async def run(self) -> None:
         await self.services.rebuilt.wait()
-        clock = asyncio.get_running_loop().time
         try:
             # Claims of Services deleted while nobody watched go at once: the record is rebuilt.
-            recheck = await self._pass(sweep=False, relist=False)
+            await self._pass()
             delay = SWEEP_FIRST
             while True:
-                due = clock() + delay
+                due = time.monotonic() + delay
                 # A claim kept for its youth is looked at again once past the grace, not at
                 # the next sweep: a leader cut off between its status write and the claim's
-                # release left it, and it keeps the address from everyone else meanwhile.
-                while clock() + recheck < due:
-                    await asyncio.sleep(max(recheck, 1.0))
-                    recheck = await self._pass(sweep=False, relist=False)
-                await asyncio.sleep(max(0.0, due - clock()))
-                recheck = await self._pass(sweep=True, relist=True)
+                # release, or another replica leading at once, left it, and it keeps the
+                # address from everyone else meanwhile.
+                while await self._until(due):
+                    await self._pass(due=True)
+                await self._pass(sweep=True)
                 delay = SWEEP_EVERY
         except Fenced:
             return
 
-    async def _pass(self, sweep: bool, relist: bool) -> float:
-        """Sweep if asked, then collect claims; the seconds until a claim kept for its youth
-        may go (inf when none was)."""
+    async def _until(self, due: float) -> bool:
+        """Sleep until `due`, or until a claim kept for its youth may go, if sooner (then
+        True); claims-only passes come at least a second apart."""
+        claims = self.services.claims
+        earliest = time.monotonic() + 1.0
+        while (now := time.monotonic()) < due:
+            if claims.recheck_at <= now and now >= earliest:
+                return True
+            claims.sooner.clear()
+            wake = min(due, max(claims.recheck_at, earliest))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(claims.sooner.wait(), max(0.0, wake - now))
+        return False
+
+    async def _pass(self, sweep: bool = False, due: bool = False) -> None:
+        """Sweep and collect the relisted claims; or collect those known, or only those
+        whose grace is up (`due`)."""
         try:
             if sweep:
                 await self.sweep(await self._unseen())
-            then, recheck = await self.services.collect_claims(relist)
-            self.dispatcher.schedule(then)
-            return recheck
+            self.dispatcher.schedule(await self.services.collect_claims(relist=sweep, due=due))
         except Fenced:
             raise
         except Exception:
             log.exception("sweep failed; the next one tries again")
-            return math.inf
         finally:
             give_back()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -285,6 +286,7 @@ class Cluster:
     claims: dict[str, str] = field(default_factory=dict)
     holds: dict[str, float] = field(default_factory=dict)
     claimed_at: dict[str, float] = field(default_factory=dict)  # address -> its creation
+    read_at: float = field(default_factory=time.time)
 
     def holders(self) -> dict[str, list[Held]]:
         found: dict[str, list[Held]] = defaultdict(list)
@@ -294,8 +296,11 @@ class Cluster:
         return found
 
     def taken(self) -> set[str]:
-        """Addresses nobody else may be handed: held by a Service or after release."""
-        return set(self.holders()) | set(self.holds)
+        """Addresses nobody else may be handed: held by a Service or after release, or
+        claimed less than CLAIM_SLACK ago (docs/reference.md § Address claims: a claim of
+        a Service that let go of its address may stay until 60 s old, keeping it)."""
+        young = {a for a in self.claims if self.read_at < self.claimed_at.get(a, 0.0) + CLAIM_SLACK}
+        return set(self.holders()) | set(self.holds) | young
 
     def held_for(self, address: str) -> str | None:
         """The Service an address is held for after release, if it is."""

@@ -110,6 +110,8 @@ class RecordingGateway:
             raise ApiError(409)
         self.claim_writes.append(("hold" if held_since else "create", address))
         self.claims[address] = claim(address, key, held_since=held_since)
+        # Each object the API server makes has its own uid, also one made again.
+        self.claims[address]["metadata"]["uid"] += f"-{len(self.claim_writes)}"
         return self.claims[address]
 
     async def read_claim(self, address: str) -> dict[str, Any] | None:

@@ -294,6 +294,20 @@ def test_a_claim_outliving_its_address_is_a_finding_only_once_past_the_operators
     assert [v.invariant for v in holds(now, T0 + CLAIM_SLACK + 1)] == ["claims"]
 
 
+def test_a_young_claim_a_service_let_go_of_keeps_the_address_from_others_until_the_slack() -> None:
+    """Another replica's claim outlives its Service's hold on the address until 60 s old
+    (docs/reference.md, Address claims): meanwhile nobody is owed the address."""
+    kept = claim("10.0.0.1", "web")
+    kept["metadata"]["creationTimestamp"] = SINCE
+    now = world([pool("p", "10.0.0.1")], [service("web"), service("api")], claims=[kept])
+    now.read_at = T0 + 1
+
+    assert now.taken() == {"10.0.0.1"}
+    assert "pending" not in {v.invariant for v in judge(now, set())}
+    now.read_at = T0 + CLAIM_SLACK + 1
+    assert "pending" in {v.invariant for v in judge(now, set())}
+
+
 def test_a_hold_past_its_release_hold_is_a_finding() -> None:
     now = world(
         [pool("p", "10.0.0.1-10.0.0.3", releaseHold="5s")],

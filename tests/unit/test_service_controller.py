@@ -389,6 +389,51 @@ async def test_a_claim_is_not_released_while_another_replica_shows_it_again() ->
     assert h.gateway.claims["198.18.0.1"]["spec"]["parentRef"]["name"] == "web"
 
 
+async def test_a_claim_another_replica_just_made_outlives_our_write_until_its_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by CI: two replicas leading at once showed one address on two Services. This one
+    had read web's claim on .1 (the other's, refused to api), wrote web's status with its own
+    .3 and deleted the claim as web's own left behind; the other, which had just claimed .1
+    for web, wrote web's status with it, and this one gave .1 to another Service."""
+    monkeypatch.setattr(claims_module, "CLAIM_GRACE", 1.5)
+    h = Harness(PUBLIC)
+    web, api, new = ServiceKey("shop", "web"), ServiceKey("shop", "api"), ServiceKey("shop", "new")
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)  # the other replica's, just made
+    await h.observe(api, service("api"))
+    await h.observe(web, service("web"))
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.3",))
+
+    await h.observe(new, service("new"))
+
+    assert ("delete", "198.18.0.1") not in h.gateway.claim_writes
+    assert h.gateway.statuses[-1][:2] == (new, ("198.18.0.4",)), ".1 may be web's any moment"
+    assert h.registry.pool_summary("public").allocated == 4, "and is counted as taken"
+    # Web kept .3: once its grace is up, the claim on .1 goes and .1 is handed out again.
+    sweeping = asyncio.create_task(h.sweeper.run())
+    for _ in range(100):
+        if "198.18.0.1" not in h.gateway.claims:
+            break
+        await asyncio.sleep(0.05)
+    sweeping.cancel()
+    assert "198.18.0.1" not in h.gateway.claims
+    await h.observe(ServiceKey("shop", "late"), service("late"))
+    assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
+
+
+async def test_a_status_comes_to_show_an_address_only_on_a_young_claim_this_replica_made() -> None:
+    """The other side of the same race: a claim of web's own, made by another replica and
+    not shown yet, may be deleted by it any moment (it made it); web does not take it here."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)
+
+    await h.observe(web, service("web"))
+
+    assert h.gateway.statuses[-1][:2] == (web, ("198.18.0.2",))
+    assert "198.18.0.1" in h.gateway.claims, "the other replica's, for it to release"
+
+
 async def test_an_older_service_joining_a_group_brings_the_group_to_its_address() -> None:
     h = Harness(PUBLIC)
     edge = {"lbipam.io/sharing-key": "edge"}
@@ -627,7 +672,7 @@ async def test_a_service_that_left_our_class_while_nobody_led_frees_its_address(
     moved = ServiceKey("shop", "moved")
     ours = {"type": SERVICE_CONDITION, "status": "True", "reason": "Allocated"}
     # The last term gave it .1 (claim and status), then its class changed while nobody led.
-    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", moved)
+    h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", moved, age=120)
     h.controller.claims.rebuild([claim_view(h.gateway.claims["198.18.0.1"])])  # listed at start
     h.gateway.statuses.append((moved, ("198.18.0.1",), ours))
     await h.observe(ServiceKey("shop", "web"), service("web"))
