@@ -165,19 +165,19 @@ class AddressClaims:
             claim = self._ours.get(address)
             if claim is None or claim.parent != key:
                 continue
-            # Another replica's claim, made just now, it may be writing the status with,
-            # unless the Service is gone; the age is taken before the status is read.
             youth = 0.0 if claim.uid in self._made else _youth(claim)
             shown = await self.gateway.service_ingress(key)
             if shown is not None and address in shown:
                 continue  # shown again: written meanwhile by another replica leading at once
-            if shown is not None and youth > 0:
-                self._later(address, youth)
-                report.kept[address] = claim.describe()
-                continue
             hold = self.holds.hold_of(address)
             if hold is not None and hold[0] == key:
+                # Still the Service's, whoever made the claim: nobody else gets the address.
                 await self._hold(claim, stamp(hold[1]))
+            elif shown is not None and youth > 0:
+                # Another replica's claim, made just now, it may be writing the status with
+                # (the age was taken before the status was read); a gone Service's goes.
+                self._later(address, youth)
+                report.kept[address] = claim.describe()
             else:
                 await self._drop_or_pass(claim, report, owners)
         return report

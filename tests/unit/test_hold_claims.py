@@ -112,3 +112,19 @@ async def test_a_service_deleted_while_nobody_led_has_its_address_held_from_then
     assert hold is not None and hold[0] == WEB
     await h.dispatcher.service_changed(ServiceKey("shop", "other"), service("other"))
     assert h.gateway.statuses[-1][1] == ("198.18.0.2",)
+
+
+async def test_a_service_leaving_our_class_right_after_a_change_of_leader_is_held_at_once() -> None:
+    """A claim the last term made a moment ago becomes the hold all the same: left as a plain
+    claim until 60 s old (as another replica's young claims are), the hold would live in
+    memory only and its claim would be collected as nobody's."""
+    h = Harness()
+    h.gateway.claims[ADDRESS] = claim(ADDRESS, WEB)  # made by the last term, just now
+    h.claims.rebuild([claim_view(h.gateway.claims[ADDRESS])])
+    h.controller.rebuild([service("web", held=ADDRESS)], {})
+    h.gateway.statuses.append((WEB, (ADDRESS,), None))
+
+    await h.observe(WEB, service("web", held=ADDRESS, loadBalancerClass="other.example/lb"))
+
+    assert h.gateway.statuses[-1][:2] == (WEB, ())
+    assert h.held_since(), "the claim is the hold"
