@@ -79,6 +79,15 @@ class Harness:
     async def service_changed(self, key: ServiceKey) -> None:
         self.told.append(key)
 
+    async def sweep_until(self, done: Callable[[], bool], seconds: float = 5.0) -> None:
+        """Run the sweeper until `done` says so, or for `seconds` at most."""
+        sweeping = asyncio.create_task(self.sweeper.run())
+        for _ in range(int(seconds / 0.01)):
+            if done():
+                break
+            await asyncio.sleep(0.01)
+        sweeping.cancel()
+
 
 PUBLIC = PoolSpec("public", ("198.18.0.0/29",))
 
@@ -410,12 +419,7 @@ async def test_a_claim_another_replica_just_made_outlives_our_write_until_its_gr
     assert h.gateway.statuses[-1][:2] == (new, ("198.18.0.4",)), ".1 may be web's any moment"
     assert h.registry.pool_summary("public").allocated == 4, "and is counted as taken"
     # Web kept .3: once its grace is up, the claim on .1 goes and .1 is handed out again.
-    sweeping = asyncio.create_task(h.sweeper.run())
-    for _ in range(100):
-        if "198.18.0.1" not in h.gateway.claims:
-            break
-        await asyncio.sleep(0.05)
-    sweeping.cancel()
+    await h.sweep_until(lambda: "198.18.0.1" not in h.gateway.claims)
     assert "198.18.0.1" not in h.gateway.claims
     await h.observe(ServiceKey("shop", "late"), service("late"))
     assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
@@ -575,12 +579,7 @@ async def test_the_periodic_sweep_releases_a_service_the_cluster_no_longer_lists
     # Deleted while nobody watched: no event came, only the list no longer shows it.
     h.gateway.services = [{"metadata": {"namespace": "shop", "name": "kept"}}]
 
-    sweeping = asyncio.create_task(h.sweeper.run())
-    for _ in range(200):
-        if not h.registry.held_by(deleted):
-            break
-        await asyncio.sleep(0.01)
-    sweeping.cancel()
+    await h.sweep_until(lambda: not h.registry.held_by(deleted))
 
     assert h.registry.held_by(deleted) == ()
     assert h.registry.held_by(kept) == ("198.18.0.1",)
@@ -602,12 +601,7 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
         return await list_claims(keep)
 
     monkeypatch.setattr(h.gateway, "list_claims", flaky)
-    sweeping = asyncio.create_task(h.sweeper.run())
-    for _ in range(200):
-        if "198.18.0.5" not in h.gateway.claims:
-            break
-        await asyncio.sleep(0.01)
-    sweeping.cancel()
+    await h.sweep_until(lambda: "198.18.0.5" not in h.gateway.claims)
 
     assert calls >= 2 and "198.18.0.5" not in h.gateway.claims
 
@@ -626,14 +620,9 @@ async def test_a_claim_a_cut_off_leader_left_behind_goes_once_past_the_grace(
     h.gateway.claims["198.18.0.1"] = claim("198.18.0.1", web)
     h.controller.claims.rebuild([claim_view(h.gateway.claims["198.18.0.1"])])
 
-    sweeping = asyncio.create_task(h.sweeper.run())
-    await asyncio.sleep(0.2)
+    await h.sweep_until(lambda: False, seconds=0.2)
     kept_at_first = "198.18.0.1" in h.gateway.claims
-    for _ in range(100):
-        if "198.18.0.1" not in h.gateway.claims:
-            break
-        await asyncio.sleep(0.05)
-    sweeping.cancel()
+    await h.sweep_until(lambda: "198.18.0.1" not in h.gateway.claims)
 
     assert kept_at_first, "a claim younger than the grace may be a write in flight"
     assert "198.18.0.1" not in h.gateway.claims, "collected long before the next sweep"
