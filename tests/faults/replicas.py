@@ -130,14 +130,23 @@ class Replicas:
             popen.send_signal(signal.SIGCONT)
 
     def steal_lease(self, api: client.ApiClient, holder: str = "intruder") -> None:
-        """Overwrite the Lease as another candidate would, renewed just now."""
+        """Overwrite the Lease as another candidate would, renewed just now. The leader
+        renews it every second: a renewal between the read and the write is a 409 (CI), and
+        the thief reads again, as a candidate would."""
         leases = client.CoordinationV1Api(api)
-        lease = leases.read_namespaced_lease(LEASE, self.namespace)
-        stamp = datetime.datetime.now(datetime.UTC)
-        lease.spec.holder_identity = holder
-        lease.spec.renew_time = stamp
-        lease.spec.acquire_time = stamp
-        leases.replace_namespaced_lease(LEASE, self.namespace, lease)
+        for _ in range(10):
+            lease = leases.read_namespaced_lease(LEASE, self.namespace)
+            stamp = datetime.datetime.now(datetime.UTC)
+            lease.spec.holder_identity = holder
+            lease.spec.renew_time = stamp
+            lease.spec.acquire_time = stamp
+            try:
+                leases.replace_namespaced_lease(LEASE, self.namespace, lease)
+                return
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+        raise AssertionError("the Lease changed under every one of 10 attempts to steal it")
 
     def ensure_running(self) -> None:
         """Whatever a fault did, both processes run (a frozen one is woken)."""
