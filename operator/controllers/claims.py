@@ -165,7 +165,8 @@ class AddressClaims:
             claim = self._ours.get(address)
             if claim is None or claim.parent != key:
                 continue
-            youth = 0.0 if claim.uid in self._made else _youth(claim)
+            # A hold after release grounds no status write (one taken back is made afresh).
+            youth = 0.0 if claim.uid in self._made or claim.held_since else _youth(claim)
             shown = await self.gateway.service_ingress(key)
             if shown is not None and address in shown:
                 continue  # shown again: written meanwhile by another replica leading at once

@@ -10,6 +10,7 @@ from lbipam.controllers.claims import AddressClaims
 from lbipam.controllers.dispatch import Dispatcher
 from lbipam.controllers.services import ServiceController
 from lbipam.controllers.views import ServiceViews
+from lbipam.ipam.durations import stamp
 from lbipam.ipam.pool import PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import ServiceKey
@@ -128,3 +129,25 @@ async def test_a_service_leaving_our_class_right_after_a_change_of_leader_is_hel
 
     assert h.gateway.statuses[-1][:2] == (WEB, ())
     assert h.held_since(), "the claim is the hold"
+
+
+async def test_a_hold_the_last_term_made_ends_on_time_though_its_claim_is_young() -> None:
+    """Found by the chaos machine (seed 7402, episode 1854147602): web left our class, its
+    address was held for 5 s, then the Lease was stolen. The new leader ended the hold on
+    time but kept its claim, another term's and younger than 60 s, as if a status write could
+    rest on it: the hold outlived its end by most of a minute."""
+    h = Harness()
+    since = time.time() - 700.0  # the pool holds for 600 s: over
+    h.gateway.claims[ADDRESS] = claim(ADDRESS, WEB, held_since=stamp(since))  # made just now
+    h.claims.rebuild([claim_view(h.gateway.claims[ADDRESS])])
+    h.controller.rebuild([service("web", loadBalancerClass="other.example/lb")], {})
+    h.gateway.statuses.append((WEB, (), None))
+
+    h.dispatcher.schedule(h.controller.end_holds(time.time()))
+    for _ in range(100):
+        if ADDRESS not in h.gateway.claims:
+            break
+        await asyncio.sleep(0.01)
+
+    assert ADDRESS not in h.gateway.claims
+    assert h.registry.hold_of(ADDRESS) is None
