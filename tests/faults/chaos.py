@@ -504,6 +504,10 @@ class Episode:
         # may come back with another address.
         self.reborn: set[str] = set()
         self.hurried = False  # a step since the last settle did not wait
+        # The Nodes' addresses at the last settle: a Node that comes up while an unsettled
+        # step's decisions are in flight may find its address just handed out (the operator
+        # had not seen it yet); its holder keeps it and is told, as any holder would.
+        self.nodes_before: frozenset[str] = frozenset()
         # A fault came while an unsettled step's decisions were in flight: a leader may have
         # lost its term between a status write and its Events, which are then never posted.
         self.deposed = False
@@ -848,7 +852,9 @@ class Episode:
             found += oracle.namespace_limits(now, self.before, self.kept)
             found += oracle.consent_withdrawn(now, self.before)
             found += self._withdrawn_told(now)
-        found += oracle.node_addresses(now, self.before)
+        found += oracle.node_addresses(
+            now, self.before, self.nodes_before if self.hurried else None
+        )
         found += oracle.holds(now, time.time())
         found += self._told(now)
         found += self._moved(now)
@@ -1031,6 +1037,7 @@ class Episode:
         self.kept = {address: now.claims[address] for address in now.holds}
         self.owned = {a: s.held.key for s in now.services.values() for a in s.held.addresses}
         self.kept_until = {address: oracle.hold_end(now, address) for address in now.holds}
+        self.nodes_before = frozenset(now.nodes)
         for logical in list(self.plan.deleted):
             if self.pool(logical) not in now.pools:
                 del self.plan.deleted[logical]

@@ -11,7 +11,7 @@ import datetime
 import ipaddress
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -448,8 +448,12 @@ def nodes_by_address(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     }
 
 
-def node_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[Violation]:
-    """No Service holds a Node's address it was not already holding at the last settled read."""
+def node_addresses(
+    now: Cluster, before: Mapping[str, tuple[str, ...]], known: Collection[str] | None = None
+) -> list[Violation]:
+    """No Service holds a Node's address it was not already holding at the last settled read;
+    with `known`, only the addresses of those Nodes count (a Node that came up meanwhile may
+    find its address handed out before the operator saw it: docs/reference.md)."""
     return [
         Violation(
             "node-address",
@@ -457,7 +461,9 @@ def node_addresses(now: Cluster, before: Mapping[str, tuple[str, ...]]) -> list[
         )
         for uid, service in now.services.items()
         for address in service.held.addresses
-        if address in now.nodes and address not in before.get(uid, ())
+        if address in now.nodes
+        and (known is None or address in known)
+        and address not in before.get(uid, ())
     ]
 
 

@@ -655,3 +655,20 @@ def test_a_held_address_that_becomes_a_nodes_is_not_given_back(chaos: Env) -> No
         Step("recreate_service", "a/s13", hurry=0.0),
     ]
     replays_clean(chaos, steps)
+
+
+def test_a_node_coming_up_with_an_address_just_handed_out_leaves_it_with_its_told_holder(
+    chaos: Env,
+) -> None:
+    """Found by the chaos machine (seed 7401, episode 190423000), shrunk from 17 steps: a pool
+    grew by {v6}::4-::5 for two waiting Services, and Node n16 came up with {v6}::5 0.1 s
+    later, before lbipam saw it. Its holder keeps it and hears ReservedAddressHeld naming the
+    Node (docs/reference.md, Node addresses); the oracle had called it a new allocation."""
+    steps = [
+        Step("create_pool", "p6", _pool("{v4}.4-{v4}.9", priority=2)),
+        Step("create_service", "b/s8", _dual([]) | {"ports": [(53, "UDP")], "local": True}),
+        Step("create_service", "a/s10", _service([]) | {"families": ["IPv6"]}, hurry=0.3),
+        Step("grow_pool", "p6", {"entry": "{v6}::4-{v6}::5"}, hurry=0.1),
+        Step("create_node", "n16", {"addresses": [["InternalIP", "{v6}::5"]]}),
+    ]
+    replays_clean(chaos, steps)
