@@ -266,6 +266,9 @@ class AddressClaims:
         wait = await self._wait(claim)
         if wait > 0:
             self._later(address, wait)
+            if wait < math.inf and not holders:
+                # Kept for its youth: the address is nobody's here, and nobody else's yet.
+                report.kept[address] = claim.describe()
             return
         await self._drop(claim, report)
         log.info("released the claim on %s, which %s no longer holds", address, claim.parent)
