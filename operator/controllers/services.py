@@ -203,8 +203,6 @@ class ServiceController:
     async def _release_left_behind(self, key: ServiceKey, shown: tuple[str, ...]) -> ClaimReport:
         """Release the Service's claims on addresses other than those its status shows."""
         left = self.claims.left_behind(key, shown)
-        if not left:
-            return ClaimReport()
         return await self.claims.release(key, left, self.registry.owners_of)
 
     def _kept_off(self, holder: ServiceKey, sharing_key: str) -> list[ServiceKey]:
