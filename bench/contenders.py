@@ -1,74 +1,47 @@
 """The peers lbipam is measured against: MetalLB's controller and Cilium's operator.
 
-Both are built from their Go modules (nothing of theirs lives in this repository) into
-the control plane's cache (~/.cache/lbipam/controlplane/<peer>-<key>), keyed like it: a
-change of version, Go toolchain or flags builds anew, anything else reuses the cache.
+Both are built from their Go modules by tests/peers.py (the switching stories run them too;
+nothing of theirs lives in this repository) into the control plane's cache
+(~/.cache/lbipam/controlplane/<peer>-<key>), keyed like it: a change of version, Go toolchain
+or flags builds anew, anything else reuses the cache.
 
 - MetalLB: `go install go.universe.tf/metallb/controller@v0.15.3`; its CRDs come from the
   module's `config/crd/bases`; one `IPAddressPool` 10.0.0.0/8 in `metallb-system`.
 - Cilium: the generic operator of v1.15.19 (the newest release whose dependencies the module
-  proxy serves here), built by tests/peers.py (the switching story runs it too) from the
-  wrapper module in `tests/gobuild/cilium` with `-tags ipam_provider_operator`. It registers
-  its CRDs itself; one
-  `CiliumLoadBalancerIPPool` 10.0.0.0/8. Its client is throttled to 5 QPS by default, so it
-  runs as shipped and tuned (`--k8s-client-qps=200 --k8s-client-burst=400`).
+  proxy serves here), built from the wrapper module in `tests/gobuild/cilium` with
+  `-tags ipam_provider_operator`. It registers its CRDs itself; one `CiliumLoadBalancerIPPool`
+  10.0.0.0/8. Its client is throttled to 5 QPS by default, so it runs as shipped and tuned
+  (`--k8s-client-qps=200 --k8s-client-burst=400`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.api import Api, ApiError, ingress_ips, service_manifest
 from tests.controlplane import ControlPlane
-from tests.controlplane.build import ensure, key_of, run_go
 from tests.controlplane.cluster import Process, free_port
-from tests.peers import cilium_argv, cilium_operator
+from tests.peers import (
+    METALLB_NAMESPACE,
+    cilium_argv,
+    cilium_operator,
+    metallb_controller,
+    metallb_crds,
+)
 
-LDFLAGS = "-s -w"
-METALLB_MODULE = "go.universe.tf/metallb"
-METALLB_VERSION = "v0.15.3"
-METALLB_NAMESPACE = "metallb-system"
 CILIUM_POOLS = "/apis/cilium.io/v2alpha1/ciliumloadbalancerippools"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 POOL_CIDR = "10.0.0.0/8"
 READY_NAMESPACE = "bench-ready"  # the readiness probe's Service, outside the watched namespace
 
 
-def _go(*args: str, cwd: Path, **env: str) -> None:
-    run_go(["go", *args], cwd, dict(os.environ, CGO_ENABLED="0", **env))
-
-
-def _build_metallb(out: Path) -> None:
-    package = f"{METALLB_MODULE}/controller@{METALLB_VERSION}"
-    _go("install", "-trimpath", f"-ldflags={LDFLAGS}", package, cwd=out, GOBIN=str(out))
-    listed = subprocess.run(
-        ["go", "mod", "download", "-json", f"{METALLB_MODULE}@{METALLB_VERSION}"],
-        cwd=out,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    bases = Path(json.loads(listed.stdout)["Dir"]) / "config" / "crd" / "bases"
-    documents = [crd.read_text() for crd in sorted(bases.glob("*.yaml"))]
-    (out / "crds.yaml").write_text("\n---\n".join(documents))
-
-
-def metallb_binaries() -> Path:
-    """The folder with MetalLB's `controller` and its `crds.yaml`, built first when needed."""
-    key = "metallb-" + key_of(METALLB_MODULE.encode(), METALLB_VERSION.encode(), LDFLAGS.encode())
-    what = f"MetalLB's controller {METALLB_VERSION}"
-    return ensure(key, ("controller", "crds.yaml"), _build_metallb, what)
-
-
 def build_all() -> None:
-    metallb_binaries()
+    metallb_controller()
+    metallb_crds()
     cilium_operator()
 
 
@@ -110,7 +83,7 @@ async def _nothing(plane: ControlPlane, api: Api) -> None:
 
 
 async def _metallb_resources(plane: ControlPlane, api: Api) -> None:
-    crds = metallb_binaries() / "crds.yaml"
+    crds = await asyncio.to_thread(metallb_crds)
     await asyncio.to_thread(kubectl, plane, "apply", "--server-side", "-f", str(crds))
     await wait_crd(api, "ipaddresspools.metallb.io")
     await api.create_namespace(METALLB_NAMESPACE)
@@ -141,7 +114,7 @@ async def _cilium_pool(plane: ControlPlane, api: Api) -> None:
 
 def _metallb_argv(plane: ControlPlane) -> list[str]:
     return [
-        str(metallb_binaries() / "controller"),
+        str(metallb_controller()),
         "--webhook-mode=disabled",
         "--disable-cert-rotation",
         f"--namespace={METALLB_NAMESPACE}",
