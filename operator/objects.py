@@ -125,8 +125,10 @@ def service_request(
     body: Mapping[str, Any],
     namespace_labels: Mapping[str, str] | None = None,
     foreign: Iterable[str] = (),
+    key: ServiceKey | None = None,
 ) -> ServiceRequest:
-    """What the Service asks for; `foreign` names the controllers whose annotations count too."""
+    """What the Service asks for; `foreign` names the controllers whose annotations count too,
+    `key` the Service's key when the caller holds it already (see `service_view`)."""
     meta = body["metadata"]
     spec = body.get("spec") or {}
     annotations = meta.get("annotations") or {}
@@ -141,7 +143,7 @@ def service_request(
     controllers = tuple(foreign)
     ips = _annotated(annotations, ANNOTATION_IPS, FOREIGN_IPS, controllers, _address_set)
     pools = _annotated(annotations, ANNOTATION_POOL, FOREIGN_POOL, controllers, _name_set)
-    key = _annotated(
+    sharing = _annotated(
         annotations, ANNOTATION_SHARING_KEY, FOREIGN_SHARING_KEY, controllers, str.strip
     )
     crossing = _annotated(
@@ -153,17 +155,17 @@ def service_request(
     )
     # The registry names lbipam.io/ips when it cannot read an address: name the one asked.
     unreadable = _unreadable(ips) if ips.where != ANNOTATION_IPS else None
-    reasons = (ips.invalid or unreadable, pools.invalid, key.invalid, _bad_namespaces(crossing))
+    reasons = (ips.invalid or unreadable, pools.invalid, sharing.invalid, _bad_namespaces(crossing))
     invalid = [why for why in reasons if why]
     return ServiceRequest(
-        key=service_key(body),
+        key=key or service_key(body),
         created=meta.get("creationTimestamp") or "",
         labels=_copy(meta.get("labels")),
         namespace_labels=_copy(namespace_labels),
         pools=_split(pools.text),
         load_balancer_ip=spec.get("loadBalancerIP") or None,
         requested_ips=_split(ips.text),
-        sharing_key=(key.text or "").strip() or None,
+        sharing_key=(sharing.text or "").strip() or None,
         share_with=_name_set(crossing.text or ""),
         ports=ports,
         families=families or (4,),
@@ -252,14 +254,22 @@ def _unreadable(ips: _Annotated) -> str | None:
     return None
 
 
-def service_view(body: Mapping[str, Any], settings: Settings) -> ServiceView:
-    """The view of a Service; its namespace's labels are added by the Service controller."""
+def service_view(
+    body: Mapping[str, Any], settings: Settings, key: ServiceKey | None = None
+) -> ServiceView:
+    """The view of a Service; its namespace's labels are added by the Service controller.
+
+    `key` is the key the operator's tables hold for the Service already, when they do: each
+    table keeps the key it was first given, so a fresh key per event would leave each Service
+    with as many copies of its key (and name) as it had edits and tables, a memory that rose
+    for hours under churn (bench/README.md § Soak)."""
     meta = body["metadata"]
+    key = key or service_key(body)
     return ServiceView(
-        key=service_key(body),
+        key=key,
         uid=meta.get("uid", ""),
         handled=is_handled(body, settings),
-        request=service_request(body, foreign=settings.foreign_controllers),
+        request=service_request(body, foreign=settings.foreign_controllers, key=key),
         condition=our_condition(body),
         body={"metadata": _kept_metadata(meta), "spec": _kept(body.get("spec") or {}, _KEPT_SPEC)},
     )

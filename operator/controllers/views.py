@@ -24,6 +24,11 @@ class ServiceViews:
     def get(self, key: ServiceKey) -> ServiceView | None:
         return self._views.get(key)
 
+    def known(self, key: ServiceKey) -> ServiceKey:
+        """The equal key the views hold already, else `key`: one key object per Service."""
+        view = self._views.get(key)
+        return key if view is None else view.key
+
     def __contains__(self, key: ServiceKey) -> bool:
         return key in self._views
 

@@ -20,10 +20,10 @@ async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     owner = await controllers(memo)
     # Kopf's plain dict, not its Body wrapper: parsing reads it at half the cost.
     body = event["object"]
-    key = service_key(body)
+    key = owner.services.views.known(service_key(body))
     if event["type"] == "DELETED":
         await owner.dispatcher.service_changed(key, None)
     elif not owner.services.is_echo(key, body["metadata"].get("resourceVersion")):
         # The echo of our status write (the dispatcher's rule 8) is half of a burst's
         # events: it goes nowhere, so it is told apart before the Service is parsed.
-        await owner.dispatcher.service_changed(key, service_view(body, owner.settings))
+        await owner.dispatcher.service_changed(key, service_view(body, owner.settings, key))

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from lbipam.controllers.views import ServiceViews
 from lbipam.ipam.pool import AllocationOrder, PoolSpec
 from lbipam.ipam.registry import Registry
 from lbipam.ipam.requests import Port, Reason, ServiceKey
 from lbipam.ipam.reservations import Reservation
-from lbipam.objects import is_handled, pool_spec, service_request, service_view
+from lbipam.objects import is_handled, pool_spec, service_key, service_request, service_view
 from lbipam.settings import Settings
 
 DEFAULT = Settings.load({"LBIPAM_NAMESPACE": "x"})
@@ -325,3 +326,29 @@ def test_a_pool_reads_its_release_hold_and_an_unreadable_one_is_its_error() -> N
     assert unreadable.error == (
         'releaseHold: "ten minutes" is not a duration like 90s, 10m or 1h30m'
     )
+
+
+def test_a_service_edited_again_and_again_keeps_one_key_object_in_memory() -> None:
+    # What the Service handler does per event: each event's body is parsed anew, yet every
+    # table must go on holding the first key, or a Service's key (and its name) would be
+    # kept once per edit and table: the soak's leader grew for hours that way.
+    views = ServiceViews()
+    settings = Settings.load({"LBIPAM_NAMESPACE": "x"})
+    first = ServiceKey("shop", "web")
+    for version in range(1, 51):
+        body = {
+            "metadata": {
+                "namespace": "shop",
+                "name": "web",
+                "resourceVersion": str(version),
+                "annotations": {"lbipam.io/pool": f"pool-{version}"},
+            },
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        }
+        key = views.known(service_key(body))
+        views.put(service_view(body, settings, key))
+        if version == 1:
+            first = key
+    view = views.get(first)
+    assert view is not None and view.request.pools == ("pool-50",)
+    assert view.key is first and view.request.key is first
