@@ -299,8 +299,14 @@ class Cluster:
         """Addresses nobody else may be handed: held by a Service or after release, or
         claimed less than CLAIM_SLACK ago (docs/reference.md § Address claims: a claim of
         a Service that let go of its address may stay until 60 s old, keeping it)."""
-        young = {a for a in self.claims if self.read_at < self.claimed_at.get(a, 0.0) + CLAIM_SLACK}
+        young = {a for a in self.claims if self.claimed_young(a)}
         return set(self.holders()) | set(self.holds) | young
+
+    def claimed_young(self, address: str) -> str | None:
+        """The Service a claim of the address less than CLAIM_SLACK old is for, if any."""
+        if self.read_at < self.claimed_at.get(address, 0.0) + CLAIM_SLACK:
+            return self.claims.get(address)
+        return None
 
     def held_for(self, address: str) -> str | None:
         """The Service an address is held for after release, if it is."""
@@ -493,6 +499,10 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
             return "hard"
         if now.held_for(static) not in (None, service.held.key):
             return "hard"  # AddressHeld
+        if now.claimed_young(static) not in (None, service.held.key):
+            # Another Service's young claim (one another replica made, its Service moved
+            # off meanwhile) keeps the address until 60 s old: AddressInUse, for now.
+            return "hard"
         if any(reserved_against(p, static, service.held.key) for p in now.pools.values()):
             return "hard"
         if not all(
@@ -508,6 +518,8 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
         rivals = [h for h in now.holders()[group] if h.uid != service.held.uid]
         if any(reserved_against(p, group, service.held.key) for p in now.pools.values()):
             return "hard"
+        if not all(has_room(now, service, p, group) for p in now.pools.values() if p.covers(group)):
+            return "soft"  # joining counts for the namespace too, as a static request does
         return "ok" if _may_share([service.held, *rivals]) else "hard"
     ok = any(
         family in p.usable

@@ -404,3 +404,35 @@ def test_a_limit_binds_nothing_an_older_overlapping_pool_hands_out() -> None:
     )
     two = world([older, younger], [service("x", "10.0.0.1"), service("y", "10.0.0.2")])
     assert namespace_limits(two, {"x": ("10.0.0.1",)}) == []
+
+
+def test_a_static_request_for_an_address_another_services_young_claim_keeps_waits() -> None:
+    """Chaos seed 7501 (episode 3199714372): after a change of leader web moved off the
+    address the old leader had claimed for it, and the claim kept it until 60 s old
+    (docs/reference.md, Address claims); api, asking for it, heard AddressInUse meanwhile."""
+    kept = claim("10.0.0.1", "web")
+    kept["metadata"]["creationTimestamp"] = SINCE
+    asks = service("api", reason="AddressInUse", annotations={"lbipam.io/ips": "10.0.0.1"})
+    now = world([pool("p", "10.0.0.1-10.0.0.5")], [service("web", "10.0.0.2"), asks], claims=[kept])
+    now.read_at = T0 + 1
+
+    assert "pending" not in invariants(now)
+    now.read_at = T0 + CLAIM_SLACK + 1
+    assert "pending" in invariants(now)
+
+
+def test_joining_a_sharing_group_waits_while_the_namespace_is_at_the_pools_limit() -> None:
+    """Chaos seed 7501 (episode 1018086629): a shared address counts for each namespace
+    sharing it (docs/reference.md, Per-namespace limit), so b's Service joining a's address
+    waits with NamespaceLimitReached while b holds its one address of the pool."""
+    limited = pool("p", "198.18.0.12/30", perNamespaceLimit=1)
+    holder = sharer("web", "a", "2026-01-01T00:00:00Z", "198.18.0.12", consent="b")
+    other = service("dns", "198.18.0.13")
+    other["metadata"]["namespace"] = "b"
+    joining = sharer("edge", "b", "2026-01-02T00:00:00Z", consent="a")
+    joining["spec"]["ports"] = [{"port": 53, "protocol": "UDP"}]
+    joining["status"]["conditions"][0]["reason"] = "NamespaceLimitReached"
+
+    assert "pending" not in invariants(world([limited], [holder, other, joining]))
+    del limited["spec"]["perNamespaceLimit"]
+    assert "pending" in invariants(world([limited], [holder, other, joining]))
