@@ -66,10 +66,22 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
     return run
 
 
+def wait_established(kubectl: Kubectl, crd: str, timeout: float = 60) -> None:
+    """Until a CRD just applied is served. Not `kubectl wait`: it fails at once, instead of
+    waiting, while the new CRD's status has no conditions yet (kubernetes/kubernetes#66439)."""
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    eventually(
+        lambda: kubectl("get", f"crd/{crd}", "-o", f"jsonpath={established}").stdout == "True",
+        timeout=timeout,
+        interval=0.2,
+        what=f"CRD {crd} Established",
+    )
+
+
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(REPO / "deploy/crds/ippools.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/ippools.lbipam.io", "--timeout=30s")
+    wait_established(kubectl, "ippools.lbipam.io")
 
 
 @pytest.fixture(scope="session")
