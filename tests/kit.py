@@ -68,10 +68,12 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
 
 def wait_established(kubectl: Kubectl, crd: str, timeout: float = 60) -> None:
     """Until a CRD just applied is served. Not `kubectl wait`: it fails at once, instead of
-    waiting, while the new CRD's status has no conditions yet (kubernetes/kubernetes#66439)."""
+    waiting, while the new CRD's status has no conditions yet (kubernetes/kubernetes#66439);
+    so does this query, which is why a failed one is only asked again."""
     established = '{.status.conditions[?(@.type=="Established")].status}'
+    query = ("get", f"crd/{crd}", "-o", f"jsonpath={established}")
     eventually(
-        lambda: kubectl("get", f"crd/{crd}", "-o", f"jsonpath={established}").stdout == "True",
+        lambda: kubectl(*query, check=False).stdout == "True",
         timeout=timeout,
         interval=0.2,
         what=f"CRD {crd} Established",
