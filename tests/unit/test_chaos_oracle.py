@@ -421,6 +421,21 @@ def test_a_static_request_for_an_address_another_services_young_claim_keeps_wait
     assert "pending" in invariants(now)
 
 
+def test_a_static_request_waits_for_its_own_claim_an_earlier_leader_made_until_its_grace() -> None:
+    """Chaos seed 7505 (episode 1174416776): the leader claimed 10.0.0.1 for api, as api asks,
+    and lost its term before the status write landed; the next leader may not use a claim
+    another term made (docs/reference.md, Address claims), so api waits until it is 60 s old."""
+    own = claim("10.0.0.1", "api")
+    own["metadata"]["creationTimestamp"] = SINCE
+    asks = service("api", reason="AddressInUse", annotations={"lbipam.io/ips": "10.0.0.1"})
+    now = world([pool("p", "10.0.0.1-10.0.0.5")], [asks], claims=[own])
+    now.read_at = T0 + 1
+
+    assert "pending" not in invariants(now)
+    now.read_at = T0 + CLAIM_SLACK + 1
+    assert "pending" in invariants(now)
+
+
 def test_joining_a_sharing_group_waits_while_the_namespace_is_at_the_pools_limit() -> None:
     """Chaos seed 7501 (episode 1018086629): a shared address counts for each namespace
     sharing it (docs/reference.md, Per-namespace limit), so b's Service joining a's address
