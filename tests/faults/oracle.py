@@ -499,10 +499,10 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
             return "hard"
         if now.held_for(static) not in (None, service.held.key):
             return "hard"  # AddressHeld
-        if now.claimed_young(static) is not None and static not in service.held.addresses:
-            # A young claim the status does not show, made by another replica or an earlier
-            # term (for another Service, or for this one when its status write was lost), keeps
-            # the address until 60 s old: AddressInUse, for now (docs/reference.md).
+        if now.claimed_young(static) is not None and static not in now.holders():
+            # A young claim no status shows, made by another replica or an earlier term (for
+            # another Service, or for this one when its status write was lost), keeps the
+            # address until 60 s old: AddressInUse, for now (docs/reference.md).
             return "hard"
         if any(reserved_against(p, static, service.held.key) for p in now.pools.values()):
             return "hard"
