@@ -302,11 +302,10 @@ class Cluster:
         young = {a for a in self.claims if self.claimed_young(a)}
         return set(self.holders()) | set(self.holds) | young
 
-    def claimed_young(self, address: str) -> str | None:
-        """The Service a claim of the address less than CLAIM_SLACK old is for, if any."""
-        if self.read_at < self.claimed_at.get(address, 0.0) + CLAIM_SLACK:
-            return self.claims.get(address)
-        return None
+    def claimed_young(self, address: str) -> bool:
+        """The address has a claim less than CLAIM_SLACK old."""
+        made = self.claimed_at.get(address, 0.0)
+        return address in self.claims and self.read_at < made + CLAIM_SLACK
 
     def held_for(self, address: str) -> str | None:
         """The Service an address is held for after release, if it is."""
@@ -494,12 +493,13 @@ def _family_outcome(now: Cluster, service: ServiceModel, family: int, taken: Tak
         return "hard"
     static = service.statics.get(family)
     if static is not None:
-        rivals = [h for h in now.holders().get(static, []) if h.uid != service.held.uid]
+        shown = now.holders().get(static, [])
+        rivals = [h for h in shown if h.uid != service.held.uid]
         if rivals and not _may_share([service.held, *rivals]):
             return "hard"
         if now.held_for(static) not in (None, service.held.key):
             return "hard"  # AddressHeld
-        if now.claimed_young(static) is not None and static not in now.holders():
+        if now.claimed_young(static) and not shown:
             # A young claim no status shows, made by another replica or an earlier term (for
             # another Service, or for this one when its status write was lost), keeps the
             # address until 60 s old: AddressInUse, for now (docs/reference.md).
