@@ -283,14 +283,7 @@ async def cluster(
             if operator:
                 crd = str(REPO / "deploy/crds/ippools.yaml")
                 await asyncio.to_thread(kubectl, plane, "apply", "-f", crd)
-                await asyncio.to_thread(
-                    kubectl,
-                    plane,
-                    "wait",
-                    "--for=condition=Established",
-                    "crd/ippools.lbipam.io",
-                    "--timeout=60s",
-                )
+                await asyncio.to_thread(plane.wait_established, "ippools.lbipam.io")
                 await api.create_pool(POOL, POOL_ADDRESSES)
                 process = RuntimeOperator(plane, wrapper, claims, python)
                 await asyncio.to_thread(process.start)

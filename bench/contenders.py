@@ -34,7 +34,6 @@ from tests.peers import (
 )
 
 CILIUM_POOLS = "/apis/cilium.io/v2alpha1/ciliumloadbalancerippools"
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 POOL_CIDR = "10.0.0.0/8"
 READY_NAMESPACE = "bench-ready"  # the readiness probe's Service, outside the watched namespace
 
@@ -48,18 +47,6 @@ def build_all() -> None:
 def kubectl(plane: ControlPlane, *args: str) -> None:
     command = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", *args]
     subprocess.run(command, check=True, capture_output=True, text=True)
-
-
-async def wait_crd(api: Api, name: str, wait_s: float = 120) -> None:
-    """Until the CRD exists and is Established (a peer registering its own takes a while)."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        crd = await api.request("GET", f"{CRDS}/{name}", ok=(404,))
-        conditions = ((crd or {}).get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"CRD {name} not established in {wait_s}s")
 
 
 async def wait_addressed(api: Api, wait_s: float = 120) -> float:
@@ -85,7 +72,7 @@ async def _nothing(plane: ControlPlane, api: Api) -> None:
 async def _metallb_resources(plane: ControlPlane, api: Api) -> None:
     crds = await asyncio.to_thread(metallb_crds)
     await asyncio.to_thread(kubectl, plane, "apply", "--server-side", "-f", str(crds))
-    await wait_crd(api, "ipaddresspools.metallb.io")
+    await asyncio.to_thread(plane.wait_established, "ipaddresspools.metallb.io")
     await api.create_namespace(METALLB_NAMESPACE)
     pool = {
         "apiVersion": "metallb.io/v1beta1",
@@ -98,7 +85,8 @@ async def _metallb_resources(plane: ControlPlane, api: Api) -> None:
 
 
 async def _cilium_pool(plane: ControlPlane, api: Api) -> None:
-    await wait_crd(api, "ciliumloadbalancerippools.cilium.io")
+    # Cilium's operator registers its CRDs itself, after its start.
+    await asyncio.to_thread(plane.wait_established, "ciliumloadbalancerippools.cilium.io", 120)
     pool = {
         "apiVersion": "cilium.io/v2alpha1",
         "kind": "CiliumLoadBalancerIPPool",

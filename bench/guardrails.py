@@ -304,9 +304,9 @@ def install(plane: ControlPlane) -> str:
     for args in (
         ["apply", "-f", str(REPO / "deploy/namespace.yaml")],
         ["apply", "-k", str(REPO / "deploy")],
-        ["wait", "--for=condition=Established", "crd/ippools.lbipam.io"],
     ):
         subprocess.run([*kubectl, *args], check=True, capture_output=True)
+    plane.wait_established("ippools.lbipam.io")
     return subprocess.run(
         [*kubectl, "create", "token", "lbipam", "-n", SYSTEM, "--duration=2h"],
         check=True,

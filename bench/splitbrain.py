@@ -80,9 +80,7 @@ class Watcher(threading.Thread):
 def run(plane: ControlPlane, claims: str, count: int, wait_s: float) -> dict[str, Any]:
     kubectl = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}"]
     subprocess.run([*kubectl, "apply", "-f", str(REPO / "deploy/crds")], check=True)
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/ippools.lbipam.io"], check=True
-    )
+    plane.wait_established("ippools.lbipam.io")
     api = config.new_client_from_config(str(plane.kubeconfig))
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})

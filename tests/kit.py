@@ -66,24 +66,10 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
     return run
 
 
-def wait_established(kubectl: Kubectl, crd: str, timeout: float = 60) -> None:
-    """Until a CRD just applied is served. Not `kubectl wait`: it fails at once, instead of
-    waiting, while the new CRD's status has no conditions yet (kubernetes/kubernetes#66439);
-    so does this query, which is why a failed one is only asked again."""
-    established = '{.status.conditions[?(@.type=="Established")].status}'
-    query = ("get", f"crd/{crd}", "-o", f"jsonpath={established}")
-    eventually(
-        lambda: kubectl(*query, check=False).stdout == "True",
-        timeout=timeout,
-        interval=0.2,
-        what=f"CRD {crd} Established",
-    )
-
-
 @pytest.fixture(scope="session")
-def crds(kubectl: Kubectl) -> None:
+def crds(kubectl: Kubectl, control_plane: ControlPlane) -> None:
     kubectl("apply", "-f", str(REPO / "deploy/crds/ippools.yaml"))
-    wait_established(kubectl, "ippools.lbipam.io")
+    control_plane.wait_established("ippools.lbipam.io")
 
 
 @pytest.fixture(scope="session")

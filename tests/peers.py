@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.controlplane import ControlPlane
 from tests.controlplane.build import ensure, key_of, run_go
 from tests.controlplane.cluster import die_with_parent, free_port
-from tests.kit import Kubectl, wait_established
+from tests.kit import Kubectl
 
 METALLB_MODULE, METALLB_VERSION = "go.universe.tf/metallb", "v0.15.3"
 METALLB_CONTROLLER = f"{METALLB_MODULE}/controller@{METALLB_VERSION}"
@@ -69,10 +69,10 @@ def metallb_crds() -> Path:
     return Path(json.loads(done.stdout)["Dir"]) / "config/crd/bases"
 
 
-def install_metallb_crds(kubectl: Kubectl) -> None:
+def install_metallb_crds(kubectl: Kubectl, plane: ControlPlane) -> None:
     """MetalLB's CRDs and namespace, left in place for the session (they are inert)."""
     kubectl("apply", "--server-side", "-f", str(metallb_crds()))
-    wait_established(kubectl, "ipaddresspools.metallb.io")
+    plane.wait_established("ipaddresspools.metallb.io")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": METALLB_NAMESPACE}}
     kubectl("apply", "-f", "-", input=json.dumps(namespace))
 

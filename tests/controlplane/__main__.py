@@ -56,9 +56,7 @@ def demo(plane: ControlPlane) -> int:
     """Apply the CRD and the examples, then run the operator until Ctrl-C."""
     kubectl = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}"]
     subprocess.run([*kubectl, "apply", "-f", str(REPO / "deploy/crds/ippools.yaml")], check=True)
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/ippools.lbipam.io"], check=True
-    )
+    plane.wait_established("ippools.lbipam.io")
     subprocess.run([*kubectl, "apply", "-f", str(REPO / "deploy/examples")], check=True)
     print(
         f"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ import yaml
 
 from .build import ensure_binaries
 from .certs import Pki, make_pki
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 SERVICE_CIDRS = "10.96.0.0/16,fd00:10:96::/112"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
@@ -213,6 +216,21 @@ class ControlPlane:
                 return int(r.status), r.read().decode()
         except urllib.error.HTTPError as error:
             return int(error.code), error.read().decode()
+
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Until a CRD just applied is served. Not `kubectl wait`: it fails at once, instead of
+        waiting, while the new CRD's status has no conditions yet (kubernetes/kubernetes#66439)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.get(f"{CRDS}/{crd}")
+            shown = (json.loads(body).get("status") or {}) if status == 200 else {}
+            if any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in shown.get("conditions") or []
+            ):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"CRD {crd} not Established after {timeout}s")
 
     def _wait_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:

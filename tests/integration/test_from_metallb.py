@@ -23,7 +23,7 @@ SERVICES = 200
 
 @pytest.fixture
 def metallb(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[MetalLBController]:
-    install_metallb_crds(kubectl)
+    install_metallb_crds(kubectl, control_plane)
     controller = MetalLBController(control_plane)
     yield controller
     controller.cleanup()

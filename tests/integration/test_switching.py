@@ -32,8 +32,8 @@ from tests.peers import install_metallb_crds
 
 
 @pytest.fixture(scope="module")
-def metallb_crd(kubectl: Kubectl) -> None:
-    install_metallb_crds(kubectl)
+def metallb_crd(kubectl: Kubectl, control_plane: ControlPlane) -> None:
+    install_metallb_crds(kubectl, control_plane)
 
 
 def wait_addresses(core: client.CoreV1Api, namespace: str, name: str, ips: list[str]) -> None:
