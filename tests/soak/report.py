@@ -72,6 +72,7 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['churn_per_second']:.2f} edits/s ({report['churn_edits']} edits), RSS slope "
         f"after {report['warmup_minutes']:g} min {slopes} MiB/h (bound {report['slope_bound']:g}), "
         f"{len(report['growing_tables'])} growing tables, {len(report['violations'])} violations, "
+        f"sockets per replica {report['sockets']['after_warmup']} → {report['sockets']['end']}, "
         f"load {report['load_average']}"
     )
 

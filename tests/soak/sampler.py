@@ -1,12 +1,15 @@
-"""Every 10 s: both replicas' RSS, the leader's table sizes and the population they serve."""
+"""Every 10 s: both replicas' RSS and open sockets, the leader's table sizes and the population
+they serve."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.procstat import usage
 from tests.operator_process import OperatorProcess
@@ -19,6 +22,8 @@ TABLE = re.compile(r'^lbipam_debug_table_entries\{table="([^"]+)"\} (\S+)$', re.
 class Sample:
     at: float  # seconds since the soak's clock started
     rss_mib: list[float | None]  # per replica; None while it is not running
+    # Per replica: each connection to the API server keeps TLS buffers of a few hundred KiB.
+    sockets: list[int | None]
     pids: list[int | None]
     leader: int | None  # index of the replica leading, if one answered so
     tables: dict[str, int]  # the leader's, empty when it did not answer
@@ -32,6 +37,16 @@ def tables_of(metrics: str) -> dict[str, int]:
 def _pid(replica: OperatorProcess) -> int | None:
     popen = replica.popen
     return popen.pid if popen is not None and popen.poll() is None else None
+
+
+def _sockets(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        fds = Path(f"/proc/{pid}/fd").iterdir()
+        return sum(1 for fd in fds if os.readlink(fd).startswith("socket:"))
+    except OSError:  # exited meanwhile
+        return None
 
 
 def _rss(pid: int | None) -> float | None:
@@ -56,6 +71,7 @@ class Sampler(threading.Thread):
     def sample(self) -> Sample:
         pids = [_pid(replica) for replica in self.replicas]
         rss = [_rss(pid) for pid in pids]
+        sockets = [_sockets(pid) for pid in pids]
         leader, tables = None, {}
         for index, replica in enumerate(self.replicas):
             try:
@@ -64,7 +80,8 @@ class Sampler(threading.Thread):
                 continue
             if re.search(r"^lbipam_leader 1\.0$", text, re.M):
                 leader, tables = index, tables_of(text)
-        return Sample(time.monotonic() - self.started, rss, pids, leader, tables, self.population())
+        at = time.monotonic() - self.started
+        return Sample(at, rss, sockets, pids, leader, tables, self.population())
 
     def run(self) -> None:
         while not self._halt.is_set():

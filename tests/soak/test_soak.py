@@ -116,6 +116,7 @@ def test_an_hour_of_churn_grows_nothing_and_loses_nothing(
         "leaders_seen": sorted(leaders),
         # What the tables follow: the Services the soak keeps, after warm-up and at the end.
         "population": {"after_warmup": judged[0].population, "end": judged[-1].population},
+        "sockets": {"after_warmup": judged[0].sockets, "end": judged[-1].sockets},
         "tables": report.tables(growth),
         "growing_tables": [g.table for g in growth if g.grows],
         "settle_seconds": ending.settle_seconds,

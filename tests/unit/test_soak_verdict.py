@@ -9,7 +9,7 @@ from tests.soak.verdict import Scale, rss_series, short_bound, slope_per_hour, t
 def samples(rss: list[float], views: list[int], pids: list[int] | None = None) -> list[Sample]:
     pids = pids or [100] * len(rss)
     return [
-        Sample(10.0 * i, [r, 50.0], [p, 200], 0, {"service_views": v}, 300)
+        Sample(10.0 * i, [r, 50.0], [30, 3], [p, 200], 0, {"service_views": v}, 300)
         for i, (r, v, p) in enumerate(zip(rss, views, pids, strict=True))
     ]
 
