@@ -407,7 +407,9 @@ class AddressClaims:
         The age is taken before the status is read: a write made on the claim while it was
         young has landed by then, and the read shows it."""
         assert claim.parent is not None
-        youth = _youth(claim)
+        # A hold after release grounds no status write; one the registry does not keep (its
+        # address left every pool) is over.
+        youth = 0.0 if claim.held_since else _youth(claim)
         shown = await self.gateway.service_ingress(claim.parent)
         if shown is None:
             return 0.0

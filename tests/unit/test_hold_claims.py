@@ -151,3 +151,20 @@ async def test_a_hold_the_last_term_made_ends_on_time_though_its_claim_is_young(
 
     assert ADDRESS not in h.gateway.claims
     assert h.registry.hold_of(ADDRESS) is None
+
+
+async def test_a_hold_whose_address_left_every_pool_ends_at_once_after_a_change_of_leader() -> None:
+    """Found by the chaos machine (seed 7614, episode 1560749318): web's pool was being
+    deleted when web left our class; its address was held, and the hold ended at once, since
+    no pool may hand the address out. The API server froze before the claim was deleted, and
+    the next leader, finding a hold on an address in no pool, kept its claim until 60 s old."""
+    h = Harness()
+    outside = "198.18.9.1"  # in no pool: the pool that had it is gone
+    h.gateway.claims[outside] = claim(outside, WEB, held_since=stamp(time.time() - 3))
+    h.claims.rebuild([claim_view(h.gateway.claims[outside])])
+    h.controller.rebuild([service("web", loadBalancerClass="other.example/lb")], {})
+    h.gateway.statuses.append((WEB, (), None))
+
+    await h.controller.collect_claims()
+
+    assert outside not in h.gateway.claims
