@@ -45,7 +45,7 @@ def _sockets(pid: int | None) -> int | None:
     try:
         fds = Path(f"/proc/{pid}/fd").iterdir()
         return sum(1 for fd in fds if os.readlink(fd).startswith("socket:"))
-    except OSError:  # exited meanwhile
+    except OSError:  # exited, or a descriptor closed while it was read: none this time
         return None
 
 
