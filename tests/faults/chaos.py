@@ -949,7 +949,8 @@ class Episode:
         )
 
     def _gone(self, now: oracle.Cluster) -> list[Violation]:
-        """A pool is gone only once nobody holds an address of it, and only when deleted."""
+        """A pool is gone only once nobody holds an address of it, and only when deleted. A
+        Service reborn since (through ClusterIP, say) let go in between: the pool could go."""
         found = []
         for name, pool in self.known_pools.items():
             if name in now.pools:
@@ -960,6 +961,7 @@ class Episode:
             kept = [
                 f"{s.held.key} {a}"
                 for uid, s in now.services.items()
+                if s.held.key not in self.reborn
                 for a in s.held.addresses
                 if a in self.before.get(uid, ()) and pool.covers(a)
             ]

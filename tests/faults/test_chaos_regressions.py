@@ -672,3 +672,26 @@ def test_a_node_coming_up_with_an_address_just_handed_out_leaves_it_with_its_tol
         Step("create_node", "n16", {"addresses": [["InternalIP", "{v6}::5"]]}),
     ]
     replays_clean(chaos, steps)
+
+
+def test_a_pool_may_go_while_its_only_holder_passes_through_cluster_ip(chaos: Env) -> None:
+    """Found by the chaos machine (seed 7622, episode 3835502468), shrunk from 9 steps: the
+    oracle, not the operator, was wrong. p0 was being deleted under b/s4 when b/s4's class
+    changed, through ClusterIP as a user must: b/s4 let go of its address, p0 went, and b/s4
+    got the address back from p5, which covers it too. The oracle called p0 gone while held."""
+    team_red = {"autoAssign": True, "tier": None, "team": "red"}
+    steps = [
+        Step("create_pool", "p0", {"addresses": ["{v4}.0/29"], "priority": 1} | team_red),
+        Step("create_service", "b/s4", _service([]) | {"ports": [(443, "TCP")]}),
+        Step(
+            "create_pool",
+            "p5",
+            {"addresses": ["{v4}.16-{v4}.19", "{v4}.0/29"], "priority": 0, "releaseHold": "10s"}
+            | team_red
+            | {"limit": 1},
+            hurry=0.6,
+        ),
+        Step("delete_pool", "p0", hurry=0.1),
+        Step("change_class", "b/s4", {"class": "lbipam.io/lb"}, hurry=0.1),
+    ]
+    replays_clean(chaos, steps)
