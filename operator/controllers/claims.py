@@ -165,8 +165,7 @@ class AddressClaims:
             claim = self._ours.get(address)
             if claim is None or claim.parent != key:
                 continue
-            # A hold after release grounds no status write (one taken back is made afresh).
-            youth = 0.0 if claim.uid in self._made or claim.held_since else _youth(claim)
+            youth = 0.0 if claim.uid in self._made else _youth(claim)
             shown = await self.gateway.service_ingress(key)
             if shown is not None and address in shown:
                 continue  # shown again: written meanwhile by another replica leading at once
@@ -407,9 +406,7 @@ class AddressClaims:
         The age is taken before the status is read: a write made on the claim while it was
         young has landed by then, and the read shows it."""
         assert claim.parent is not None
-        # A hold after release grounds no status write; one the registry does not keep (its
-        # address left every pool) is over.
-        youth = 0.0 if claim.held_since else _youth(claim)
+        youth = _youth(claim)
         shown = await self.gateway.service_ingress(claim.parent)
         if shown is None:
             return 0.0
@@ -436,7 +433,11 @@ def _may_use(key: ServiceKey, claim: ClaimView, owners: Owners) -> bool:
 
 
 def _youth(claim: ClaimView) -> float:
-    """Seconds until the claim is CLAIM_GRACE old."""
+    """Seconds until the claim is CLAIM_GRACE old; none for a hold after release, which
+    grounds no status write (one taken back is made afresh), so one the registry does not
+    keep (its address left every pool) is over."""
+    if claim.held_since:
+        return 0.0
     return max(0.0, CLAIM_GRACE - _age(claim.created))
 
 
