@@ -189,6 +189,15 @@ class Registry:
             return None
         return None if hold is None else (hold.key, hold.since)
 
+    def describe_hold(self, address: str) -> str | None:
+        """For a user: for whom the address is held after release, and until when."""
+        try:
+            ip = parse_address(address)
+        except ValueError:
+            return None
+        hold = self._holdings.held.get(ip)
+        return None if hold is None else self._holdings.held.describe(ip, hold)
+
     def restore_holds(self, holds: Iterable[tuple[str, ServiceKey, float]]) -> None:
         """Start-up, after `rebuild`: the holds the claims record (address, for whom, since);
         one on an address a Service holds or no pool contains is dropped."""

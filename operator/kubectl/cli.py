@@ -69,7 +69,8 @@ COMMANDS = {
     "pools": (
         "each pool: how full, its conditions, who holds its addresses",
         "Each IPPool with a usage bar, total/allocated/available, what keeps it from handing "
-        "out addresses, and (--show-services) the Services holding its addresses.",
+        "out addresses, and (--show-services) the Services holding its addresses and the "
+        "addresses held after release, for whom and until when.",
     ),
     "services": (
         "who holds which address; --pending: who waits and why",
@@ -103,7 +104,9 @@ def parser() -> argparse.ArgumentParser:
         for name, (short, long) in COMMANDS.items()
     }
     made["pools"].add_argument(
-        "--show-services", action="store_true", help="list the Services holding its addresses"
+        "--show-services",
+        action="store_true",
+        help="list the Services holding its addresses, and its holds after release",
     )
     made["services"].add_argument("-n", "--namespace", help="only this namespace (default: all)")
     made["services"].add_argument(
@@ -143,6 +146,8 @@ async def _with_cluster(args: argparse.Namespace, style: Style) -> Report:
             return await _validate(args, style, cluster, creds.server)
         view = View(await cluster.snapshot(), _settings(args))
         if args.command == "pools":
+            if args.show_services:
+                view.restore_holds(await cluster.our_claims())
             return pools_report(view, style, args.show_services)
         if args.command == "services":
             return services_report(view, style, args.namespace, args.pending)

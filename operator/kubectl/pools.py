@@ -16,7 +16,7 @@ NOTABLE = {POOL_READY: "False", POOL_EXHAUSTED: "True", POOL_SERVICE_CIDR: "True
 
 
 def pool_data(view: View) -> list[dict[str, Any]]:
-    holders = view.holders()
+    holders, holds = view.holders(), view.holds()
     pools = []
     for body in view.snapshot.pools:
         name = body["metadata"]["name"]
@@ -38,6 +38,10 @@ def pool_data(view: View) -> list[dict[str, Any]]:
                 "services": [
                     {"service": str(key), "addresses": list(addresses)}
                     for key, addresses in holders.get(name, [])
+                ],
+                "heldAfterRelease": [
+                    {"address": address, "hold": described}
+                    for address, described in holds.get(name, [])
                 ],
             }
         )
@@ -96,4 +100,5 @@ def pools_report(view: View, style: Style, show_services: bool) -> Report:
                 if holders
                 else ["  no Service holds an address of it"]
             )
+            lines += [f"  {h['hold']}" for h in p["heldAfterRelease"]]
     return Report(pools, lines)

@@ -37,6 +37,7 @@ def involved(event: Mapping[str, Any]) -> str:
 
 async def who_data(cluster: Cluster, view: View, address: str) -> dict[str, Any]:
     claim, events = await asyncio.gather(cluster.claim(address), cluster.events_about(address))
+    view.restore_holds([claim] if claim else [])
     wanted = ipaddress.ip_address(address)
     holders = [
         str(service_key(s))
@@ -55,6 +56,7 @@ async def who_data(cluster: Cluster, view: View, address: str) -> dict[str, Any]
             "describe": claimed.describe(),
             "created": claimed.created,
         },
+        "heldAfterRelease": view.registry.describe_hold(address),
         "pool": view.registry.pool_of(address),
         "serviceCIDRs": service_cidrs_containing(view, address),
         "events": [
@@ -71,6 +73,8 @@ def who_lines(data: Mapping[str, Any], style: Style) -> list[str]:
     lines = [style(address, "bold")]
     if holders:
         lines.append(f"  held by: {holders}")
+    elif data["heldAfterRelease"]:
+        lines.append(f"  held by: nobody; {data['heldAfterRelease']}")
     elif claim:
         lines.append(f"  held by: {claim['describe']}")
     else:

@@ -215,6 +215,20 @@ def test_why_explains_the_pools_a_service_may_not_use_and_its_network_policy(
     assert f"{manual} (3 available): may use: the address it asked for lies in it" in pinned
 
 
+def let_go_under_hold(
+    core: client.CoreV1Api, networking: client.NetworkingV1Api, pools: Pools, namespace: str
+) -> tuple[str, str, str]:
+    """Service `gone` let go of an address its pool (a /30 of `net`) holds for it ten minutes:
+    the pool, `net` and the address."""
+    net = subnet()
+    pool = pools.create([f"{net}.0/30"], name=f"{namespace}-held", releaseHold="10m")
+    create(core, namespace, service_manifest("gone", annotations={POOL: pool}))
+    [address] = wait_address(core, namespace, "gone")
+    core.delete_namespaced_service("gone", namespace)
+    eventually(lambda: held_since(networking, address), timeout=60, what=f"{address} held")
+    return pool, net, address
+
+
 def test_why_names_the_hold_the_reservation_and_the_namespace_limit_a_service_waits_for(
     control_plane: ControlPlane,
     core: client.CoreV1Api,
@@ -222,16 +236,12 @@ def test_why_names_the_hold_the_reservation_and_the_namespace_limit_a_service_wa
     pools: Pools,
     namespace: str,
 ) -> None:
-    held_net, reserved_net, limited_net = subnet(), subnet(), subnet()
-    held_pool = pools.create([f"{held_net}.0/30"], name=f"{namespace}-held", releaseHold="10m")
+    _, _, address = let_go_under_hold(core, networking, pools, namespace)
+    reserved_net, limited_net = subnet(), subnet()
     tenant = {"addresses": [f"{reserved_net}.0"], "namespace": namespace, "service": "web"}
     reserved = pools.create([f"{reserved_net}.0/30"], reservations=[tenant])
     limited = pools.create([f"{limited_net}.0/30"], name=f"{namespace}-lim", perNamespaceLimit=1)
-    # "gone" let go of an address its pool holds for it ten minutes; "late" asks for it.
-    create(core, namespace, service_manifest("gone", annotations={POOL: held_pool}))
-    [address] = wait_address(core, namespace, "gone")
-    core.delete_namespaced_service("gone", namespace)
-    eventually(lambda: held_since(networking, address), timeout=60, what=f"{address} held")
+    # "late" asks for the address held for "gone".
     create(core, namespace, service_manifest("late", annotations={IPS: address}))
     create(core, namespace, service_manifest("thief", annotations={IPS: f"{reserved_net}.0"}))
     create(core, namespace, service_manifest("first", annotations={POOL: limited}))
@@ -315,6 +325,29 @@ def test_who_names_the_holder_its_claim_its_pool_and_the_history(
         "  claim: none (no IPAddress object names it)",
         "  pool: none (it lies in no IPPool)",
     ]
+
+
+def test_who_and_pools_name_an_address_held_after_release_and_until_when(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    pools: Pools,
+    namespace: str,
+) -> None:
+    pool, net, address = let_go_under_hold(core, networking, pools, namespace)
+
+    who = lbipam(control_plane, "who", address).stdout.splitlines()
+    listed = lbipam(control_plane, "pools", "--show-services").stdout.splitlines()
+
+    held_by, hold = who[1].split("; ", 1)
+    assert held_by == "  held by: nobody"
+    assert hold.startswith(f"{address} is held for Service {namespace}/gone after its release")
+    assert hold.endswith(" (releaseHold)")
+    at = listed.index(f"{pool}: {net}.0/30")
+    assert listed[at + 1 : at + 3] == ["  no Service holds an address of it", f"  {hold}"]
+    assert output(control_plane, "who", address)["heldAfterRelease"] == hold
+    (shown,) = [p for p in output(control_plane, "pools", "--show-services") if p["name"] == pool]
+    assert shown["heldAfterRelease"] == [{"address": address, "hold": hold}]
 
 
 def pool_file(folder: Path, name: str, **spec: Any) -> Path:
