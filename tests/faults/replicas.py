@@ -87,6 +87,7 @@ class Replicas:
         credentials, only through the partition's relay."""
         settings = {k: v for k, v in self.settings.items() if k != "KUBECONFIG"}
         relayed = partition.relayed(kubeconfig)
+        self.all[0].cleanup()  # never started, but its log file exists
         self.all = (partition.replica(self.plane, relayed, **settings), self.all[1])
 
     def start(self, timeout: float = 30) -> Replicas:
