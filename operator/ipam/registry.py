@@ -198,6 +198,12 @@ class Registry:
         hold = self._holdings.held.get(ip)
         return None if hold is None else self._holdings.held.describe(ip, hold)
 
+    def holds_after_release(self) -> list[tuple[str, str]]:
+        """For a user: each address held after release, by address, with `describe_hold`'s
+        words."""
+        held = self._holdings.held
+        return [(str(ip), held.describe(ip, held.by_ip[ip])) for ip in sorted(held.by_ip)]
+
     def restore_holds(self, holds: Iterable[tuple[str, ServiceKey, float]]) -> None:
         """Start-up, after `rebuild`: the holds the claims record (address, for whom, since);
         one on an address a Service holds or no pool contains is dropped."""

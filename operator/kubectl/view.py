@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lbipam.controllers.claims import recorded_holds
-from lbipam.ipam.addresses import parse_address
 from lbipam.ipam.registry import PoolChange, PoolSummary, RangeKind, Registry
 from lbipam.ipam.requests import ServiceKey
 from lbipam.kubectl.cluster import Body, Snapshot
@@ -28,7 +27,6 @@ class View:
     snapshot: Snapshot
     settings: Settings
     registry: Registry = field(default_factory=Registry)
-    held: list[str] = field(default_factory=list)  # addresses held after release
 
     def __post_init__(self) -> None:
         self.registry.reserve(RangeKind.SERVICE_CIDR, self.snapshot.service_cidrs)
@@ -38,17 +36,14 @@ class View:
 
     def restore_holds(self, claims: Iterable[Body]) -> None:
         """The holds after release lbipam's claims record, as a new leader restores them."""
-        holds = recorded_holds(map(claim_view, claims))
-        self.registry.restore_holds(holds)
-        self.held = sorted((a for a, _, _ in holds if self.registry.hold_of(a)), key=parse_address)
+        self.registry.restore_holds(recorded_holds(map(claim_view, claims)))
 
     def holds(self) -> dict[str, list[tuple[str, str]]]:
         """Pool name -> its addresses held after release, each with who it is held for and
         until when (after `restore_holds`)."""
         by_pool: dict[str, list[tuple[str, str]]] = {}
-        for address in self.held:
-            pool, described = self.registry.pool_of(address), self.registry.describe_hold(address)
-            if pool is not None and described is not None:
+        for address, described in self.registry.holds_after_release():
+            if (pool := self.registry.pool_of(address)) is not None:
                 by_pool.setdefault(pool, []).append((address, described))
         return by_pool
 

@@ -115,6 +115,7 @@ def test_holds_come_back_from_the_claims_after_a_restart() -> None:
     reg.restore_holds([("10.0.0.0", WEB, T0), ("not an address", WEB, T0)])
     reg.check()
     assert reg.hold_of("10.0.0.0") == (WEB, T0)
+    assert reg.holds_after_release() == [("10.0.0.0", reg.describe_hold("10.0.0.0"))]
     assert reg.ensure(service("web")).kept == {"10.0.0.0": T0}
 
 
