@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from lbipam.ha.term import Fenced
 from lbipam.ipam.durations import parse_stamp, stamp
 from lbipam.ipam.requests import ServiceKey
-from lbipam.kube.errors import is_status
+from lbipam.kube.errors import ApiError, is_status
 from lbipam.kube.gateway import Gateway
 from lbipam.objects import ClaimView, claim_view
 
@@ -104,6 +104,11 @@ class AddressClaims:
         # The uids of the claims in _ours this replica made: only those may ground a status
         # write that adds their address, and only those of a live Service go at once.
         self._made: set[str] = set()
+        # Addresses a create may have claimed for a Service although no answer said so (its
+        # deadline passed or its connection dropped after the API server may have stored
+        # it), by Service: read back when the Service releases, or the claim would keep the
+        # address from everyone until the next sweep's relist found it.
+        self._unsure: dict[ServiceKey, set[str]] = {}
         # When (time.monotonic) each claim kept for its youth may go, by address; `sooner` is
         # set when one is added. A write cut off by a change of leader, or another replica's
         # claim, leaves such a claim behind, keeping the address from everyone meanwhile.
@@ -164,7 +169,9 @@ class AddressClaims:
         for address in addresses:
             claim = self._ours.get(address)
             if claim is None or claim.parent != key:
-                continue
+                claim = await self._read_unsure(key, address)
+                if claim is None:
+                    continue
             youth = 0.0 if claim.uid in self._made else _youth(claim)
             shown = await self.gateway.service_ingress(key)
             if shown is not None and address in shown:
@@ -190,14 +197,12 @@ class AddressClaims:
         await self.gateway.delete_claim(claim.address, claim.uid)
         assert claim.parent is not None
         try:
-            body = await self.gateway.create_claim(claim.address, claim.parent, since)
+            await self._create(claim.address, claim.parent, since)
         except Exception as error:
             if not is_status(error, 409):
                 raise
             # Claimed by another between the two: the registry lets the hold run out.
             log.warning("the hold on %s for %s was claimed meanwhile", claim.address, claim.parent)
-            return
-        self._remember(claim_view(body), made=True)
 
     async def claimed_for(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The addresses the Service's status shows whose claim, as last read, is its own
@@ -219,11 +224,15 @@ class AddressClaims:
     def left_behind(self, key: ServiceKey, shown: Iterable[str]) -> list[str]:
         """The Service's own claims on addresses other than those its status shows: those
         its decision released, and any a let-go whose status write failed left behind."""
-        return sorted(self._by_parent.get(key, set()) - set(shown))
+        return sorted(self._of(key) - set(shown))
 
     async def release_all(self, key: ServiceKey, owners: Owners) -> ClaimReport:
         """The Service is gone or no longer ours: release every claim it has."""
-        return await self.release(key, sorted(self._by_parent.get(key, ())), owners)
+        return await self.release(key, sorted(self._of(key)), owners)
+
+    def _of(self, key: ServiceKey) -> set[str]:
+        """The addresses the Service has claims on, or may have."""
+        return self._by_parent.get(key, set()) | self._unsure.get(key, set())
 
     @property
     def recheck_at(self) -> float:
@@ -334,6 +343,38 @@ class AddressClaims:
             self._made.add(claim.uid)
         if claim.parent is not None:
             self._by_parent.setdefault(claim.parent, set()).add(claim.address)
+            self._sure(claim.parent, claim.address)
+
+    def _sure(self, key: ServiceKey, address: str) -> None:
+        """Whether the Service has a claim on the address is known again."""
+        if (unsure := self._unsure.get(key)) is not None:
+            unsure.discard(address)
+            if not unsure:
+                del self._unsure[key]
+
+    async def _create(self, address: str, key: ServiceKey, held_since: str = "") -> None:
+        """Create the claim and remember it; one whose outcome is unknown, as maybe made."""
+        try:
+            body = await self.gateway.create_claim(address, key, held_since)
+        except Fenced:
+            raise  # never sent
+        except Exception as error:
+            if not isinstance(error, ApiError) or error.status >= 500:
+                self._unsure.setdefault(key, set()).add(address)
+            raise
+        self._remember(claim_view(body), made=True)
+
+    async def _read_unsure(self, key: ServiceKey, address: str) -> ClaimView | None:
+        """The Service's claim on the address, if a create whose outcome is unknown made it."""
+        if address not in self._unsure.get(key, ()):
+            return None
+        body = await self.gateway.read_claim(address)
+        self._sure(key, address)
+        claim = None if body is None else claim_view(body)
+        if claim is None or not claim.ours or claim.parent != key:
+            return None
+        self._remember(claim)
+        return claim
 
     def _forget(self, address: str) -> None:
         claim = self._ours.pop(address, None)
@@ -359,8 +400,7 @@ class AddressClaims:
         what the status the caller writes over shows (a claim it shows needs no trust)."""
         for _ in range(3):  # a stale claim deleted meanwhile: try again
             try:
-                made = claim_view(await self.gateway.create_claim(address, key))
-                self._remember(made, made=True)
+                await self._create(address, key)
                 return None
             except Exception as error:
                 if is_status(error, 403, 422):

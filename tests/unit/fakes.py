@@ -44,6 +44,8 @@ class RecordingGateway:
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
     claim_writes: list[tuple[str, str]] = field(default_factory=list)  # verb, address
     claim_failures: list[int] = field(default_factory=list)  # as status_failures, for creates
+    # Creates stored whose answer is lost (a deadline passed, a connection dropped), in order.
+    claim_answers_lost: int = 0
 
     async def apply_service_status(
         self,
@@ -112,6 +114,9 @@ class RecordingGateway:
         self.claims[address] = claim(address, key, held_since=held_since)
         # Each object the API server makes has its own uid, also one made again.
         self.claims[address]["metadata"]["uid"] += f"-{len(self.claim_writes)}"
+        if self.claim_answers_lost:
+            self.claim_answers_lost -= 1
+            raise TimeoutError
         return self.claims[address]
 
     async def read_claim(self, address: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -290,6 +291,24 @@ async def test_every_address_is_claimed_before_the_status_shows_it_and_released_
 
     assert h.gateway.claim_writes[-1] == ("delete", "198.18.0.1")
     assert h.gateway.claims == {}
+
+
+async def test_a_claim_whose_create_lost_its_answer_goes_with_its_service() -> None:
+    """Seen in an hour's soak under load: the API server stored a claim after the create's
+    deadline had passed, the Service was deleted before a retry learned of it, and the
+    claim kept its address from everyone until the ten-minute sweep."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+    h.gateway.claim_answers_lost = 1
+    with contextlib.suppress(TimeoutError):
+        await h.observe(web, service("web"))
+    assert "198.18.0.1" in h.gateway.claims and h.gateway.statuses == []
+
+    await h.observe(web, None)
+
+    assert h.gateway.claims == {}
+    await h.observe(ServiceKey("shop", "api"), service("api"))
+    assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
 
 
 async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_names_the_holder() -> (
