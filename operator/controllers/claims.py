@@ -114,20 +114,35 @@ class AddressClaims:
         # claim, leaves such a claim behind, keeping the address from everyone meanwhile.
         self._kept: dict[str, float] = {}
         self.sooner = asyncio.Event()
+        # While a sweep lists the claims, the addresses whose claim this replica made, read or
+        # deleted meanwhile: the list may predate that, so what it says of them is stale.
+        self._moved: set[str] | None = None
 
-    def rebuild(self, claims: Iterable[ClaimView]) -> None:
-        """Make the table what was listed, in place: an unchanged claim keeps its object and
-        its Service's set. A table made anew at each sweep's relist allocated 5,000 views
-        while the old ones lived, and the leader's RSS stepped up at each (bench/README.md)."""
+    def rebuild(self, claims: Iterable[ClaimView], moved: frozenset[str] = frozenset()) -> None:
+        """Make the table what was listed, in place, but for the `moved` addresses, whose
+        claims changed after the list began. An unchanged claim keeps its object and its
+        Service's set: a table made anew at each sweep's relist allocated 5,000 views while
+        the old ones lived, and the leader's RSS stepped up at each (bench/README.md)."""
         listed: set[str] = set()
         for claim in claims:
             # A claim with our label but no Service as parent was not made by lbipam: left alone.
-            if claim.ours and claim.parent is not None:
+            if claim.ours and claim.parent is not None and claim.address not in moved:
                 listed.add(claim.address)
                 if self._ours.get(claim.address) != claim:
                     self._remember(claim)
-        for address in [address for address in self._ours if address not in listed]:
+        for address in [a for a in self._ours if a not in listed and a not in moved]:
             self._forget(address)
+
+    async def _relist(self) -> None:
+        """The sweep's list, made the table. A claim made while the list ran, and missing
+        from it, was forgotten: its Service's release then had nothing to release, and the
+        address stayed claimed until the next sweep (seen in soaks, once per hour or so)."""
+        self._moved = set()
+        try:
+            listed = await self.gateway.list_claims(self.known)
+            self.rebuild(listed, frozenset(self._moved))
+        finally:
+            self._moved = None
 
     def known(self, body: Mapping[str, Any]) -> ClaimView:
         """The view of a listed IPAddress: the remembered one when unchanged, so a relist
@@ -255,7 +270,7 @@ class AddressClaims:
                 del self._kept[address]
         else:
             if relist:
-                self.rebuild(await self.gateway.list_claims(self.known))
+                await self._relist()
             self._kept.clear()
             addresses = sorted(self._ours)
         for address in addresses:
@@ -337,7 +352,7 @@ class AddressClaims:
 
     def _remember(self, claim: ClaimView, made: bool = False) -> None:
         made = made or claim.uid in self._made  # read again: still the one we made
-        self._forget(claim.address)
+        self._forget(claim.address)  # counted as moved, if a sweep lists meanwhile
         self._ours[claim.address] = claim
         if made:
             self._made.add(claim.uid)
@@ -377,6 +392,8 @@ class AddressClaims:
         return claim
 
     def _forget(self, address: str) -> None:
+        if self._moved is not None:
+            self._moved.add(address)
         claim = self._ours.pop(address, None)
         if claim is None:
             return

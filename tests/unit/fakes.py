@@ -7,7 +7,7 @@ table tests can say "this Service in → these writes and Events out".
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -46,6 +46,8 @@ class RecordingGateway:
     claim_failures: list[int] = field(default_factory=list)  # as status_failures, for creates
     # Creates stored whose answer is lost (a deadline passed, a connection dropped), in order.
     claim_answers_lost: int = 0
+    # What the cluster does between the moment a list of claims is taken and its answer.
+    while_listing: Callable[[], Awaitable[None]] | None = None
 
     async def apply_service_status(
         self,
@@ -128,7 +130,10 @@ class RecordingGateway:
             del self.claims[address]
 
     async def list_claims(self, keep: Callable[[dict[str, Any]], T]) -> list[T]:
-        return [keep(body) for body in self.claims.values()]
+        listed = [keep(body) for body in self.claims.values()]
+        if self.while_listing is not None:
+            await self.while_listing()  # the list is taken; its answer is still on the way
+        return listed
 
     async def service_ingress(self, key: ServiceKey) -> tuple[str, ...] | None:
         if key in self.gone:

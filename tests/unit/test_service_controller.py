@@ -311,6 +311,26 @@ async def test_a_claim_whose_create_lost_its_answer_goes_with_its_service() -> N
     assert h.gateway.statuses[-1][1] == ("198.18.0.1",)
 
 
+async def test_a_claim_made_while_the_sweep_lists_goes_with_its_service() -> None:
+    """Seen in soaks, about once an hour: a Service got its address while the ten-minute
+    sweep was listing the claims; the list, taken before, lacked the claim, so the sweep
+    forgot it, and when the Service went the claim stayed until the next sweep."""
+    h = Harness(PUBLIC)
+    web = ServiceKey("shop", "web")
+
+    async def web_arrives() -> None:
+        h.gateway.while_listing = None
+        await h.observe(web, service("web"))
+
+    h.gateway.while_listing = web_arrives
+    await h.controller.claims.collect(h.registry.owners_of)
+    assert "198.18.0.1" in h.gateway.claims
+
+    await h.observe(web, None)
+
+    assert h.gateway.claims == {}
+
+
 async def test_an_address_claimed_by_the_cluster_is_skipped_and_a_static_ask_names_the_holder() -> (
     None
 ):
