@@ -51,7 +51,7 @@ from lbipam.background import Background
 from lbipam.kube.client import CONNECTIONS
 from tests.controlplane import ControlPlane
 from tests.controlplane.cluster import die_with_parent
-from tests.operator_process import OperatorProcess
+from tests.operator_process import ALLOCATOR, OperatorProcess
 
 NAMESPACE = "bench"
 POOL = "bench"
@@ -216,10 +216,14 @@ class RuntimeOperator(OperatorProcess):
         argv: list[str] | None = None,
         claims: bool = True,
         python: Path = RUNTIME / "bin" / "python",
+        glibc: bool = False,
     ) -> None:
         super().__init__(plane, **OPERATOR_ENV)
         if not claims:
             self.env["LBIPAM_ADDRESS_CLAIMS"] = "off"
+        if glibc:  # pymalloc and glibc's malloc, as before the image shipped mimalloc
+            for name in ALLOCATOR:
+                self.env.pop(name)
         self.argv = argv or ["-m", "lbipam.cli", "run"]
         self.python = python
 
@@ -270,6 +274,7 @@ async def cluster(
     peer: Peer | None = None,
     claims: bool = True,
     python: Path = RUNTIME / "bin" / "python",
+    glibc: bool = False,
 ) -> AsyncIterator[Cluster]:
     plane = ControlPlane()
     observer: Observer | None = None
@@ -285,7 +290,7 @@ async def cluster(
                 await asyncio.to_thread(kubectl, plane, "apply", "-f", crd)
                 await asyncio.to_thread(plane.wait_established, "ippools.lbipam.io")
                 await api.create_pool(POOL, POOL_ADDRESSES)
-                process = RuntimeOperator(plane, wrapper, claims, python)
+                process = RuntimeOperator(plane, wrapper, claims, python, glibc)
                 await asyncio.to_thread(process.start)
                 await wait_pool_status(api)
             if peer is not None:
@@ -502,6 +507,7 @@ async def run_lbipam(
     claims: bool = True,
     baseline: str | None = None,
     python: str = str(RUNTIME / "bin" / "python"),
+    glibc: bool = False,
 ) -> dict[str, Any]:
     spy_binary = profiling.py_spy() if profile_dir is not None else None
     cprofile = None
@@ -510,7 +516,9 @@ async def run_lbipam(
     wrapper = cprofiled(cprofile) if cprofile is not None else None
     if heap_out is not None:
         wrapper = heap_traced(heap_out)
-    async with cluster(operator=True, wrapper=wrapper, claims=claims, python=Path(python)) as c:
+    async with cluster(
+        operator=True, wrapper=wrapper, claims=claims, python=Path(python), glibc=glibc
+    ) as c:
         assert c.operator is not None and c.operator.popen is not None
         if heap_out is not None:
             c.operator.popen.send_signal(signal.SIGUSR2)  # start tracing allocations
@@ -521,6 +529,7 @@ async def run_lbipam(
         result = await burst(c, n, write_status=False, rate=rate, spy=spy)
         label = f"lbipam at {baseline}" if baseline else "lbipam"
         label += "" if claims else ", claims off"
+        label += ", on glibc and pymalloc" if glibc else ""
         log(f"{label} N={n}: {result['services_per_s']}/s, p99 {result['latency']['p99_ms']} ms")
         if heap_out is not None:
             result["heap"] = await asyncio.to_thread(heap_dump, c.operator, heap_out)
@@ -615,6 +624,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "peers": {peer.key: peer.label for peer in peers},
         "baseline": args.baseline,
         "baseline_python": args.baseline_python,
+        "baseline_on_glibc": args.baseline_on_glibc,
         "sizes": {},
     }
     if args.idle_rss:
@@ -636,7 +646,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             sized["floor_writes"] = await run_floor(n, claim=True, event=True)
         if args.baseline:
             sized["lbipam_baseline"] = await run_lbipam(
-                n, rate, baseline=args.baseline, python=baseline
+                n, rate, baseline=args.baseline, python=baseline, glibc=args.baseline_on_glibc
             )
         if args.claims_cost:
             sized["lbipam_claims_off"] = await run_lbipam(n, rate, claims=False)
@@ -720,6 +730,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         metavar="PYTHON",
         help="the interpreter of the baseline's venv (another Python version; default: this one)",
+    )
+    parser.add_argument(
+        "--baseline-on-glibc",
+        action="store_true",
+        help="run the baseline on pymalloc and glibc's malloc, not the image's mimalloc",
     )
     parser.add_argument("--out", default=str(REPO / "bench/results/cluster.json"))
     return parser.parse_args(argv)

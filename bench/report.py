@@ -64,6 +64,8 @@ def comparison(report: dict[str, Any]) -> list[str]:
         labels["lbipam_baseline"] = f"lbipam at {report['baseline']}"
         if report.get("baseline_python"):
             labels["lbipam_baseline"] += f" on {report['baseline_python']}"
+        if report.get("baseline_on_glibc"):
+            labels["lbipam_baseline"] += ", on glibc and pymalloc"
     out = [_row(COLUMNS), _row(["---"] * len(COLUMNS))]
     for n, sized in report["sizes"].items():
         for key, label in labels.items():

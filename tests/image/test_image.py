@@ -20,7 +20,7 @@ from kubernetes import client
 from tests.image import Container, Image
 from tests.image.build import ca_bundle
 from tests.image.conftest import Replicas
-from tests.image.engine import buildah_argv, podman_argv, run
+from tests.image.engine import buildah_argv, host_ulimits, podman_argv, run
 from tests.kit import (
     SHORT_LEASE,
     SYSTEM,
@@ -62,6 +62,12 @@ def test_the_image_is_small_unprivileged_and_holds_neither_build_tools_nor_the_b
     config = json.loads(run(podman_argv("image", "inspect", image.name)))[0]["Config"]
     assert config["User"] == "65532:65532"
     assert config["Entrypoint"] == ["lbipam", "run"]
+
+    # The allocator the Dockerfile sets up is the one the interpreter runs on.
+    script = "print(open('/proc/self/maps').read())"
+    probe = ["run", "--rm", "--network=none", *host_ulimits(), "--entrypoint=python"]
+    probe += [image.name, "-c", script]
+    assert "/libmimalloc.so.2" in run(podman_argv(*probe))
 
     container = run(buildah_argv("from", "--pull-never", image.name)).strip()
     try:

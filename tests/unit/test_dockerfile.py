@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.operator_process import ALLOCATOR
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -128,11 +130,17 @@ def test_a_build_ca_reaches_pip_only_as_a_secret_never_as_an_argument_or_a_layer
 
 def test_the_final_image_holds_only_the_virtualenv_and_no_build_tools() -> None:
     builder, final = _stages()
-    assert [i.keyword for i in final if i.keyword == "RUN"] == []
+    # Besides the virtualenv, only the allocator, from the base's own Debian archive.
+    (install,) = [i.args for i in final if i.keyword == "RUN"]
+    assert "apt-get install -y -qq --no-install-recommends libmimalloc2.0" in install
+    assert install.endswith("apt-get clean && rm -rf /var/lib/apt/lists/*")
     copies = [i.args for i in final if i.keyword in {"COPY", "ADD"}]
     assert copies == ["--from=builder /opt/lbipam /opt/lbipam"]
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     assert 'PATH="/opt/lbipam/bin:${PATH}"' in env
+    # The operator processes of the tests and benchmarks run on the same allocator.
+    for name, value in ALLOCATOR.items():
+        assert f"{name}={value}" in env.split()
     runs = " ".join(i.args for i in builder if i.keyword == "RUN")
     assert "pip uninstall --yes --quiet pip setuptools" in runs
 
