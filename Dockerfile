@@ -49,9 +49,9 @@ LABEL org.opencontainers.image.title="lbipam" \
 
 # mimalloc, with Python's objects in it too (PYTHONMALLOC=malloc): it gives back the pages it
 # frees. pymalloc keeps a whole 1 MiB arena while one object in it lives, and glibc keeps the
-# free space inside its heap; under an hour of churn that crept +1.44 MiB/h, and with mimalloc
-# +0.51 (bench/README.md § mimalloc). The library is found on the default path, on any
-# architecture.
+# free space inside its heap; under an hour of churn that crept +1.44 to +1.99 MiB/h, and with
+# mimalloc +0.51 to +1.24 (bench/README.md § The allocator). The library is found on the default
+# path, on any architecture.
 # Its version is the base's Debian release's, as the base's own libraries are (DL3008).
 # hadolint ignore=DL3008
 RUN apt-get update -qq \
