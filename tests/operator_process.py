@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import ctypes.util
+import functools
 import os
 import re
 import signal
@@ -24,9 +25,15 @@ from tests.controlplane.cluster import die_with_parent, free_port
 ALLOCATOR = {"LD_PRELOAD": "libmimalloc.so.2", "PYTHONMALLOC": "malloc"}
 
 
+@functools.cache
+def _allocator_found() -> bool:
+    # find_library runs ldconfig: once per test run, not at every operator's start.
+    return ctypes.util.find_library("mimalloc") is not None
+
+
 def allocator_env() -> dict[str, str]:
     """ALLOCATOR, once its library is known to load (the loader would only warn and go on)."""
-    if ctypes.util.find_library("mimalloc") is None:
+    if not _allocator_found():
         raise RuntimeError(
             "libmimalloc.so.2 is not installed, and the image runs the operator on it: "
             "apt-get install libmimalloc2.0 (.ci/run does)"
