@@ -22,7 +22,12 @@ from tests.controlplane.cluster import die_with_parent, free_port
 
 # The allocator the image runs the operator on (Dockerfile): mimalloc, under Python's objects
 # too. Tests and benchmarks run it the same way, or their memory numbers would be another's.
-ALLOCATOR = {"LD_PRELOAD": "libmimalloc.so.2", "PYTHONMALLOC": "malloc"}
+ALLOCATOR = {
+    "LD_PRELOAD": "libmimalloc.so.2",
+    "PYTHONMALLOC": "malloc",
+    "MIMALLOC_DECOMMIT_DELAY": "0",
+    "MIMALLOC_SEGMENT_DECOMMIT_DELAY": "0",
+}
 
 
 @functools.cache
