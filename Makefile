@@ -23,8 +23,9 @@ lint: install
 controlplane: install
 	$(BIN)/python -m tests.controlplane build
 
+# The 25 slowest tests are listed at the end: where CI time goes, in every CI log.
 test: lint controlplane
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 unit: install
 	$(BIN)/pytest -q tests/unit
