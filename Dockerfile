@@ -50,8 +50,8 @@ LABEL org.opencontainers.image.title="lbipam" \
 # mimalloc, with Python's objects in it too (PYTHONMALLOC=malloc): it gives back the pages it
 # frees. pymalloc keeps a whole 1 MiB arena while one object in it lives, and glibc keeps the
 # free space inside its heap; under an hour of churn that crept +1.44 to +1.99 MiB/h, and with
-# mimalloc +0.51 to +1.64, 1.5 to 2 MiB lower (bench/README.md § The allocator). The library is
-# found on the default path, on any architecture.
+# mimalloc +0.51 to +1.64 (bench/README.md § The allocator). The library is found on the default
+# path, on any architecture.
 # Freed pages go back at once, not after mimalloc's 25 ms (500 ms for a segment): mimalloc
 # carries out a delayed give-back only when it next works in that segment, so the pages a sweep
 # freed stayed resident until the next sweep, stepping RSS up or down by a MiB every ten
