@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 import kopf
 
@@ -23,6 +24,7 @@ from lbipam.runtime.wiring import Controllers
 from lbipam.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Indexes:
     pools: kopf.Index[str, tuple[PoolView, PoolSpec]]
     namespaces: kopf.Index[str, dict[str, str]]
     service_cidrs: kopf.Index[str, tuple[str, ...]]
+
+
+def _cancelled(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    future.cancel()
+    return future
 
 
 class Gate:
@@ -80,9 +87,19 @@ class Gate:
         return self._ready.done() and not self._ready.cancelled() and not self._ready.exception()
 
     def close(self) -> None:
-        """The term is over: whatever still waits here stops waiting."""
+        """The term is over: whatever still waits here stops waiting, and the gate lets go of
+        the term's controllers.
+
+        The gate outlives the term, and a future keeps its result: a connection opened inside
+        a handler keeps that handler's context (its cause, the memo, this gate) while pooled,
+        so every term a replica had led stayed in memory whole (bench/README.md § Soak).
+        """
         for waited in (self.listed, self._indexes, self._ready):
             waited.cancel()
+        loop = asyncio.get_running_loop()
+        self.listed = _cancelled(loop.create_future())
+        self._indexes = _cancelled(loop.create_future())
+        self._ready = _cancelled(loop.create_future())
 
 
 async def start_up(gate: Gate, settings: Settings, api: Api, term: Term, metrics: Metrics) -> None:

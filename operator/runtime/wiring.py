@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
 from lbipam.controllers.claims import AddressClaims
@@ -19,6 +20,10 @@ from lbipam.kube.gateway import KubeGateway
 from lbipam.objects import ClaimView, PoolView, ServiceView
 from lbipam.runtime.metrics import Metrics
 from lbipam.settings import Settings
+
+# Every term's controllers still in memory. One that ended goes at the next collection; if
+# it stays, whatever keeps it keeps the term's whole state (debug gauge `terms_in_memory`).
+_IN_MEMORY: weakref.WeakSet[Controllers] = weakref.WeakSet()
 
 
 class Controllers:
@@ -55,6 +60,7 @@ class Controllers:
             asyncio.create_task(sweeper.run()),
             asyncio.create_task(HoldTimer(self.services, self.dispatcher).run()),
         ]
+        _IN_MEMORY.add(self)
 
     def rebuild(
         self,
@@ -96,6 +102,7 @@ class Controllers:
             "pool_views": len(self.pools.views),
             "pool_errors": len(self.pools._errors),
             "pool_blocked_reported": len(self.pools._blocked_reported),
+            "terms_in_memory": len(_IN_MEMORY),
             # ServiceCIDRs and Node addresses, by kind and name: they follow Nodes that come and go.
             "reserved_ranges": sum(len(ranges) for ranges in self.pools._reserved.values()),
         }
