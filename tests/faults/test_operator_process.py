@@ -99,11 +99,7 @@ def test_a_leader_whose_lease_is_stolen_stops_before_anyone_else_starts(
 
 
 def test_a_replica_that_leads_again_keeps_only_its_current_term_in_memory(
-    case: Case,
-    pools: Pools,
-    namespace: str,
-    replicas: Replicas,
-    api: client.ApiClient,
+    case: Case, pools: Pools, replicas: Replicas, api: client.ApiClient
 ) -> None:
     """Each term a replica had led stayed in memory whole (the soak's allocation traces showed
     three). A connection opened inside a handler keeps the handler's context, and through
